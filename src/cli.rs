@@ -1,0 +1,56 @@
+//! What the four binaries share on the command line: the global flags and the mapping from
+//! an error to an exit code (see [`crate::error`] for the table).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::error::{EXIT_OK, exit_code_for};
+use crate::root::Root;
+
+/// Flags every binary takes, before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Folder holding cfg/ and jobs/ [default: the current directory]
+    #[arg(long, global = true, env = crate::root::ROOT_VARIABLE, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    pub fn root(&self) -> Root {
+        Root::new(self.root.clone().unwrap_or_else(|| PathBuf::from(".")))
+    }
+}
+
+/// Text appended to each binary's `--help`.
+pub const ENVIRONMENT_HELP: &str = "\
+Environment:
+  GPU_BOOKING_ROOT   folder holding cfg/ and jobs/ (same as --root)
+  GPU_BOOKING_NOW    \"YYYY-MM-DD HH:MM\" used in place of the clock (tests, rehearsals)
+
+Exit status: 0 ok, 1 error, 2 usage, 3 refused (no capacity, conflict, quota), 4 authentication";
+
+/// Prints an error the way every binary does and turns it into the exit code.
+pub fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("error: {}", describe(&error));
+            ExitCode::from(exit_code_for(&error))
+        }
+    }
+}
+
+/// The error and its causes on one line each, without repeating a cause that already
+/// appears in the message above it.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    text
+}

@@ -1,0 +1,46 @@
+//! The clock. `GPU_BOOKING_NOW` replaces it in every binary, so tests and rehearsals never
+//! depend on the wall clock.
+
+use anyhow::{Context, Result, bail};
+use chrono::{Local, NaiveDateTime, Timelike};
+
+/// Environment variable that fixes "now": `YYYY-MM-DD HH:MM`.
+pub const NOW_VARIABLE: &str = "GPU_BOOKING_NOW";
+
+/// Local wall-clock time, as the state files store it (the original wrote naive local times).
+pub fn now() -> Result<NaiveDateTime> {
+    match std::env::var(NOW_VARIABLE) {
+        Ok(text) => parse_now(&text)
+            .with_context(|| format!("{NOW_VARIABLE}={text:?}: expected \"YYYY-MM-DD HH:MM\"")),
+        Err(std::env::VarError::NotPresent) => Ok(Local::now().naive_local()),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{NOW_VARIABLE} is not valid UTF-8"),
+    }
+}
+
+fn parse_now(text: &str) -> Result<NaiveDateTime> {
+    let text = text.trim();
+    for format in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.with_nanosecond(0).unwrap_or(time));
+        }
+    }
+    bail!("not a time")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_format_and_rejects_others() {
+        let time = parse_now("2026-11-24 09:30").unwrap();
+        assert_eq!(time.to_string(), "2026-11-24 09:30:00");
+        assert!(parse_now("24.11.2026 09:30").is_err());
+        assert!(parse_now("").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! `backup.yaml`: the files and folders of a container that are saved into the user's backup
+//! folder when a booking ends and mounted back at the next one. The template lives at
+//! `cfg/templates/backup.yaml`; each user's copy at `<backup folder>/backup.yaml`.
+//!
+//! The format is the original's: `Dir:` and `File:` lists of
+//! `[path under the backup folder, absolute path in the container]`.
+//! Read only; the tools copy the template but never rewrite a user's list.
+
+use std::path::{Component, Path};
+
+use serde::Deserialize;
+
+use super::yaml::{self, Findings, Parsed};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackupList {
+    #[serde(default, rename = "Dir")]
+    dirs: Option<Vec<(String, String)>>,
+    #[serde(default, rename = "File")]
+    files: Option<Vec<(String, String)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupEntry {
+    pub kind: EntryKind,
+    /// Relative to the user's backup folder; never leaves it.
+    pub backup_path: String,
+    /// Absolute, inside the container.
+    pub container_path: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupList {
+    pub entries: Vec<BackupEntry>,
+}
+
+impl BackupList {
+    /// Parses the list. An entry that could reach outside the backup folder (`..`, an
+    /// absolute path) or that names a relative container path is reported as an error.
+    pub fn parse(shown_path: &str, text: &str) -> Parsed<BackupList> {
+        let raw: Option<RawBackupList> =
+            yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
+        let raw = raw.unwrap_or_default();
+        let mut findings = Findings::new(shown_path, text);
+        let mut entries = Vec::new();
+        for (kind, key, list) in [
+            (EntryKind::Dir, "Dir", raw.dirs),
+            (EntryKind::File, "File", raw.files),
+        ] {
+            for (backup_path, container_path) in list.unwrap_or_default() {
+                if let Err(reason) = check_backup_path(&backup_path) {
+                    findings.error(&[key], format!("{backup_path:?}: {reason}"));
+                    continue;
+                }
+                if !container_path.starts_with('/') {
+                    findings.error(
+                        &[key],
+                        format!("{container_path:?}: expected an absolute path in the container"),
+                    );
+                    continue;
+                }
+                entries.push(BackupEntry {
+                    kind,
+                    backup_path,
+                    container_path,
+                });
+            }
+        }
+        findings.finish(BackupList { entries })
+    }
+}
+
+/// A backup path must stay inside the backup folder: relative, with no `..`.
+pub fn check_backup_path(path: &str) -> Result<(), String> {
+    let candidate = Path::new(path);
+    if path.is_empty() {
+        return Err("expected a path relative to the backup folder, found nothing".into());
+    }
+    for component in candidate.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err("'..' would lead outside the backup folder".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(
+                    "expected a path relative to the backup folder, found an absolute path".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! `cfg/capability_config.yaml`: the host's size, who may book, and per-booking limits.
+//!
+//! Admin-authored; the tools only read it (never rewrite it), so the admin's comments and
+//! layout are always theirs. Read without the state lock: it is never written by a tool.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::expression::Expression;
+use super::yaml::{self, Amount, Findings, Limit, Parsed, UserId, without_blanks};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilityConfig {
+    max: RawHostMax,
+    #[serde(default, rename = "allow_userIDs")]
+    allow_user_ids: Option<Vec<Option<UserId>>>,
+    max_default_capability: RawLimits,
+    #[serde(default)]
+    max_custom_capability: Option<IndexMap<UserId, Option<RawLimits>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostMax {
+    cpus: Amount,
+    ram: Amount,
+    #[serde(default)]
+    swap_size: Option<Amount>,
+    gpus: Amount,
+    #[serde(default)]
+    shm_rate: Option<Expression>,
+    #[serde(default)]
+    memory: Option<Expression>,
+    #[serde(default)]
+    backup_space: Option<Amount>,
+    #[serde(default)]
+    work_space: Option<Amount>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    cpus: Option<Limit>,
+    #[serde(default)]
+    memory: Option<Limit>,
+    #[serde(default)]
+    gpus: Option<Limit>,
+    #[serde(default)]
+    backup_space: Option<Limit>,
+    #[serde(default)]
+    work_space: Option<Limit>,
+}
+
+/// The host, with expressions evaluated. Memory figures are GB; `memory` is RAM + swap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostMax {
+    pub cpus: f64,
+    pub ram: f64,
+    pub swap_size: f64,
+    pub gpus: u32,
+    pub memory: f64,
+    pub shm_rate: f64,
+    pub backup_space: Option<f64>,
+    pub work_space: Option<f64>,
+}
+
+/// What one booking of one user may ask for, `max` already replaced by the host's value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserLimits {
+    pub cpus: f64,
+    pub memory: f64,
+    pub gpus: u32,
+    /// GB; `None`: no quota.
+    pub backup_space: Option<f64>,
+    pub work_space: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CapabilityConfig {
+    pub max: HostMax,
+    pub allowed_users: Vec<UserId>,
+    default_limits: RawLimits,
+    custom_limits: IndexMap<UserId, RawLimits>,
+}
+
+impl CapabilityConfig {
+    /// Parses the file's text. `shown_path` is how the file is named in problems.
+    pub fn parse(shown_path: &str, text: &str) -> Parsed<CapabilityConfig> {
+        let raw: RawCapabilityConfig =
+            yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
+        let mut findings = Findings::new(shown_path, text);
+        let max = resolve_host(&raw.max, &mut findings);
+        let allowed_users = without_blanks(raw.allow_user_ids);
+        let custom_limits: IndexMap<UserId, RawLimits> = raw
+            .max_custom_capability
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(user, limits)| (user, limits.unwrap_or_default()))
+            .collect();
+
+        for field in ["cpus", "memory", "gpus"] {
+            if raw.max_default_capability.get(field).is_none() {
+                findings.error(
+                    &["max_default_capability"],
+                    format!("missing {field:?}: every user falls back to it"),
+                );
+            }
+        }
+        check_limits(
+            &raw.max_default_capability,
+            &max,
+            &mut findings,
+            &["max_default_capability"],
+        );
+        for (user, limits) in &custom_limits {
+            let section = ["max_custom_capability", user.as_str()];
+            check_limits(limits, &max, &mut findings, &section);
+            if !allowed_users.contains(user) {
+                findings.warning(
+                    &section,
+                    format!("{user} has limits but is not in allow_userIDs, so cannot book"),
+                );
+            }
+        }
+        let mut seen = Vec::new();
+        for user in &allowed_users {
+            if seen.contains(&user) {
+                findings.warning(
+                    &["allow_userIDs"],
+                    format!("{user} is listed more than once"),
+                );
+            }
+            seen.push(user);
+        }
+
+        findings.finish(CapabilityConfig {
+            max,
+            allowed_users,
+            default_limits: raw.max_default_capability,
+            custom_limits,
+        })
+    }
+
+    pub fn is_allowed(&self, user: &UserId) -> bool {
+        self.allowed_users.contains(user)
+    }
+
+    /// The user's limits: their own entry, else the default, field by field.
+    pub fn limits_for(&self, user: &UserId) -> UserLimits {
+        let custom = self.custom_limits.get(user);
+        let pick = |field: &str| {
+            custom
+                .and_then(|limits| limits.get(field))
+                .or_else(|| self.default_limits.get(field))
+        };
+        let resolve = |field: &str, host: f64| match pick(field) {
+            Some(Limit::Number(value)) => value.min(host),
+            Some(Limit::Max) | None => host,
+        };
+        let resolve_space = |field: &str, host: Option<f64>| match pick(field) {
+            Some(Limit::Number(value)) => Some(host.map_or(value, |host| value.min(host))),
+            Some(Limit::Max) | None => host,
+        };
+        UserLimits {
+            cpus: resolve("cpus", self.max.cpus),
+            memory: resolve("memory", self.max.memory).floor(),
+            gpus: resolve("gpus", f64::from(self.max.gpus)).floor() as u32,
+            backup_space: resolve_space("backup_space", self.max.backup_space),
+            work_space: resolve_space("work_space", self.max.work_space),
+        }
+    }
+
+    /// Users with an entry of their own under `max_custom_capability`.
+    pub fn users_with_custom_limits(&self) -> impl Iterator<Item = &UserId> {
+        self.custom_limits.keys()
+    }
+}
+
+impl RawLimits {
+    fn get(&self, field: &str) -> Option<Limit> {
+        match field {
+            "cpus" => self.cpus,
+            "memory" => self.memory,
+            "gpus" => self.gpus,
+            "backup_space" => self.backup_space,
+            "work_space" => self.work_space,
+            _ => None,
+        }
+    }
+}
+
+fn resolve_host(raw: &RawHostMax, findings: &mut Findings) -> HostMax {
+    let swap_size = raw.swap_size.map_or(0.0, |amount| amount.0);
+    let lookup = |name: &str| match name {
+        "cpus" => raw.cpus.0,
+        "ram" => raw.ram.0,
+        "swap_size" => swap_size,
+        "gpus" => raw.gpus.0,
+        "backup_space" => raw.backup_space.map_or(0.0, |amount| amount.0),
+        "work_space" => raw.work_space.map_or(0.0, |amount| amount.0),
+        _ => f64::NAN,
+    };
+    let mut evaluate = |field: &str, expression: &Option<Expression>, default: &str| -> f64 {
+        let expression = expression
+            .clone()
+            .unwrap_or_else(|| Expression::parse(default).expect("built-in default parses"));
+        match expression.evaluate(&lookup) {
+            Ok(value) if value.is_finite() => value,
+            Ok(value) => {
+                findings.error(
+                    &["max", field],
+                    format!("evaluates to {value}, expected a finite number"),
+                );
+                0.0
+            }
+            Err(reason) => {
+                findings.error(&["max", field], reason);
+                0.0
+            }
+        }
+    };
+    let memory = evaluate("memory", &raw.memory, "ram + swap_size");
+    let shm_rate = evaluate("shm_rate", &raw.shm_rate, "ram / (ram + swap_size)");
+
+    if raw.cpus.0 <= 0.0 {
+        findings.error(&["max", "cpus"], "expected more than 0 cores");
+    }
+    if raw.ram.0 <= 0.0 {
+        findings.error(&["max", "ram"], "expected more than 0 GB");
+    }
+    if raw.gpus.0.fract() != 0.0 {
+        findings.error(
+            &["max", "gpus"],
+            format!("expected a whole number of GPUs, found {}", raw.gpus.0),
+        );
+    }
+    if memory < raw.ram.0 {
+        findings.error(
+            &["max", "memory"],
+            format!(
+                "is {memory} GB, expected at least ram ({} GB): memory is RAM + swap",
+                raw.ram.0
+            ),
+        );
+    }
+    if !(shm_rate > 0.0 && shm_rate <= 1.0) {
+        findings.error(
+            &["max", "shm_rate"],
+            format!("is {shm_rate}, expected a share above 0 and at most 1"),
+        );
+    }
+    HostMax {
+        cpus: raw.cpus.0,
+        ram: raw.ram.0,
+        swap_size,
+        gpus: raw.gpus.0 as u32,
+        memory,
+        shm_rate,
+        backup_space: raw.backup_space.map(|amount| amount.0),
+        work_space: raw.work_space.map(|amount| amount.0),
+    }
+}
+
+fn check_limits(limits: &RawLimits, host: &HostMax, findings: &mut Findings, section: &[&str]) {
+    let host_value = |field: &str| match field {
+        "cpus" => Some(host.cpus),
+        "memory" => Some(host.memory),
+        "gpus" => Some(f64::from(host.gpus)),
+        "backup_space" => host.backup_space,
+        "work_space" => host.work_space,
+        _ => None,
+    };
+    for field in ["cpus", "memory", "gpus", "backup_space", "work_space"] {
+        let Some(Limit::Number(value)) = limits.get(field) else {
+            continue;
+        };
+        let mut key_path = section.to_vec();
+        key_path.push(field);
+        if field == "gpus" && value.fract() != 0.0 {
+            findings.error(
+                &key_path,
+                format!("expected a whole number of GPUs or \"max\", found {value}"),
+            );
+        }
+        if (field == "cpus" || field == "memory") && value == 0.0 {
+            findings.error(
+                &key_path,
+                format!("expected more than 0 or \"max\", found {value}: nobody could book"),
+            );
+        }
+        if let Some(host_value) = host_value(field)
+            && value > host_value
+        {
+            findings.warning(
+                &key_path,
+                format!("{value} is more than the host's {host_value}; the host's value applies"),
+            );
+        }
+    }
+}

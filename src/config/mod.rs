@@ -1,0 +1,139 @@
+//! The configuration under `cfg/`: one module per file, and [`Config`], which loads them all.
+
+pub mod backup_list;
+pub mod capability;
+pub mod expression;
+pub mod host_deploy;
+pub mod users;
+pub mod yaml;
+
+use std::path::Path;
+
+pub use capability::{CapabilityConfig, HostMax, UserLimits};
+pub use host_deploy::HostDeploy;
+pub use users::{UserEntry, UsersConfig};
+pub use yaml::UserId;
+
+use crate::error::{FileProblem, FileProblems, Severity};
+use crate::lock::LockHeld;
+use crate::root::Root;
+
+/// Everything under `cfg/` that a binary needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub deploy: HostDeploy,
+    pub capability: CapabilityConfig,
+    pub users: UsersConfig,
+    /// Findings that do not stop anything (shown by `enroll check`).
+    pub warnings: Vec<FileProblem>,
+}
+
+impl Config {
+    /// Loads the three files; any error stops the load, and the error lists every problem found.
+    pub fn load(lock: &impl LockHeld) -> anyhow::Result<Config> {
+        let (config, problems) = Self::load_collecting(lock);
+        match config {
+            Some(config) => Ok(config),
+            None => Err(FileProblems(
+                problems
+                    .into_iter()
+                    .filter(|problem| problem.severity == Severity::Error)
+                    .collect(),
+            )
+            .into()),
+        }
+    }
+
+    /// Loads what can be loaded and returns every problem met on the way.
+    pub fn load_collecting(lock: &impl LockHeld) -> (Option<Config>, Vec<FileProblem>) {
+        let root = lock.root();
+        let mut problems = Vec::new();
+        let deploy_path = root.host_deploy_path();
+        let shown = root.display(&deploy_path);
+        let deploy = read_text(&deploy_path, &shown)
+            .and_then(|text| HostDeploy::parse(root, &shown, &text))
+            .map(|(deploy, warnings)| {
+                problems.extend(warnings);
+                deploy
+            });
+        let deploy = match deploy {
+            Ok(deploy) => deploy,
+            Err(found) => {
+                problems.extend(found);
+                return (None, problems);
+            }
+        };
+
+        let capability_shown = root.display(&deploy.capability_config_yaml);
+        let capability = read_text(&deploy.capability_config_yaml, &capability_shown)
+            .map_err(|mut found| {
+                found.iter_mut().for_each(|problem| {
+                    problem
+                        .message
+                        .push_str(&where_set(root, "capability_config_yaml"))
+                });
+                found
+            })
+            .and_then(|text| CapabilityConfig::parse(&capability_shown, &text));
+        let users_shown = root.display(&deploy.users_config_yaml);
+        let users = UsersConfig::load(lock, &deploy.users_config_yaml, &users_shown);
+
+        let capability = keep(capability, &mut problems);
+        let users = keep(users, &mut problems);
+        match (capability, users) {
+            (Some(capability), Some(users)) => {
+                let warnings = problems.clone();
+                (
+                    Some(Config {
+                        deploy,
+                        capability,
+                        users,
+                        warnings,
+                    }),
+                    problems,
+                )
+            }
+            _ => (None, problems),
+        }
+    }
+
+    /// The user's limits, or `None` when they are not allowed to book.
+    pub fn limits_for(&self, user: &UserId) -> Option<UserLimits> {
+        self.capability
+            .is_allowed(user)
+            .then(|| self.capability.limits_for(user))
+    }
+}
+
+/// The value of a parsed file, its warnings and errors added to `problems`.
+fn keep<T>(result: yaml::Parsed<T>, problems: &mut Vec<FileProblem>) -> Option<T> {
+    match result {
+        Ok((value, warnings)) => {
+            problems.extend(warnings);
+            Some(value)
+        }
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    }
+}
+
+fn where_set(root: &Root, field: &str) -> String {
+    format!(
+        " (the path is set by {field} in {})",
+        root.display(&root.host_deploy_path())
+    )
+}
+
+/// Reads a whole file, or says which file could not be read and why.
+pub fn read_text(path: &Path, shown_path: &str) -> Result<String, Vec<FileProblem>> {
+    std::fs::read_to_string(path).map_err(|error| {
+        vec![FileProblem::error(
+            shown_path,
+            None,
+            "",
+            format!("cannot read: {error}"),
+        )]
+    })
+}

@@ -1,0 +1,289 @@
+//! What the configuration files share: parsing with errors that name file, line and field,
+//! and the small value types the original's YAML uses (user ids that may look like numbers,
+//! limits that may be the word `max`).
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::FileProblem;
+
+/// Parses `text` (the contents of `shown_path`) into `T`. A file that is empty or holds only
+/// comments parses as `T::default()`-like `null`, which `T` must accept.
+pub fn parse<T: DeserializeOwned>(shown_path: &str, text: &str) -> Result<T, FileProblem> {
+    let text = if text.trim().is_empty() { "~" } else { text };
+    serde_yaml::from_str(text).map_err(|error| problem_from(shown_path, &error))
+}
+
+/// Turns the parser's `field: message at line L column C` into our `file:L: field: message`.
+pub fn problem_from(shown_path: &str, error: &serde_yaml::Error) -> FileProblem {
+    let full = error.to_string();
+    let without_location = match full.rfind(" at line ") {
+        Some(position) => full[..position].to_string(),
+        None => full.clone(),
+    };
+    let line = error.location().map(|location| location.line());
+    // The parser prefixes the dotted field path (`max.cpus: ...`) when it knows it.
+    let (field, message) = match without_location.split_once(": ") {
+        Some((field, message)) if is_field_path(field) => (field.to_string(), message.to_string()),
+        _ => (String::new(), without_location),
+    };
+    FileProblem::error(shown_path, line, field, message)
+}
+
+fn is_field_path(candidate: &str) -> bool {
+    !candidate.is_empty()
+        && !candidate.contains(' ')
+        && candidate
+            .chars()
+            .all(|character| character.is_alphanumeric() || "._-[]".contains(character))
+}
+
+/// A user id. Containers are named after it and folders are made from it, so only letters,
+/// digits and `_ . -` are allowed, starting with a letter or digit. YAML reads an id such as
+/// `11007` as a number; it is taken as the text it was written as.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let valid_start = text
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphanumeric());
+        let valid_rest = text
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "_.-".contains(character));
+        if valid_start && valid_rest && text.len() <= 64 {
+            Ok(UserId(text.to_string()))
+        } else {
+            Err(format!(
+                "expected a user id (letters, digits, '_', '.', '-'; starting with a letter or digit; at most 64), found {text:?}"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl Serialize for UserId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UserIdVisitor;
+        impl Visitor<'_> for UserIdVisitor {
+            type Value = UserId;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a user id")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<UserId, E> {
+                UserId::parse(value).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<UserId, E> {
+                self.visit_str(&value.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<UserId, E> {
+                self.visit_str(&value.to_string())
+            }
+        }
+        deserializer.deserialize_any(UserIdVisitor)
+    }
+}
+
+/// A per-booking limit: a number, or `max` for the host's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Number(f64),
+    Max,
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LimitVisitor;
+        impl Visitor<'_> for LimitVisitor {
+            type Value = Limit;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a number or \"max\"")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Limit, E> {
+                if value.trim() == "max" {
+                    Ok(Limit::Max)
+                } else {
+                    Err(E::custom(format!(
+                        "expected a number or \"max\", found {value:?}"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Limit, E> {
+                Ok(Limit::Number(value as f64))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Limit, E> {
+                self.visit_f64(value as f64)
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Limit, E> {
+                if value.is_finite() && value >= 0.0 {
+                    Ok(Limit::Number(value))
+                } else {
+                    Err(E::custom(format!(
+                        "expected a number of at least 0 or \"max\", found {value}"
+                    )))
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Limit, E> {
+                Err(E::custom("expected a number or \"max\", found nothing"))
+            }
+        }
+        deserializer.deserialize_any(LimitVisitor)
+    }
+}
+
+/// A plain quantity of at least zero (cores, GB, GPUs).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Amount(pub f64);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AmountVisitor;
+        impl Visitor<'_> for AmountVisitor {
+            type Value = Amount;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a number of at least 0")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Amount, E> {
+                Err(E::custom(format!(
+                    "expected a number of at least 0, found {value:?}"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Amount, E> {
+                Ok(Amount(value as f64))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Amount, E> {
+                self.visit_f64(value as f64)
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Amount, E> {
+                if value.is_finite() && value >= 0.0 {
+                    Ok(Amount(value))
+                } else {
+                    Err(E::custom(format!(
+                        "expected a number of at least 0, found {value}"
+                    )))
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Amount, E> {
+                Err(E::custom("expected a number of at least 0, found nothing"))
+            }
+        }
+        deserializer.deserialize_any(AmountVisitor)
+    }
+}
+
+/// A list in which YAML may hold empty entries: the original's template ships
+/// `allow_userIDs:` with a single `-  #<user id>` line, which reads as one null entry.
+pub fn without_blanks<T>(entries: Option<Vec<Option<T>>>) -> Vec<T> {
+    entries.unwrap_or_default().into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[allow(dead_code)]
+        section: Section,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        #[allow(dead_code)]
+        cpus: Limit,
+    }
+
+    #[test]
+    fn a_bad_limit_names_file_line_and_field() {
+        let problem = parse::<Sample>("cfg/x.yaml", "section:\n  cpus: eight\n").unwrap_err();
+        assert_eq!(
+            problem.to_string(),
+            "cfg/x.yaml:2: section.cpus: expected a number or \"max\", found \"eight\""
+        );
+    }
+
+    #[test]
+    fn a_negative_limit_is_refused() {
+        let problem = parse::<Sample>("c.yaml", "section:\n  cpus: -2\n").unwrap_err();
+        assert_eq!(problem.line, Some(2));
+        assert!(problem.message.contains("at least 0"), "{problem}");
+    }
+
+    #[test]
+    fn numeric_user_ids_are_read_as_text() {
+        let ids: Vec<UserId> = serde_yaml::from_str("[11007, alice]").unwrap();
+        assert_eq!(ids[0].as_str(), "11007");
+        assert!(UserId::parse("../etc").is_err());
+        assert!(UserId::parse("").is_err());
+    }
+}
+
+/// A parsed file and its warnings, or all its problems (at least one an error).
+pub type Parsed<T> = Result<(T, Vec<FileProblem>), Vec<FileProblem>>;
+
+/// Collects problems found after a file parsed, each placed at the line of its key.
+pub struct Findings<'a> {
+    shown_path: &'a str,
+    text: &'a str,
+    pub problems: Vec<FileProblem>,
+}
+
+impl<'a> Findings<'a> {
+    pub fn new(shown_path: &'a str, text: &'a str) -> Self {
+        Findings {
+            shown_path,
+            text,
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, key_path: &[&str], message: impl Into<String>) {
+        let problem = self.problem(key_path, message);
+        self.problems.push(problem);
+    }
+
+    pub fn warning(&mut self, key_path: &[&str], message: impl Into<String>) {
+        let mut problem = self.problem(key_path, message);
+        problem.severity = crate::error::Severity::Warning;
+        self.problems.push(problem);
+    }
+
+    /// The parsed value with any warnings, or every problem when at least one is an error.
+    pub fn finish<T>(self, value: T) -> Parsed<T> {
+        if self
+            .problems
+            .iter()
+            .any(|problem| problem.severity == crate::error::Severity::Error)
+        {
+            Err(self.problems)
+        } else {
+            Ok((value, self.problems))
+        }
+    }
+
+    fn problem(&self, key_path: &[&str], message: impl Into<String>) -> FileProblem {
+        let line = crate::yaml_lines::line_of_key(self.text, key_path);
+        FileProblem::error(self.shown_path, line, key_path.join("."), message)
+    }
+}

@@ -1,0 +1,18 @@
+//! gpu-booking: book time on a shared multi-GPU server.
+//!
+//! The library holds everything the four binaries share: the state files under `cfg/` and
+//! `jobs/` (one module per file), the lock that guards them, the booking rules, and the
+//! checks `enroll check` runs. The binaries only parse arguments, prompt, and map errors to
+//! exit codes.
+
+pub mod atomic_file;
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod lock;
+pub mod monitor_exec;
+pub mod root;
+pub mod schedule;
+pub mod yaml_lines;

@@ -1,0 +1,122 @@
+//! The state lock: `jobs/.lock`.
+//!
+//! Every read-modify-write of `cfg/users_config.yaml` or a `jobs/*.csv` file happens while an
+//! [`ExclusiveLock`] is held; plain readers take a [`SharedLock`]. Functions that write demand
+//! `&ExclusiveLock`, so the compiler proves the lock is held. The lock lives on a side file
+//! that is never renamed over: locking a state file itself would be lost at the first atomic
+//! rename. The lock is released when the guard is dropped (the file is closed).
+
+use std::fs::{self, File, OpenOptions};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::root::Root;
+
+const LOCK_FILE_NAME: &str = ".lock";
+
+/// Proof that some lock is held: enough to read state consistently.
+pub trait LockHeld {
+    fn root(&self) -> &Root;
+}
+
+/// Held while changing state. Only one process holds it at a time.
+#[derive(Debug)]
+pub struct ExclusiveLock {
+    root: Root,
+    _file: File,
+}
+
+/// Held while reading state, so no writer is half-way through a multi-file change.
+#[derive(Debug)]
+pub struct SharedLock {
+    root: Root,
+    _file: File,
+}
+
+fn open_lock_file(root: &Root) -> Result<(File, PathBuf)> {
+    let jobs = root.jobs_dir();
+    fs::create_dir_all(&jobs)
+        .with_context(|| format!("cannot create the state folder {}", jobs.display()))?;
+    let path = jobs.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    Ok((file, path))
+}
+
+impl ExclusiveLock {
+    /// Waits until no other process holds the lock, then takes it.
+    pub fn acquire(root: &Root) -> Result<Self> {
+        let (file, path) = open_lock_file(root)?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(ExclusiveLock {
+            root: root.clone(),
+            _file: file,
+        })
+    }
+}
+
+impl SharedLock {
+    /// Waits until no writer holds the lock, then takes a shared hold on it.
+    pub fn acquire(root: &Root) -> Result<Self> {
+        let (file, path) = open_lock_file(root)?;
+        file.lock_shared()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(SharedLock {
+            root: root.clone(),
+            _file: file,
+        })
+    }
+}
+
+impl LockHeld for ExclusiveLock {
+    fn root(&self) -> &Root {
+        &self.root
+    }
+}
+
+impl LockHeld for SharedLock {
+    fn root(&self) -> &Root {
+        &self.root
+    }
+}
+
+impl ExclusiveLock {
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exclusive_lock_shuts_out_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let first = ExclusiveLock::acquire(&root).unwrap();
+        // A second open file description on the same file must not get the lock.
+        let (second, _) = open_lock_file(&root).unwrap();
+        assert!(second.try_lock().is_err());
+        assert!(second.try_lock_shared().is_err());
+        drop(first);
+        assert!(second.try_lock().is_ok());
+    }
+
+    #[test]
+    fn shared_locks_coexist_but_exclude_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let _reader_one = SharedLock::acquire(&root).unwrap();
+        let _reader_two = SharedLock::acquire(&root).unwrap();
+        let (writer, _) = open_lock_file(&root).unwrap();
+        assert!(writer.try_lock().is_err());
+    }
+}

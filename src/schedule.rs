@@ -1,0 +1,444 @@
+//! The schedule: `jobs/booking.csv` (future bookings), `jobs/using.csv` (running ones) and
+//! `jobs/used.csv` (history).
+//!
+//! The format is the original's, so either system can read the other's files: header
+//! `start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command`, times
+//! `YYYY-MM-DD HH:MM:SS` (a fractional part is accepted), `gpus` a list literal `"[0, 1]"`,
+//! empty `image`/`extra_command` meaning the user's default.
+//!
+//! Locking: reads take any lock guard, rewrites of `booking.csv`/`using.csv` take the
+//! [`ExclusiveLock`] and are atomic; `used.csv` is only ever appended to (there is no
+//! function that rewrites it). A missing file reads as empty and is created, header first, on
+//! first write.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDateTime;
+
+use crate::atomic_file;
+use crate::config::UserId;
+use crate::error::{FileProblem, FileProblems};
+use crate::lock::{ExclusiveLock, LockHeld};
+use crate::root::Root;
+
+pub const COLUMNS: [&str; 9] = [
+    "start",
+    "end",
+    "user_id",
+    "cpus",
+    "memory",
+    "gpus",
+    "forward_port",
+    "image",
+    "extra_command",
+];
+const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// One booking: a user's window `[start, end)` with the resources their container gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Booking {
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+    pub user_id: UserId,
+    pub cpus: f64,
+    /// GB of RAM + swap.
+    pub memory: u32,
+    /// GPU device ids, kept for the whole window.
+    pub gpus: Vec<u32>,
+    pub forward_port: u16,
+    /// `None`: the user's default image.
+    pub image: Option<String>,
+    pub extra_command: Option<String>,
+}
+
+/// The files that hold active bookings and are rewritten as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveFile {
+    /// `jobs/booking.csv`: bookings that have not started.
+    Booking,
+    /// `jobs/using.csv`: bookings whose container runs.
+    Using,
+}
+
+impl ActiveFile {
+    pub fn path(self, root: &Root) -> PathBuf {
+        root.jobs_dir().join(match self {
+            ActiveFile::Booking => "booking.csv",
+            ActiveFile::Using => "using.csv",
+        })
+    }
+}
+
+pub fn history_path(root: &Root) -> PathBuf {
+    root.jobs_dir().join("used.csv")
+}
+
+/// A row read from a file, with the line it stands on (for messages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub line: usize,
+    pub booking: Booking,
+}
+
+/// Reads an active file. Any bad row stops the read; the error lists every bad row.
+pub fn read(lock: &impl LockHeld, file: ActiveFile) -> Result<Vec<Booking>> {
+    let path = file.path(lock.root());
+    let (rows, problems) = read_rows(lock.root(), &path)?;
+    if !problems.is_empty() {
+        return Err(FileProblems(problems).into());
+    }
+    Ok(rows.into_iter().map(|row| row.booking).collect())
+}
+
+/// Reads a schedule file (any of the three), returning the good rows and a problem for each
+/// bad one. Only an unreadable file is an `Err`.
+pub fn read_rows(root: &Root, path: &PathBuf) -> Result<(Vec<Row>, Vec<FileProblem>)> {
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for_each_row(root, path, |result| match result {
+        Ok(row) => rows.push(row),
+        Err(problem) => problems.push(problem),
+    })?;
+    Ok((rows, problems))
+}
+
+/// Streams a schedule file row by row, so the history can be read in constant memory.
+pub fn for_each_row(
+    root: &Root,
+    path: &PathBuf,
+    mut visit: impl FnMut(Result<Row, FileProblem>),
+) -> Result<()> {
+    let shown = root.display(path);
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {shown}")),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(BufReader::new(file));
+    let header = match reader.headers() {
+        Ok(header) => header.clone(),
+        Err(error) => {
+            visit(Err(FileProblem::error(
+                &shown,
+                Some(1),
+                "",
+                format!("cannot read the header: {error}"),
+            )));
+            return Ok(());
+        }
+    };
+    if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+        return Ok(());
+    }
+    let columns = match column_positions(&header) {
+        Ok(columns) => columns,
+        Err(message) => {
+            visit(Err(FileProblem::error(&shown, Some(1), "", message)));
+            return Ok(());
+        }
+    };
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record
+                    .position()
+                    .map_or(0, |position| position.line() as usize);
+                if record.iter().all(|field| field.trim().is_empty()) {
+                    continue;
+                }
+                visit(
+                    parse_record(&record, &columns, header.len())
+                        .map(|booking| Row { line, booking })
+                        .map_err(|(field, message)| {
+                            FileProblem::error(&shown, Some(line), field, message)
+                        }),
+                );
+            }
+            Err(error) => {
+                let line = error.position().map(|position| position.line() as usize);
+                visit(Err(FileProblem::error(
+                    &shown,
+                    line,
+                    "",
+                    format!("cannot read the row: {error}"),
+                )));
+                if !matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn column_positions(header: &csv::StringRecord) -> Result<[usize; 9], String> {
+    let mut positions = [usize::MAX; 9];
+    for (position, name) in header.iter().enumerate() {
+        let name = name.trim();
+        match COLUMNS.iter().position(|column| *column == name) {
+            Some(index) if positions[index] == usize::MAX => positions[index] = position,
+            Some(_) => return Err(format!("the column {name:?} appears twice")),
+            None => {
+                return Err(format!(
+                    "unknown column {name:?}; expected the header {}",
+                    COLUMNS.join(",")
+                ));
+            }
+        }
+    }
+    if let Some(missing) = positions
+        .iter()
+        .position(|position| *position == usize::MAX)
+    {
+        return Err(format!(
+            "the column {:?} is missing; expected the header {}",
+            COLUMNS[missing],
+            COLUMNS.join(",")
+        ));
+    }
+    Ok(positions)
+}
+
+fn parse_record(
+    record: &csv::StringRecord,
+    columns: &[usize; 9],
+    width: usize,
+) -> Result<Booking, (String, String)> {
+    if record.len() != width {
+        return Err((
+            String::new(),
+            format!(
+                "expected {width} fields like the header, found {}",
+                record.len()
+            ),
+        ));
+    }
+    let field = |index: usize| record.get(columns[index]).unwrap_or("").trim();
+    let fail = |index: usize, message: String| (COLUMNS[index].to_string(), message);
+
+    let start = parse_time(field(0)).map_err(|message| fail(0, message))?;
+    let end = parse_time(field(1)).map_err(|message| fail(1, message))?;
+    let user_id = UserId::parse(field(2)).map_err(|message| fail(2, message))?;
+    let cpus = parse_cpus(field(3)).map_err(|message| fail(3, message))?;
+    let memory = parse_memory(field(4)).map_err(|message| fail(4, message))?;
+    let gpus = parse_gpu_list(field(5)).map_err(|message| fail(5, message))?;
+    let forward_port = field(6)
+        .parse::<u16>()
+        .ok()
+        .filter(|port| *port > 0)
+        .ok_or_else(|| {
+            fail(
+                6,
+                format!("expected a port from 1 to 65535, found {:?}", field(6)),
+            )
+        })?;
+    if end <= start {
+        return Err(fail(
+            1,
+            format!(
+                "{} is not after start {}",
+                format_time(end),
+                format_time(start)
+            ),
+        ));
+    }
+    Ok(Booking {
+        start,
+        end,
+        user_id,
+        cpus,
+        memory,
+        gpus,
+        forward_port,
+        image: optional_text(field(7)),
+        extra_command: optional_text(field(8)),
+    })
+}
+
+/// Reads `YYYY-MM-DD HH:MM:SS`, with or without a fractional part (pandas wrote one).
+pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time);
+        }
+    }
+    Err(format!(
+        "expected a time YYYY-MM-DD HH:MM:SS, found {text:?}"
+    ))
+}
+
+pub fn format_time(time: NaiveDateTime) -> String {
+    time.format(TIME_FORMAT).to_string()
+}
+
+fn parse_cpus(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
+        _ => Err(format!("expected a number of CPUs above 0, found {text:?}")),
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u32, String> {
+    // pandas writes an integer column as `16.0` once it has held an empty cell.
+    match text.parse::<f64>() {
+        Ok(memory) if memory >= 1.0 && memory.fract() == 0.0 && memory <= f64::from(u32::MAX) => {
+            Ok(memory as u32)
+        }
+        _ => Err(format!(
+            "expected a whole number of GB, at least 1, found {text:?}"
+        )),
+    }
+}
+
+/// Reads a Python list literal of GPU ids: `[0, 1]`, `[3]`, `[]` (an empty cell is `[]`).
+pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
+    let expected = || format!("expected a list of GPU ids such as \"[0, 1]\", found {text:?}");
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inner = text
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .ok_or_else(expected)?;
+    let mut gpus = Vec::new();
+    for item in inner.split(',') {
+        let item = item.trim();
+        if item.is_empty() && inner.trim().is_empty() {
+            continue;
+        }
+        let id: u32 = item.parse().map_err(|_| expected())?;
+        if gpus.contains(&id) {
+            return Err(format!("GPU {id} is listed twice in {text:?}"));
+        }
+        gpus.push(id);
+    }
+    Ok(gpus)
+}
+
+pub fn format_gpu_list(gpus: &[u32]) -> String {
+    let ids: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    format!("[{}]", ids.join(", "))
+}
+
+fn optional_text(text: &str) -> Option<String> {
+    // The original's docs show `null` for "none"; pandas may write `None` or `nan`.
+    match text {
+        "" | "null" | "None" | "nan" | "NaN" => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn header_line() -> String {
+    format!("{}\n", COLUMNS.join(","))
+}
+
+fn encode(bookings: &[Booking]) -> Result<Vec<u8>> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for booking in bookings {
+        let cpus = booking.cpus.to_string();
+        let memory = booking.memory.to_string();
+        let gpus = format_gpu_list(&booking.gpus);
+        let port = booking.forward_port.to_string();
+        writer.write_record([
+            format_time(booking.start).as_str(),
+            format_time(booking.end).as_str(),
+            booking.user_id.as_str(),
+            cpus.as_str(),
+            memory.as_str(),
+            gpus.as_str(),
+            port.as_str(),
+            booking.image.as_deref().unwrap_or(""),
+            booking.extra_command.as_deref().unwrap_or(""),
+        ])?;
+    }
+    writer.into_inner().context("cannot encode the schedule")
+}
+
+/// Replaces an active file with `bookings`, atomically.
+pub fn write(lock: &ExclusiveLock, file: ActiveFile, bookings: &[Booking]) -> Result<()> {
+    let mut contents = header_line().into_bytes();
+    contents.extend(encode(bookings)?);
+    atomic_file::write_atomically(lock, &file.path(lock.root()), &contents)
+}
+
+/// Appends finished bookings to `used.csv`.
+pub fn append_history(lock: &ExclusiveLock, bookings: &[Booking]) -> Result<()> {
+    atomic_file::append_durably(
+        lock,
+        &history_path(lock.root()),
+        header_line().as_bytes(),
+        &encode(bookings)?,
+    )
+}
+
+/// Creates any missing schedule file with its header, so an admin finds all three.
+pub fn ensure_files(lock: &ExclusiveLock) -> Result<()> {
+    for file in [ActiveFile::Booking, ActiveFile::Using] {
+        if !file.path(lock.root()).exists() {
+            write(lock, file, &[])?;
+        }
+    }
+    if !history_path(lock.root()).exists() {
+        append_history(lock, &[])?;
+    }
+    Ok(())
+}
+
+impl Booking {
+    pub fn overlaps(&self, start: NaiveDateTime, end: NaiveDateTime) -> bool {
+        self.start < end && start < self.end
+    }
+
+    /// A one-line description for messages.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} from {} to {}: {} CPUs, {} GB",
+            self.user_id,
+            self.start.format("%Y-%m-%d %H:%M"),
+            self.end.format("%Y-%m-%d %H:%M"),
+            self.cpus,
+            self.memory
+        );
+        let _ = write!(text, ", GPUs {}", format_gpu_list(&self.gpus));
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_lists_read_like_python_literals() {
+        assert_eq!(parse_gpu_list("[0, 1]"), Ok(vec![0, 1]));
+        assert_eq!(parse_gpu_list("[3]"), Ok(vec![3]));
+        assert_eq!(parse_gpu_list("[]"), Ok(vec![]));
+        assert_eq!(parse_gpu_list(""), Ok(vec![]));
+        assert!(parse_gpu_list("[0,, 1]").is_err());
+        assert!(parse_gpu_list("0, 1").is_err());
+        assert!(parse_gpu_list("[-1]").is_err());
+        assert!(parse_gpu_list("[1, 1]").is_err());
+        assert_eq!(format_gpu_list(&[0, 1]), "[0, 1]");
+        assert_eq!(format_gpu_list(&[]), "[]");
+    }
+
+    #[test]
+    fn times_read_with_and_without_fraction() {
+        let plain = parse_time("2023-01-01 13:30:00").unwrap();
+        assert_eq!(parse_time("2023-01-01 13:30:00.000000").unwrap(), plain);
+        assert_eq!(format_time(plain), "2023-01-01 13:30:00");
+        assert!(parse_time("2023-13-01 13:30:00").is_err());
+        assert!(parse_time("tomorrow").is_err());
+    }
+}

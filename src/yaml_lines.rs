@@ -1,0 +1,90 @@
+//! Finds the line of a key in a YAML file, for problems found after the file parsed (a value
+//! that is fine on its own but wrong next to another). The parser already gives lines for
+//! everything it rejects; this covers the rest. It understands the block style the
+//! configuration files are written in; anything else yields `None`, and the message goes
+//! out without a line rather than with a wrong one.
+
+/// The 1-based line of the key at `path` (e.g. `["max", "shm_rate"]`).
+pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
+    // (indentation, key) of the mapping keys enclosing the current line.
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let content = strip_comment(line);
+        if content.trim().is_empty() {
+            continue;
+        }
+        let indent = content.len() - content.trim_start().len();
+        let trimmed = content.trim_start();
+        let Some(key) = key_of(trimmed) else {
+            continue;
+        };
+        while stack.last().is_some_and(|(depth, _)| *depth >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key));
+        if stack.len() == path.len()
+            && stack
+                .iter()
+                .zip(path)
+                .all(|((_, key), wanted)| key == wanted)
+        {
+            return Some(index + 1);
+        }
+    }
+    None
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut in_single = false;
+    let mut in_double = false;
+    let mut previous = ' ';
+    for (position, character) in line.char_indices() {
+        match character {
+            '\'' if !in_double => in_single = !in_single,
+            '"' if !in_single => in_double = !in_double,
+            '#' if !in_single && !in_double && previous.is_whitespace() => {
+                return &line[..position];
+            }
+            _ => {}
+        }
+        previous = character;
+    }
+    line
+}
+
+fn key_of(trimmed: &str) -> Option<String> {
+    if trimmed.starts_with('-') {
+        return None;
+    }
+    let colon = trimmed.find(':')?;
+    let after = &trimmed[colon + 1..];
+    if !(after.is_empty() || after.starts_with(' ')) {
+        return None;
+    }
+    let key = trimmed[..colon].trim();
+    Some(
+        key.trim_matches(|quote| quote == '"' || quote == '\'')
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of_key;
+
+    const TEXT: &str = "max:\n  cpus: 62 # cores\n  ram: 30\n\n  shm_rate: ram / (ram + swap_size)\nmax_custom_capability:\n  alice:\n    cpus: max\n  # bob:\n  \"bob\":\n    gpus: 2\n";
+
+    #[test]
+    fn finds_nested_keys_and_ignores_comments() {
+        assert_eq!(line_of_key(TEXT, &["max", "shm_rate"]), Some(5));
+        assert_eq!(
+            line_of_key(TEXT, &["max_custom_capability", "alice", "cpus"]),
+            Some(8)
+        );
+        assert_eq!(
+            line_of_key(TEXT, &["max_custom_capability", "bob", "gpus"]),
+            Some(11)
+        );
+        assert_eq!(line_of_key(TEXT, &["max", "gpus"]), None);
+    }
+}
