@@ -44,7 +44,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
     })?;
 
     if let Some(config) = &config {
-        check_active_rows(config, &active, &mut problems);
+        check_active_rows(root, config, &active, &mut problems);
     }
     Ok(problems)
 }
@@ -60,9 +60,15 @@ fn on_grid(time: NaiveDateTime) -> bool {
     time.minute() % 30 == 0 && time.second() == 0 && time.nanosecond() == 0
 }
 
-fn check_active_rows(config: &Config, active: &[(String, Row)], problems: &mut Vec<FileProblem>) {
+fn check_active_rows(
+    root: &Root,
+    config: &Config,
+    active: &[(String, Row)],
+    problems: &mut Vec<FileProblem>,
+) {
     let host_gpus = config.capability.max.gpus;
-    let capability_path = "capability_config.yaml";
+    // Named as everywhere else: relative to the root (`cfg/capability_config.yaml`).
+    let capability_path = root.display(&config.deploy.capability_config_yaml);
     for (path, row) in active {
         let booking = &row.booking;
         let problem =
@@ -154,13 +160,8 @@ fn check_active_rows(config: &Config, active: &[(String, Row)], problems: &mut V
 
     for (user, entry) in &config.users.users {
         if !config.capability.is_allowed(user) && !by_user.contains_key(user.as_str()) {
-            let shown = config
-                .deploy
-                .users_config_yaml
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned());
             problems.push(FileProblem::warning(
-                shown.unwrap_or_default(),
+                root.display(&config.deploy.users_config_yaml),
                 None,
                 user.as_str(),
                 format!(

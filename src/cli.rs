@@ -19,7 +19,10 @@ pub struct GlobalArgs {
 
 impl GlobalArgs {
     pub fn root(&self) -> Root {
-        Root::new(self.root.clone().unwrap_or_else(|| PathBuf::from(".")))
+        // Absolute, because paths derived from it end up in users_config.yaml and in
+        // container mounts, which must not depend on where a command was started.
+        let dir = self.root.clone().unwrap_or_else(|| PathBuf::from("."));
+        Root::new(std::path::absolute(&dir).unwrap_or(dir))
     }
 }
 

@@ -46,7 +46,7 @@ message_error!(UsageError);
 /// The exit code a binary returns for an error: the first kind found along its chain.
 pub fn exit_code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause.is::<Refused>() {
+        if cause.is::<Refused>() || cause.is::<crate::booking::NoCapacity>() {
             return EXIT_REFUSED;
         }
         if cause.is::<AuthenticationFailed>() {

@@ -5,7 +5,9 @@
 //! checks `enroll check` runs. The binaries only parse arguments, prompt, and map errors to
 //! exit codes.
 
+pub mod account;
 pub mod atomic_file;
+pub mod booking;
 pub mod check;
 pub mod cli;
 pub mod clock;
@@ -13,6 +15,10 @@ pub mod config;
 pub mod error;
 pub mod lock;
 pub mod monitor_exec;
+pub mod password;
 pub mod root;
+pub mod rules;
 pub mod schedule;
+pub mod views;
+pub mod volumes;
 pub mod yaml_lines;

@@ -124,15 +124,14 @@ impl CapabilityConfig {
                 );
             }
         }
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for user in &allowed_users {
-            if seen.contains(&user) {
+            if !seen.insert(user) {
                 findings.warning(
                     &["allow_userIDs"],
                     format!("{user} is listed more than once"),
                 );
             }
-            seen.push(user);
         }
 
         findings.finish(CapabilityConfig {

@@ -19,8 +19,17 @@ pub fn parse<T: DeserializeOwned>(shown_path: &str, text: &str) -> Result<T, Fil
 /// Turns the parser's `field: message at line L column C` into our `file:L: field: message`.
 pub fn problem_from(shown_path: &str, error: &serde_yaml::Error) -> FileProblem {
     let full = error.to_string();
-    let without_location = match full.rfind(" at line ") {
-        Some(position) => full[..position].to_string(),
+    // Drop the problem's own ` at line L column C` (the line goes in front), but keep the
+    // parser's context and its place: in `found unexpected end of stream at line 18 column 1,
+    // while scanning a quoted scalar at line 11 column 13` the second place is where the
+    // unclosed quote is.
+    let without_location = match error.location().and_then(|location| {
+        let mark = format!(" at line {} column {}", location.line(), location.column());
+        full.rfind(&mark).map(|position| (position, mark.len()))
+    }) {
+        Some((position, length)) => {
+            format!("{}{}", &full[..position], &full[position + length..])
+        }
         None => full.clone(),
     };
     let line = error.location().map(|location| location.line());

@@ -1,1 +1,979 @@
-fn main() {}
+//! `book`: the student's booking tool. Prompted by default (it is the forced command of the
+//! shared `booking` SSH account); every prompt also has a flag, so scripts and tests need no
+//! terminal. This file parses, prompts and prints; the decisions are in the library.
+
+mod prompts;
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDateTime;
+use clap::{Args, Parser, Subcommand};
+use gpu_booking::account::{self, DefaultsChange, Standing};
+use gpu_booking::booking::{
+    self, BookingState, Cancelled, NewBooking, NoCapacity, State, format_minutes,
+};
+use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, describe, finish};
+use gpu_booking::clock;
+use gpu_booking::config::{Config, UserId};
+use gpu_booking::error::{AuthenticationFailed, UsageError};
+use gpu_booking::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::root::Root;
+use gpu_booking::rules::time_input;
+use gpu_booking::schedule::{Booking, format_gpu_list};
+use gpu_booking::views::{self, BookingView, TimelineOptions};
+use serde::Serialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "book",
+    version,
+    about = "Book time on the shared GPU server",
+    long_about = "Book time on the shared GPU server. Without a command, asks for your booking step by step.\n\
+                  Over SSH (`ssh booking@server list --timeline`), the words after the host are the command.",
+    after_help = ENVIRONMENT_HELP
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Your user id (asked when missing)
+    #[arg(long, global = true, value_name = "ID")]
+    user: Option<String>,
+    /// Read the password from the first line of standard input (a new user: the password to set)
+    #[arg(long, global = true)]
+    password_stdin: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Book a window (asks for anything not given as a flag)
+    New(NewArgs),
+    /// Show the active bookings (no login needed)
+    List(ListArgs),
+    /// Find the earliest window that fits a request (no login needed)
+    Free(FreeArgs),
+    /// Cancel a booking: a future one is removed, a running one ends at the next half hour
+    Cancel {
+        /// Which booking, by its start (needed when you hold several)
+        #[arg(long, value_name = "SPEC")]
+        start: Option<String>,
+    },
+    /// Move the end of a booking (checked for capacity, same GPUs)
+    Extend {
+        /// The new end: `YYYY MM DD hh mm`, or `N-hour`/`N-day` counted from the current end
+        #[arg(long, value_name = "SPEC")]
+        end: String,
+        /// Which booking, by its start (needed when you hold several)
+        #[arg(long, value_name = "SPEC")]
+        start: Option<String>,
+    },
+    /// Your bookings, container name, port and time left
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the monitor to restart your running container
+    Restart,
+    /// Your saved defaults: forward port, image, extra command, password, SSH keys
+    Options(OptionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// CPUs (may be fractional, e.g. 4.5)
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory in GB (RAM + swap)
+    #[arg(long)]
+    memory: Option<u32>,
+    /// Number of GPUs
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// Start: now, N-day, N-week, `1-week 2-day`, or `YYYY MM DD hh mm` (mm 00 or 30)
+    #[arg(long, value_name = "SPEC")]
+    start: Option<String>,
+    /// End: N-hour, N-day, N-week (counted from the start), or `YYYY MM DD hh mm`
+    #[arg(long, value_name = "SPEC")]
+    end: Option<String>,
+    /// Image for this booking only (one of the host's)
+    #[arg(long)]
+    image: Option<String>,
+    /// Command run in the container at start, for this booking only
+    #[arg(long, value_name = "CMD")]
+    extra_command: Option<String>,
+    /// Forward port for this booking only
+    #[arg(long, value_name = "PORT")]
+    forward_port: Option<u16>,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    yes: bool,
+    /// If the window does not fit, take the earliest one that does
+    #[arg(long)]
+    earliest: bool,
+    /// Print the booking as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[arg(long)]
+    json: bool,
+    /// Only my bookings (needs --user and a login)
+    #[arg(long)]
+    mine: bool,
+    /// A per-GPU timeline of the coming days
+    #[arg(long)]
+    timeline: bool,
+    /// Days the timeline shows
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=14))]
+    days: u32,
+}
+
+#[derive(Debug, Args)]
+struct FreeArgs {
+    #[arg(long)]
+    cpus: f64,
+    #[arg(long)]
+    memory: u32,
+    #[arg(long, default_value_t = 0)]
+    gpus: u32,
+    /// How long: N-hour, N-day, N-week, or combinations (`1-week 2-day`)
+    #[arg(long, value_name = "SPEC")]
+    duration: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct OptionsArgs {
+    /// Your forward port (10001-11000, not another user's)
+    #[arg(long, value_name = "PORT")]
+    forward_port: Option<u16>,
+    /// Your default image; `default` for the host's
+    #[arg(long)]
+    image: Option<String>,
+    /// Your default extra command; empty for none
+    #[arg(long, value_name = "CMD")]
+    extra_command: Option<String>,
+    /// Add an SSH public key (the whole line of your id_*.pub)
+    #[arg(long, value_name = "KEY")]
+    add_ssh_key: Vec<String>,
+    /// Remove a saved key, by its number or its comment
+    #[arg(long, value_name = "N|COMMENT")]
+    remove_ssh_key: Vec<String>,
+    /// Change your password (asked twice; with --password-stdin, the second line)
+    #[arg(long)]
+    change_password: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let arguments = match arguments() {
+        Ok(arguments) => arguments,
+        Err(error) => return finish(Err(error)),
+    };
+    let cli = Cli::parse_from(arguments);
+    finish(run(cli))
+}
+
+/// The command line, plus — under sshd's forced command — the words the student typed after
+/// the host, split as a shell would (never run through one). Those words may not move the
+/// root: that is the admin's choice, made in the forced command.
+fn arguments() -> Result<Vec<String>> {
+    let mut arguments: Vec<String> = std::env::args().collect();
+    if let Ok(original) = std::env::var("SSH_ORIGINAL_COMMAND")
+        && !original.trim().is_empty()
+    {
+        let words = shlex::split(&original).ok_or_else(|| {
+            UsageError(format!(
+                "cannot split {original:?} into words (unbalanced quotes?)"
+            ))
+        })?;
+        if words
+            .iter()
+            .any(|word| word == "--root" || word.starts_with("--root="))
+        {
+            bail!(UsageError("--root cannot be given over SSH".into()));
+        }
+        // `ssh booking@server book list` works as well as `ssh booking@server list`.
+        let skip = usize::from(words.first().is_some_and(|word| word == "book"));
+        arguments.extend(words.into_iter().skip(skip));
+    }
+    Ok(arguments)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = cli.global.root();
+    let now = clock::now()?;
+    let session = Session {
+        root,
+        now,
+        user: cli.user.clone(),
+        password_stdin: cli.password_stdin,
+    };
+    match cli.command {
+        None => {
+            let user = session.login()?;
+            prompted_new(&session, &user, NewArgs::empty())
+        }
+        Some(Command::New(arguments)) => {
+            let user = session.login()?;
+            if arguments.is_complete() || !prompts::interactive() {
+                scripted_new(&session, &user, arguments)
+            } else {
+                prompted_new(&session, &user, arguments)
+            }
+        }
+        Some(Command::List(arguments)) => list(&session, arguments),
+        Some(Command::Free(arguments)) => free(&session, arguments),
+        Some(Command::Cancel { start }) => {
+            let user = session.login()?;
+            let start = start
+                .map(|spec| parse_existing_start(&session, &spec))
+                .transpose()?;
+            let lock = ExclusiveLock::acquire(&session.root)?;
+            match booking::cancel(&lock, &user, start, session.now)? {
+                Cancelled::Removed(booking) => println!("Cancelled: {}", booking.describe()),
+                Cancelled::EndsAt(booking, end) => {
+                    println!(
+                        "Your running booking now ends at {}; the monitor stops the container then.",
+                        format_minutes(end)
+                    );
+                    println!("  {}", booking.describe());
+                }
+            }
+            Ok(())
+        }
+        Some(Command::Extend { end, start }) => {
+            let user = session.login()?;
+            let start = start
+                .map(|spec| parse_existing_start(&session, &spec))
+                .transpose()?;
+            let new_end = {
+                let lock = SharedLock::acquire(&session.root)?;
+                let state = State::load(&lock)?;
+                let mine = state.bookings_of(&user);
+                let current = match start {
+                    Some(start) => mine.iter().find(|(_, booking)| booking.start == start),
+                    None => mine.first().filter(|_| mine.len() == 1),
+                };
+                // A relative end counts from the current end; without one booking to count
+                // from, the library explains what is missing.
+                let base = current.map_or(session.now, |(_, booking)| booking.end);
+                time_input::parse_end(
+                    &end,
+                    base,
+                    time_input::Horizon {
+                        start_within_days: 14,
+                        length_within_days: 28,
+                    },
+                )
+                .map_err(UsageError)?
+            };
+            let lock = ExclusiveLock::acquire(&session.root)?;
+            let updated = booking::extend(&lock, &user, start, new_end, session.now)?;
+            println!(
+                "Now ends at {}: {}",
+                format_minutes(updated.end),
+                updated.describe()
+            );
+            Ok(())
+        }
+        Some(Command::Status { json }) => {
+            let user = session.login()?;
+            status(&session, &user, json)
+        }
+        Some(Command::Restart) => {
+            let user = session.login()?;
+            let lock = ExclusiveLock::acquire(&session.root)?;
+            let running = booking::request_restart(&lock, &user)?;
+            println!(
+                "Restart requested: the monitor restarts container {} shortly (port {}).",
+                running.user_id, running.forward_port
+            );
+            Ok(())
+        }
+        Some(Command::Options(arguments)) => {
+            let user = session.login()?;
+            options(&session, &user, arguments)
+        }
+    }
+}
+
+/// Who is asking, and how to ask them things.
+struct Session {
+    root: Root,
+    now: NaiveDateTime,
+    user: Option<String>,
+    password_stdin: bool,
+}
+
+impl Session {
+    /// Logs the user in: their id (flag or prompt), then their password (three tries), or —
+    /// for an allowed user without settings — a new password, a port and folders.
+    fn login(&self) -> Result<UserId> {
+        let user_text = match &self.user {
+            Some(user) => user.clone(),
+            None if prompts::interactive() => prompts::user_id()?,
+            None => bail!(UsageError(
+                "--user is needed when there is no terminal to ask on".into()
+            )),
+        };
+        let user = UserId::parse(user_text.trim()).map_err(UsageError)?;
+        let standing = {
+            let lock = SharedLock::acquire(&self.root)?;
+            account::standing(&Config::load(&lock)?, &user)
+        };
+        let mut stdin_lines = self
+            .password_stdin
+            .then(read_stdin_lines)
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter();
+        match standing {
+            Standing::NotAllowed => Err(account::not_allowed(&user)),
+            Standing::New => {
+                let chosen = match (self.password_stdin, stdin_lines.next()) {
+                    (true, Some(line)) => line,
+                    (true, None) => bail!(AuthenticationFailed(
+                        "--password-stdin: standard input held no password".into()
+                    )),
+                    (false, _) => {
+                        require_terminal("choose a password")?;
+                        println!(
+                            "Welcome, {user}! You are new here: choose a password for your bookings and your container."
+                        );
+                        prompts::new_password(user.as_str())?
+                    }
+                };
+                let lock = ExclusiveLock::acquire(&self.root)?;
+                let entry = account::register(&lock, &user, &chosen)?;
+                let config = Config::load(&lock)?;
+                if !self.password_stdin {
+                    println!("Your settings:");
+                    println!(
+                        "  forward port  {} (ssh root@{} -p {} during a booking)",
+                        entry.forward_port,
+                        host_name(),
+                        entry.forward_port
+                    );
+                    println!(
+                        "  image         {}",
+                        entry
+                            .image
+                            .as_deref()
+                            .unwrap_or(config.deploy.default_image())
+                    );
+                    println!(
+                        "  work folder   {}",
+                        entry.work_dir(&config.deploy, &user).display()
+                    );
+                    println!(
+                        "  backup folder {}",
+                        entry.backup_dir(&config.deploy, &user).display()
+                    );
+                }
+                Ok(user)
+            }
+            Standing::Known { must_choose } => {
+                let mut verified = false;
+                for attempt in 1..=3 {
+                    let typed = if self.password_stdin {
+                        match stdin_lines.next() {
+                            Some(line) => line,
+                            None => break,
+                        }
+                    } else {
+                        require_terminal("ask for your password")?;
+                        prompts::password(attempt)?
+                    };
+                    let lock = ExclusiveLock::acquire(&self.root)?;
+                    if account::verify_password(&lock, &user, &typed)? {
+                        verified = true;
+                        break;
+                    }
+                    if self.password_stdin {
+                        break;
+                    }
+                    eprintln!("{}", console::style("Wrong password.").red());
+                }
+                if !verified {
+                    bail!(AuthenticationFailed(format!(
+                        "wrong password for {user}; bye"
+                    )));
+                }
+                if must_choose {
+                    let chosen = match stdin_lines.next() {
+                        Some(line) => line,
+                        None if self.password_stdin => bail!(AuthenticationFailed(
+                            "your password is temporary: give a new one on the second line of standard input".into()
+                        )),
+                        None => {
+                            require_terminal("choose a new password")?;
+                            println!("Your password is temporary: choose your own now.");
+                            prompts::new_password(user.as_str())?
+                        }
+                    };
+                    let lock = ExclusiveLock::acquire(&self.root)?;
+                    account::set_password(&lock, &user, &chosen)?;
+                }
+                Ok(user)
+            }
+        }
+    }
+
+    /// Logs in only when a user id was given (list and free work without one).
+    fn optional_login(&self) -> Result<Option<UserId>> {
+        if self.user.is_some() {
+            self.login().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+fn require_terminal(what: &str) -> Result<()> {
+    if prompts::interactive() {
+        Ok(())
+    } else {
+        bail!(UsageError(format!(
+            "there is no terminal to {what} on; use --password-stdin"
+        )))
+    }
+}
+
+fn read_stdin_lines() -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for line in std::io::stdin().lock().lines().take(2) {
+        lines.push(
+            line.context("cannot read the password from standard input")?
+                .trim_end_matches('\r')
+                .to_string(),
+        );
+    }
+    Ok(lines)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "this-server".into())
+}
+
+fn parse_existing_start(session: &Session, spec: &str) -> Result<NaiveDateTime> {
+    // An existing booking may have started already, so the past is allowed here.
+    gpu_booking::schedule::parse_time(spec.trim())
+        .or_else(|_| {
+            time_input::parse_start(
+                spec,
+                session.now - chrono::Duration::days(14),
+                time_input::Horizon {
+                    start_within_days: 28,
+                    length_within_days: 14,
+                },
+            )
+        })
+        .map_err(|message| UsageError(format!("--start: {message}")).into())
+}
+
+impl NewArgs {
+    fn empty() -> Self {
+        NewArgs {
+            cpus: None,
+            memory: None,
+            gpus: None,
+            start: None,
+            end: None,
+            image: None,
+            extra_command: None,
+            forward_port: None,
+            yes: false,
+            earliest: false,
+            json: false,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.cpus.is_some()
+            && self.memory.is_some()
+            && self.gpus.is_some()
+            && self.start.is_some()
+            && self.end.is_some()
+    }
+}
+
+/// The object `book new --json` prints.
+#[derive(Serialize)]
+struct BookedJson<'a> {
+    user_id: &'a str,
+    start: String,
+    end: String,
+    cpus: f64,
+    memory: u32,
+    gpus: &'a [u32],
+    forward_port: u16,
+    image: Option<&'a str>,
+    extra_command: Option<&'a str>,
+}
+
+fn print_booked(booking: &Booking, json: bool, default_image: &str) -> Result<()> {
+    if json {
+        let object = BookedJson {
+            user_id: booking.user_id.as_str(),
+            start: format_minutes(booking.start),
+            end: format_minutes(booking.end),
+            cpus: booking.cpus,
+            memory: booking.memory,
+            gpus: &booking.gpus,
+            forward_port: booking.forward_port,
+            image: booking.image.as_deref(),
+            extra_command: booking.extra_command.as_deref(),
+        };
+        println!("{}", serde_json::to_string(&object)?);
+        return Ok(());
+    }
+    println!("{}", console::style("Booking successful!").green().bold());
+    println!(
+        "  from {} to {}",
+        views::friendly(booking.start),
+        views::friendly(booking.end)
+    );
+    println!(
+        "  {} CPUs, {} GB memory, GPUs {}",
+        booking.cpus,
+        booking.memory,
+        format_gpu_list(&booking.gpus)
+    );
+    println!(
+        "  image {}",
+        booking.image.as_deref().unwrap_or(default_image)
+    );
+    println!(
+        "  log in once it has started: ssh root@{} -p {}   (your booking password or SSH key)",
+        host_name(),
+        booking.forward_port
+    );
+    Ok(())
+}
+
+fn scripted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<()> {
+    let missing: Vec<&str> = [
+        ("--cpus", arguments.cpus.is_none()),
+        ("--memory", arguments.memory.is_none()),
+        ("--gpus", arguments.gpus.is_none()),
+        ("--start", arguments.start.is_none()),
+        ("--end", arguments.end.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, missing)| missing.then_some(flag))
+    .collect();
+    if !missing.is_empty() {
+        bail!(UsageError(format!(
+            "without a terminal, book new needs {}",
+            missing.join(", ")
+        )));
+    }
+    let horizon = time_input::Horizon::default();
+    let start = time_input::parse_start(
+        arguments.start.as_deref().unwrap_or_default(),
+        session.now,
+        horizon,
+    )
+    .map_err(|message| UsageError(format!("--start: {message}")))?;
+    let end = time_input::parse_end(arguments.end.as_deref().unwrap_or_default(), start, horizon)
+        .map_err(|message| UsageError(format!("--end: {message}")))?;
+    let mut request = NewBooking {
+        user: user.clone(),
+        cpus: arguments.cpus.unwrap_or_default(),
+        memory: arguments.memory.unwrap_or_default(),
+        gpus: arguments.gpus.unwrap_or_default(),
+        start,
+        end,
+        image: arguments.image.clone(),
+        extra_command: arguments.extra_command.clone(),
+        forward_port: arguments.forward_port,
+    };
+    let lock = ExclusiveLock::acquire(&session.root)?;
+    let result = booking::book(&lock, &request, session.now);
+    let booked = match result {
+        Err(error) if arguments.earliest => match error
+            .downcast_ref::<NoCapacity>()
+            .and_then(|refused| refused.earliest.clone())
+        {
+            Some(window) => {
+                request.start = window.start;
+                request.end = window.end;
+                booking::book(&lock, &request, session.now)?
+            }
+            None => return Err(error),
+        },
+        other => other?,
+    };
+    drop(lock);
+    if arguments.json {
+        return print_booked(&booked, true, "");
+    }
+    let default_image = Config::load(&SharedLock::acquire(&session.root)?)?
+        .deploy
+        .default_image()
+        .to_string();
+    print_booked(&booked, false, &default_image)
+}
+
+fn prompted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<()> {
+    if !prompts::interactive() {
+        bail!(UsageError("there is no terminal to ask on; use `book new --cpus F --memory N --gpus N --start SPEC --end SPEC`".into()));
+    }
+    let (limits, host, default_image, user_image) = {
+        let lock = SharedLock::acquire(&session.root)?;
+        let state = State::load(&lock)?;
+        let limits = state
+            .config
+            .limits_for(user)
+            .ok_or_else(|| account::not_allowed(user))?;
+        let user_image = state
+            .config
+            .users
+            .get(user)
+            .and_then(|entry| entry.image.clone());
+        (
+            limits,
+            state.host(),
+            state.config.deploy.default_image().to_string(),
+            user_image,
+        )
+    };
+    println!(
+        "Your maximum per booking: cpus={} memory={} GB gpus={}   (the host: {} CPUs, {} GB, {} GPUs)",
+        limits.cpus.min(host.cpus),
+        limits.memory.min(host.memory),
+        limits.gpus.min(host.gpus),
+        host.cpus,
+        host.memory,
+        host.gpus
+    );
+    let (cpus, memory, gpus) = match (arguments.cpus, arguments.memory, arguments.gpus) {
+        (Some(cpus), Some(memory), Some(gpus)) => (cpus, memory, gpus),
+        _ => prompts::capability(&limits, &host)?,
+    };
+    let horizon = time_input::Horizon::default();
+    let start = match &arguments.start {
+        Some(spec) => time_input::parse_start(spec, session.now, horizon).map_err(UsageError)?,
+        None => prompts::start(session.now, horizon)?,
+    };
+    let end = match &arguments.end {
+        Some(spec) => time_input::parse_end(spec, start, horizon).map_err(UsageError)?,
+        None => prompts::end(start, horizon)?,
+    };
+    let mut request = NewBooking {
+        user: user.clone(),
+        cpus,
+        memory,
+        gpus,
+        start,
+        end,
+        image: arguments.image.clone(),
+        extra_command: arguments.extra_command.clone(),
+        forward_port: arguments.forward_port,
+    };
+    if arguments.image.is_none()
+        && arguments.extra_command.is_none()
+        && arguments.forward_port.is_none()
+    {
+        prompts::booking_options(
+            session,
+            user,
+            &mut request,
+            user_image.as_deref().unwrap_or(&default_image),
+        )?;
+    }
+    if !arguments.yes
+        && !prompts::confirm(&format!(
+            "Book {} CPUs, {} GB, {} GPU(s) from {} to {}?",
+            request.cpus,
+            request.memory,
+            request.gpus,
+            views::friendly(request.start),
+            views::friendly(request.end)
+        ))?
+    {
+        println!("Nothing booked.");
+        return Ok(());
+    }
+    loop {
+        let lock = ExclusiveLock::acquire(&session.root)?;
+        match booking::book(&lock, &request, session.now) {
+            Ok(booked) => return print_booked(&booked, arguments.json, &default_image),
+            Err(error) => {
+                let Some(refused) = error.downcast_ref::<NoCapacity>() else {
+                    return Err(error);
+                };
+                drop(lock);
+                println!(
+                    "{} {}",
+                    console::style("Not available:").red().bold(),
+                    refused.shortage
+                );
+                let Some(window) = refused.earliest.clone() else {
+                    bail!(error);
+                };
+                let question = format!(
+                    "The earliest window that fits: {} to {} (GPUs {}). Book it instead?",
+                    views::friendly(window.start),
+                    views::friendly(window.end),
+                    format_gpu_list(&window.gpus)
+                );
+                if !prompts::confirm(&question)? {
+                    bail!(error);
+                }
+                // Checked again under the lock: if it went meanwhile, the loop offers the next.
+                request.start = window.start;
+                request.end = window.end;
+            }
+        }
+    }
+}
+
+fn list(session: &Session, arguments: ListArgs) -> Result<()> {
+    let me = session.optional_login()?;
+    if arguments.mine && me.is_none() {
+        bail!(UsageError("--mine needs --user (and your password)".into()));
+    }
+    let lock = SharedLock::acquire(&session.root)?;
+    let state = State::load(&lock)?;
+    drop(lock);
+    if arguments.timeline {
+        let width = console::Term::stdout()
+            .size_checked()
+            .map_or(80, |(_, columns)| columns as usize)
+            .max(60);
+        let color = std::io::stdout().is_terminal();
+        print!(
+            "{}",
+            views::timeline(
+                &state,
+                session.now,
+                me.as_ref(),
+                &TimelineOptions {
+                    days: arguments.days,
+                    width,
+                    color
+                }
+            )
+        );
+        return Ok(());
+    }
+    let views = views::active_views(&state, me.as_ref(), arguments.mine);
+    if arguments.json {
+        println!("{}", serde_json::to_string(&views)?);
+    } else {
+        print!("{}", views::table(&views));
+    }
+    Ok(())
+}
+
+fn free(session: &Session, arguments: FreeArgs) -> Result<()> {
+    let me = session.optional_login()?;
+    let length = time_input::parse_duration(&arguments.duration)
+        .map_err(|message| UsageError(format!("--duration: {message}")))?;
+    if !(arguments.cpus.is_finite() && arguments.cpus > 0.0) || arguments.memory < 1 {
+        bail!(UsageError(
+            "--cpus must be above 0 and --memory at least 1".into()
+        ));
+    }
+    let lock = SharedLock::acquire(&session.root)?;
+    let state = State::load(&lock)?;
+    drop(lock);
+    match booking::free_window(
+        &state,
+        me.as_ref(),
+        arguments.cpus,
+        arguments.memory,
+        arguments.gpus,
+        length,
+        session.now,
+    ) {
+        Some(window) if arguments.json => println!("{}", serde_json::to_string(&window)?),
+        Some(window) => println!(
+            "Earliest window: {} to {}, GPUs {}",
+            format_minutes(window.start),
+            format_minutes(window.end),
+            format_gpu_list(&window.gpus)
+        ),
+        None => bail!(gpu_booking::error::Refused(format!(
+            "no window of {} fits within the next {} days",
+            arguments.duration,
+            state.horizon().start_within_days
+        ))),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusJson {
+    #[serde(flatten)]
+    booking: BookingView,
+    container: String,
+    /// Minutes until the end (running) or the start (booked).
+    minutes_left: i64,
+}
+
+fn status(session: &Session, user: &UserId, json: bool) -> Result<()> {
+    let lock = SharedLock::acquire(&session.root)?;
+    let state = State::load(&lock)?;
+    drop(lock);
+    let mine = state.bookings_of(user);
+    if json {
+        let rows: Vec<StatusJson> = mine
+            .iter()
+            .map(|(booking_state, booking)| StatusJson {
+                booking: BookingView::new(booking, *booking_state, Some(user)),
+                container: booking.user_id.to_string(),
+                minutes_left: match booking_state {
+                    BookingState::Running => (booking.end - session.now).num_minutes(),
+                    BookingState::Booked => (booking.start - session.now).num_minutes(),
+                },
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    if mine.is_empty() {
+        println!("You have no bookings. `book` makes one.");
+    }
+    for (booking_state, booking) in &mine {
+        match booking_state {
+            BookingState::Running => println!(
+                "running  container {} on port {}: {} left (until {})",
+                booking.user_id,
+                booking.forward_port,
+                human_duration(booking.end - session.now),
+                format_minutes(booking.end)
+            ),
+            BookingState::Booked => println!(
+                "booked   starts in {} ({}), ends {}, port {}",
+                human_duration(booking.start - session.now),
+                format_minutes(booking.start),
+                format_minutes(booking.end),
+                booking.forward_port
+            ),
+        }
+        println!(
+            "         {} CPUs, {} GB, GPUs {}",
+            booking.cpus,
+            booking.memory,
+            format_gpu_list(&booking.gpus)
+        );
+    }
+    Ok(())
+}
+
+fn human_duration(length: chrono::Duration) -> String {
+    let minutes = length.num_minutes().max(0);
+    let (days, hours, minutes) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes} min"),
+        (0, _) => format!("{hours} h {minutes:02} min"),
+        _ => format!("{days} d {hours} h"),
+    }
+}
+
+fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<()> {
+    let nothing_asked = arguments.forward_port.is_none()
+        && arguments.image.is_none()
+        && arguments.extra_command.is_none()
+        && arguments.add_ssh_key.is_empty()
+        && arguments.remove_ssh_key.is_empty()
+        && !arguments.change_password;
+    let change = if nothing_asked && prompts::interactive() && !arguments.json {
+        prompts::defaults(session, user)?
+    } else {
+        DefaultsChange {
+            forward_port: arguments.forward_port,
+            image: arguments
+                .image
+                .map(|image| (image != "default").then_some(image)),
+            extra_command: arguments
+                .extra_command
+                .map(|command| Some(command).filter(|command| !command.trim().is_empty())),
+            add_ssh_keys: arguments.add_ssh_key,
+            remove_ssh_keys: arguments.remove_ssh_key,
+        }
+    };
+    if arguments.change_password {
+        let chosen = if session.password_stdin {
+            read_stdin_lines()?.into_iter().nth(1).context(
+                "--change-password with --password-stdin: put the new password on the second line",
+            )?
+        } else {
+            require_terminal("ask for the new password")?;
+            prompts::new_password(user.as_str())?
+        };
+        let lock = ExclusiveLock::acquire(&session.root)?;
+        account::set_password(&lock, user, &chosen)?;
+        println!("Password changed.");
+    }
+    let lock = ExclusiveLock::acquire(&session.root)?;
+    let entry = account::change_defaults(&lock, user, &change)?;
+    let config = Config::load(&lock)?;
+    if arguments.json {
+        #[derive(Serialize)]
+        struct OptionsJson<'a> {
+            user_id: &'a str,
+            forward_port: u16,
+            image: Option<&'a str>,
+            extra_command: Option<&'a str>,
+            ssh_keys: &'a [String],
+        }
+        let object = OptionsJson {
+            user_id: user.as_str(),
+            forward_port: entry.forward_port,
+            image: entry.image.as_deref(),
+            extra_command: entry.extra_command.as_deref(),
+            ssh_keys: &entry.ssh_keys,
+        };
+        println!("{}", serde_json::to_string(&object)?);
+        return Ok(());
+    }
+    println!("Your defaults:");
+    println!("  forward port   {}", entry.forward_port);
+    println!(
+        "  image          {}",
+        entry.image.as_deref().unwrap_or(&format!(
+            "{} (the host's default)",
+            config.deploy.default_image()
+        ))
+    );
+    println!(
+        "  extra command  {}",
+        entry.extra_command.as_deref().unwrap_or("(none)")
+    );
+    if entry.ssh_keys.is_empty() {
+        println!("  SSH keys       (none)");
+    }
+    for (index, key) in entry.ssh_keys.iter().enumerate() {
+        let words: Vec<&str> = key.split_whitespace().collect();
+        let comment = words
+            .get(2..)
+            .map(|rest| rest.join(" "))
+            .unwrap_or_default();
+        println!(
+            "  SSH key {}      {} …{} {}",
+            index + 1,
+            words[0],
+            &words[1][words[1].len().saturating_sub(8)..],
+            comment
+        );
+    }
+    Ok(())
+}
+
+/// Used by the prompts module for errors it prints and asks again.
+pub(crate) fn explain(error: &anyhow::Error) -> String {
+    describe(error)
+}
