@@ -19,10 +19,7 @@ const NOW: &str = "2026-11-23 10:00";
 const PASSWORD: &str = "bench-pass-42";
 
 fn main() {
-    let runs: usize = std::env::var("BOOK_SPEED_RUNS")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(30);
+    let runs: usize = std::env::var("BOOK_SPEED_RUNS").ok().and_then(|text| text.parse().ok()).unwrap_or(30);
     let scratch = std::env::temp_dir().join(format!("gpu-booking-bench-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
     println!("book_speed: {ACTIVE_BOOKINGS} active bookings, {runs} runs per case");
@@ -30,19 +27,9 @@ fn main() {
         let root = scratch.join(format!("history-{history}"));
         build_root(&root, history);
         let list = time_runs(runs, || {
-            let output = book(&root)
-                .args(["list", "--json"])
-                .output()
-                .expect("book runs");
-            assert!(
-                output.status.success(),
-                "book list failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(
-                output.stdout.len() > ACTIVE_BOOKINGS * 50,
-                "book list printed too little"
-            );
+            let output = book(&root).args(["list", "--json"]).output().expect("book runs");
+            assert!(output.status.success(), "book list failed: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(output.stdout.len() > ACTIVE_BOOKINGS * 50, "book list printed too little");
         });
         let saved = fs::read(root.join("jobs/booking.csv")).expect("booking.csv");
         let new = time_runs_with_reset(
@@ -50,43 +37,19 @@ fn main() {
             || fs::write(root.join("jobs/booking.csv"), &saved).expect("reset booking.csv"),
             || {
                 let mut child = book(&root)
-                    .args([
-                        "--user",
-                        "bench",
-                        "--password-stdin",
-                        "new",
-                        "--cpus",
-                        "1",
-                        "--memory",
-                        "1",
-                        "--gpus",
-                        "1",
-                    ])
+                    .args(["--user", "bench", "--password-stdin", "new", "--cpus", "1", "--memory", "1", "--gpus", "1"])
                     .args(["--start", "2026 11 30 10 00", "--end", "2-hour", "--json"])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
                     .expect("book runs");
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(format!("{PASSWORD}\n").as_bytes())
-                    .expect("password");
+                child.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes()).expect("password");
                 let output = child.wait_with_output().expect("book finishes");
-                assert!(
-                    output.status.success(),
-                    "book new failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
+                assert!(output.status.success(), "book new failed: {}", String::from_utf8_lossy(&output.stderr));
             },
         );
-        println!(
-            "history {history:>9} rows   list --json: {}   new: {}",
-            summary(&list),
-            summary(&new)
-        );
+        println!("history {history:>9} rows   list --json: {}   new: {}", summary(&list), summary(&new));
     }
     if std::env::var_os("BOOK_SPEED_KEEP").is_some() {
         println!("roots kept under {}", scratch.display());
@@ -97,11 +60,7 @@ fn main() {
 
 fn book(root: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_book"));
-    command
-        .arg("--root")
-        .arg(root)
-        .env("GPU_BOOKING_NOW", NOW)
-        .env_remove("SSH_ORIGINAL_COMMAND");
+    command.arg("--root").arg(root).env("GPU_BOOKING_NOW", NOW).env_remove("SSH_ORIGINAL_COMMAND");
     command
 }
 
@@ -109,11 +68,7 @@ fn time_runs(runs: usize, mut body: impl FnMut()) -> Vec<Duration> {
     time_runs_with_reset(runs, || {}, &mut body)
 }
 
-fn time_runs_with_reset(
-    runs: usize,
-    mut reset: impl FnMut(),
-    mut body: impl FnMut(),
-) -> Vec<Duration> {
+fn time_runs_with_reset(runs: usize, mut reset: impl FnMut(), mut body: impl FnMut()) -> Vec<Duration> {
     body(); // warm the page cache
     (0..runs)
         .map(|_| {
@@ -129,11 +84,7 @@ fn summary(times: &[Duration]) -> String {
     let mut sorted = times.to_vec();
     sorted.sort();
     let at = |share: f64| sorted[((sorted.len() - 1) as f64 * share).round() as usize];
-    format!(
-        "median {:>5.2} ms, p90 {:>5.2} ms",
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.9).as_secs_f64() * 1e3
-    )
+    format!("median {:>5.2} ms, p90 {:>5.2} ms", at(0.5).as_secs_f64() * 1e3, at(0.9).as_secs_f64() * 1e3)
 }
 
 /// A root with a 64-GPU host, 500 users holding 1,000 bookings (10 at a time, one after
@@ -160,8 +111,7 @@ fn build_root(root: &Path, history: usize) {
     )
     .unwrap();
     fs::write(root.join("cfg/users_config.yaml"), "").unwrap();
-    let mut booking =
-        String::from("start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
+    let mut booking = String::from("start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
     let base = chrono::NaiveDateTime::parse_from_str("2026-11-23 10:00", "%Y-%m-%d %H:%M").unwrap();
     for index in 0..ACTIVE_BOOKINGS {
         let start = base + chrono::Duration::minutes(30 * (index / 10) as i64);
@@ -178,11 +128,7 @@ fn build_root(root: &Path, history: usize) {
     }
     fs::write(root.join("jobs/booking.csv"), booking).unwrap();
     let mut used = BufWriter::new(fs::File::create(root.join("jobs/used.csv")).unwrap());
-    writeln!(
-        used,
-        "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command"
-    )
-    .unwrap();
+    writeln!(used, "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command").unwrap();
     for row in 0..history {
         let start = base - chrono::Duration::minutes(30 * (row as i64 + 1));
         let end = start + chrono::Duration::minutes(30);
@@ -203,14 +149,6 @@ fn build_root(root: &Path, history: usize) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "registering the bench user failed"
-    );
+    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "registering the bench user failed");
 }

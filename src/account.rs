@@ -33,17 +33,13 @@ pub fn standing(config: &Config, user: &UserId) -> Standing {
     }
     match config.users.get(user) {
         None => Standing::New,
-        Some(entry) => Standing::Known {
-            must_choose: entry.must_change_password || entry.password.is_none(),
-        },
+        Some(entry) => Standing::Known { must_choose: entry.must_change_password || entry.password.is_none() },
     }
 }
 
 pub fn not_allowed(user: &UserId) -> anyhow::Error {
-    AuthenticationFailed(format!(
-        "{user} may not book on this server; ask the admin to add you to allow_userIDs"
-    ))
-    .into()
+    AuthenticationFailed(format!("{user} may not book on this server; ask the admin to add you to allow_userIDs"))
+        .into()
 }
 
 /// Checks a password. A legacy plain-text password that matches is replaced by its hash.
@@ -74,9 +70,7 @@ pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> R
         return Err(not_allowed(user));
     }
     if config.users.get(user).is_some() {
-        bail!(Refused(format!(
-            "{user} is already registered; log in with your password"
-        )));
+        bail!(Refused(format!("{user} is already registered; log in with your password")));
     }
     let forward_port = free_port(lock, &config)?;
     let entry = UserEntry {
@@ -100,11 +94,7 @@ pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> R
 pub fn set_password(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> Result<()> {
     password::check_new(chosen_password, user.as_str()).map_err(UsageError)?;
     let mut config = Config::load(lock)?;
-    let entry = config
-        .users
-        .users
-        .get_mut(user)
-        .with_context(|| format!("{user} has no settings yet"))?;
+    let entry = config.users.users.get_mut(user).with_context(|| format!("{user} has no settings yet"))?;
     entry.password = Some(password::hash(chosen_password)?);
     entry.must_change_password = false;
     config.users.save(lock, &config.deploy.users_config_yaml)
@@ -113,30 +103,16 @@ pub fn set_password(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) 
 /// A port in [`PORT_RANGE`] that no user has and no active booking uses, picked at random so
 /// ports do not reveal the order users joined in.
 pub fn free_port(lock: &impl LockHeld, config: &Config) -> Result<u16> {
-    let mut taken: Vec<u16> = config
-        .users
-        .users
-        .values()
-        .map(|entry| entry.forward_port)
-        .collect();
+    let mut taken: Vec<u16> = config.users.users.values().map(|entry| entry.forward_port).collect();
     for file in [ActiveFile::Booking, ActiveFile::Using] {
-        taken.extend(
-            schedule::read(lock, file)?
-                .iter()
-                .map(|booking| booking.forward_port),
-        );
+        taken.extend(schedule::read(lock, file)?.iter().map(|booking| booking.forward_port));
     }
     let free: Vec<u16> = PORT_RANGE.filter(|port| !taken.contains(port)).collect();
     if free.is_empty() {
-        bail!(Refused(format!(
-            "every forward port from {} to {} is taken",
-            PORT_RANGE.start(),
-            PORT_RANGE.end()
-        )));
+        bail!(Refused(format!("every forward port from {} to {} is taken", PORT_RANGE.start(), PORT_RANGE.end())));
     }
     let mut random = [0u8; 4];
-    getrandom::fill(&mut random)
-        .map_err(|error| anyhow::anyhow!("no randomness available: {error}"))?;
+    getrandom::fill(&mut random).map_err(|error| anyhow::anyhow!("no randomness available: {error}"))?;
     Ok(free[u32::from_le_bytes(random) as usize % free.len()])
 }
 
@@ -155,17 +131,10 @@ pub struct DefaultsChange {
 /// Checks a forward port a user asks for: in range, and nobody else's.
 pub fn check_port(config: &Config, user: &UserId, port: u16) -> Result<()> {
     if !PORT_RANGE.contains(&port) {
-        bail!(Refused(format!(
-            "forward port {port} is outside {}–{}",
-            PORT_RANGE.start(),
-            PORT_RANGE.end()
-        )));
+        bail!(Refused(format!("forward port {port} is outside {}–{}", PORT_RANGE.start(), PORT_RANGE.end())));
     }
-    if let Some((owner, _)) = config
-        .users
-        .users
-        .iter()
-        .find(|(owner, entry)| *owner != user && entry.forward_port == port)
+    if let Some((owner, _)) =
+        config.users.users.iter().find(|(owner, entry)| *owner != user && entry.forward_port == port)
     {
         bail!(Refused(format!("forward port {port} belongs to {owner}")));
     }
@@ -199,9 +168,7 @@ pub fn check_ssh_key(key: &str) -> Result<String> {
         "sk-ecdsa-sha2-nistp256@openssh.com",
     ];
     let body_ok = body.len() >= 16
-        && body
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || "+/=".contains(character));
+        && body.chars().all(|character| character.is_ascii_alphanumeric() || "+/=".contains(character));
     if !known.contains(&kind) || !body_ok || key.contains('\n') {
         bail!(UsageError(format!(
             "not an OpenSSH public key (expected a line such as \"ssh-ed25519 AAAA… you@laptop\"), found {:?}",
@@ -212,11 +179,7 @@ pub fn check_ssh_key(key: &str) -> Result<String> {
 }
 
 /// Applies `change` to the user's saved defaults and returns the new entry.
-pub fn change_defaults(
-    lock: &ExclusiveLock,
-    user: &UserId,
-    change: &DefaultsChange,
-) -> Result<UserEntry> {
+pub fn change_defaults(lock: &ExclusiveLock, user: &UserId, change: &DefaultsChange) -> Result<UserEntry> {
     let mut config = Config::load(lock)?;
     if let Some(port) = change.forward_port {
         check_port(&config, user, port)?;
@@ -228,25 +191,14 @@ pub fn change_defaults(
             .flatten()
             .find(|booking| booking.forward_port == port && &booking.user_id != user);
         if let Some(booking) = clash {
-            bail!(Refused(format!(
-                "forward port {port} is used by {}'s booking",
-                booking.user_id
-            )));
+            bail!(Refused(format!("forward port {port} is used by {}'s booking", booking.user_id)));
         }
     }
     if let Some(Some(image)) = &change.image {
         check_image(&config, image)?;
     }
-    let keys: Vec<String> = change
-        .add_ssh_keys
-        .iter()
-        .map(|key| check_ssh_key(key))
-        .collect::<Result<_>>()?;
-    let entry = config
-        .users
-        .users
-        .get_mut(user)
-        .with_context(|| format!("{user} has no settings yet"))?;
+    let keys: Vec<String> = change.add_ssh_keys.iter().map(|key| check_ssh_key(key)).collect::<Result<_>>()?;
+    let entry = config.users.users.get_mut(user).with_context(|| format!("{user} has no settings yet"))?;
     if let Some(port) = change.forward_port {
         entry.forward_port = port;
     }
@@ -262,14 +214,11 @@ pub fn change_defaults(
         let mut index = 0;
         entry.ssh_keys.retain(|key| {
             index += 1;
-            let matches =
-                Some(index) == position || key.split_whitespace().nth(2) == Some(removal.as_str());
+            let matches = Some(index) == position || key.split_whitespace().nth(2) == Some(removal.as_str());
             !matches
         });
         if entry.ssh_keys.len() == before {
-            bail!(UsageError(format!(
-                "no saved key matches {removal:?} (give its number or its comment)"
-            )));
+            bail!(UsageError(format!("no saved key matches {removal:?} (give its number or its comment)")));
         }
     }
     for key in keys {

@@ -72,11 +72,7 @@ impl State {
 }
 
 pub fn host_of(config: &Config) -> Host {
-    Host {
-        cpus: config.capability.max.cpus,
-        memory: config.capability.max.memory,
-        gpus: config.capability.max.gpus,
-    }
+    Host { cpus: config.capability.max.cpus, memory: config.capability.max.memory, gpus: config.capability.max.gpus }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,10 +124,7 @@ pub fn format_minutes(time: NaiveDateTime) -> String {
     text
 }
 
-pub fn serialize_minutes<S: serde::Serializer>(
-    time: &NaiveDateTime,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub fn serialize_minutes<S: serde::Serializer>(time: &NaiveDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_minutes(*time))
 }
 
@@ -154,10 +147,7 @@ impl fmt::Display for NoCapacity {
                 format_minutes(window.end),
                 schedule::format_gpu_list(&window.gpus)
             ),
-            None => write!(
-                formatter,
-                "; no window of this length fits within the booking horizon"
-            ),
+            None => write!(formatter, "; no window of this length fits within the booking horizon"),
         }
     }
 }
@@ -182,17 +172,12 @@ impl NewBooking {
 /// the booking will use.
 pub fn check_request(state: &State, new: &NewBooking, now: NaiveDateTime) -> Result<u16> {
     let config = &state.config;
-    let limits = config
-        .limits_for(&new.user)
-        .ok_or_else(|| account::not_allowed(&new.user))?;
-    capacity::check_limits(new.cpus, new.memory, new.gpus, &limits, &state.host())
-        .map_err(Refused)?;
-    let entry = config.users.get(&new.user).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} has no settings yet; log in once to create them",
-            new.user
-        )
-    })?;
+    let limits = config.limits_for(&new.user).ok_or_else(|| account::not_allowed(&new.user))?;
+    capacity::check_limits(new.cpus, new.memory, new.gpus, &limits, &state.host()).map_err(Refused)?;
+    let entry = config
+        .users
+        .get(&new.user)
+        .ok_or_else(|| anyhow::anyhow!("{} has no settings yet; log in once to create them", new.user))?;
     if let Some(image) = &new.image {
         account::check_image(config, image)?;
     }
@@ -204,41 +189,19 @@ pub fn check_request(state: &State, new: &NewBooking, now: NaiveDateTime) -> Res
         None => entry.forward_port,
     };
     if new.start < floor_to_slot(now) {
-        bail!(UsageError(format!(
-            "the start {} is in the past",
-            format_minutes(new.start)
-        )));
+        bail!(UsageError(format!("the start {} is in the past", format_minutes(new.start))));
     }
     crate::rules::time_input::check_end(new.start, new.end, state.horizon()).map_err(UsageError)?;
     Ok(port)
 }
 
 /// The earliest window at or after the asked start that fits the same request.
-pub fn earliest_window(
-    state: &State,
-    new: &NewBooking,
-    port: Option<u16>,
-    now: NaiveDateTime,
-) -> Option<Window> {
+pub fn earliest_window(state: &State, new: &NewBooking, port: Option<u16>, now: NaiveDateTime) -> Option<Window> {
     let from = new.start.max(floor_to_slot(now));
     let latest_start = floor_to_slot(now) + Duration::days(state.horizon().start_within_days);
-    let shape = Request {
-        forward_port: port,
-        ..new.request(0)
-    };
-    capacity::earliest_window(
-        &state.active(),
-        &state.host(),
-        &shape,
-        new.end - new.start,
-        from,
-        latest_start,
-    )
-    .map(|(start, gpus)| Window {
-        start,
-        end: start + (new.end - new.start),
-        gpus,
-    })
+    let shape = Request { forward_port: port, ..new.request(0) };
+    capacity::earliest_window(&state.active(), &state.host(), &shape, new.end - new.start, from, latest_start)
+        .map(|(start, gpus)| Window { start, end: start + (new.end - new.start), gpus })
 }
 
 /// Books `new`: checks it under the lock against the schedule as it is now, writes it to
@@ -262,18 +225,11 @@ pub fn book(lock: &ExclusiveLock, new: &NewBooking, now: NaiveDateTime) -> Resul
         gpus,
         forward_port: port,
         image: new.image.clone(),
-        extra_command: new
-            .extra_command
-            .clone()
-            .filter(|command| !command.trim().is_empty()),
+        extra_command: new.extra_command.clone().filter(|command| !command.trim().is_empty()),
     };
     let mut booked = state.booked;
     booked.push(booking.clone());
-    booked.sort_by(|left, right| {
-        left.start
-            .cmp(&right.start)
-            .then_with(|| left.user_id.cmp(&right.user_id))
-    });
+    booked.sort_by(|left, right| left.start.cmp(&right.start).then_with(|| left.user_id.cmp(&right.user_id)));
     schedule::ensure_files(lock)?;
     schedule::write(lock, ActiveFile::Booking, &booked)?;
     if booking.start <= floor_to_slot(now) {
@@ -301,21 +257,12 @@ fn select<'a>(
         Some(start) => mine
             .iter()
             .find(|(_, booking)| booking.start == start)
-            .ok_or_else(|| {
-                Refused(format!(
-                    "{user} has no booking starting at {}",
-                    format_minutes(start)
-                ))
-                .into()
-            }),
+            .ok_or_else(|| Refused(format!("{user} has no booking starting at {}", format_minutes(start))).into()),
         None => match mine {
             [] => Err(Refused(format!("{user} has no booking")).into()),
             [only] => Ok(only),
             several => {
-                let starts: Vec<String> = several
-                    .iter()
-                    .map(|(_, booking)| format_minutes(booking.start))
-                    .collect();
+                let starts: Vec<String> = several.iter().map(|(_, booking)| format_minutes(booking.start)).collect();
                 Err(UsageError(format!(
                     "{user} has {} bookings; choose one with --start (one of: {})",
                     several.len(),
@@ -347,10 +294,7 @@ pub fn cancel(
                 .filter(|booking| !(booking.user_id == *user && booking.start == chosen.start))
                 .collect();
             schedule::write(lock, ActiveFile::Booking, &booked)?;
-            let record = Booking {
-                end: chosen.start,
-                ..chosen.clone()
-            };
+            let record = Booking { end: chosen.start, ..chosen.clone() };
             schedule::append_history(lock, &[record])?;
             Ok(Cancelled::Removed(chosen))
         }
@@ -364,10 +308,7 @@ pub fn cancel(
                 .into_iter()
                 .map(|booking| {
                     if booking.user_id == *user && booking.start == chosen.start {
-                        Booking {
-                            end: new_end,
-                            ..booking
-                        }
+                        Booking { end: new_end, ..booking }
                     } else {
                         booking
                     }
@@ -391,13 +332,9 @@ pub fn extend(
     let state = State::load(lock)?;
     let mine = state.bookings_of(user);
     let (booking_state, chosen) = select(&mine, user, start)?.clone();
-    crate::rules::time_input::check_end(chosen.start, new_end, state.horizon())
-        .map_err(UsageError)?;
+    crate::rules::time_input::check_end(chosen.start, new_end, state.horizon()).map_err(UsageError)?;
     if new_end <= floor_to_slot(now) {
-        bail!(UsageError(format!(
-            "the new end {} is in the past",
-            format_minutes(new_end)
-        )));
+        bail!(UsageError(format!("the new end {} is in the past", format_minutes(new_end))));
     }
     if new_end > chosen.end {
         let others: Vec<Booking> = state
@@ -414,37 +351,22 @@ pub fn extend(
             gpus: chosen.gpus.len() as u32,
             forward_port: Some(chosen.forward_port),
         };
-        capacity::place_keeping(&others, &state.host(), &request, &chosen.gpus).map_err(
-            |shortage| {
-                Refused(format!(
-                    "cannot extend to {}: {shortage}",
-                    format_minutes(new_end)
-                ))
-            },
-        )?;
+        capacity::place_keeping(&others, &state.host(), &request, &chosen.gpus)
+            .map_err(|shortage| Refused(format!("cannot extend to {}: {shortage}", format_minutes(new_end))))?;
     }
     let file = match booking_state {
         BookingState::Booked => ActiveFile::Booking,
         BookingState::Running => ActiveFile::Using,
     };
-    let rows = if file == ActiveFile::Booking {
-        state.booked
-    } else {
-        state.running
-    };
-    let updated = Booking {
-        end: new_end,
-        ..chosen.clone()
-    };
+    let rows = if file == ActiveFile::Booking { state.booked } else { state.running };
+    let updated = Booking { end: new_end, ..chosen.clone() };
     let rows: Vec<Booking> = rows
         .into_iter()
-        .map(|booking| {
-            if booking.user_id == *user && booking.start == chosen.start {
-                updated.clone()
-            } else {
-                booking
-            }
-        })
+        .map(
+            |booking| {
+                if booking.user_id == *user && booking.start == chosen.start { updated.clone() } else { booking }
+            },
+        )
         .collect();
     schedule::write(lock, file, &rows)?;
     Ok(updated)
@@ -453,14 +375,8 @@ pub fn extend(
 /// Asks the monitor to restart the user's running container.
 pub fn request_restart(lock: &ExclusiveLock, user: &UserId) -> Result<Booking> {
     let state = State::load(lock)?;
-    let Some(running) = state
-        .running
-        .iter()
-        .find(|booking| &booking.user_id == user)
-    else {
-        bail!(Refused(format!(
-            "{user} has no running booking, so there is no container to restart"
-        )));
+    let Some(running) = state.running.iter().find(|booking| &booking.user_id == user) else {
+        bail!(Refused(format!("{user} has no running booking, so there is no container to restart")));
     };
     monitor_exec::append(lock, &MonitorRequest::Restart(user.clone()))?;
     Ok(running.clone())
@@ -477,30 +393,10 @@ pub fn free_window(
     now: NaiveDateTime,
 ) -> Option<Window> {
     let from = floor_to_slot(now);
-    let port = user
-        .and_then(|user| state.config.users.get(user))
-        .map(|entry| entry.forward_port);
-    let shape = Request {
-        user: user.cloned(),
-        start: from,
-        end: from + length,
-        cpus,
-        memory,
-        gpus,
-        forward_port: port,
-    };
+    let port = user.and_then(|user| state.config.users.get(user)).map(|entry| entry.forward_port);
+    let shape =
+        Request { user: user.cloned(), start: from, end: from + length, cpus, memory, gpus, forward_port: port };
     let latest_start = from + Duration::days(state.horizon().start_within_days);
-    capacity::earliest_window(
-        &state.active(),
-        &state.host(),
-        &shape,
-        length,
-        from,
-        latest_start,
-    )
-    .map(|(start, gpus)| Window {
-        start,
-        end: start + length,
-        gpus,
-    })
+    capacity::earliest_window(&state.active(), &state.host(), &shape, length, from, latest_start)
+        .map(|(start, gpus)| Window { start, end: start + length, gpus })
 }

@@ -50,37 +50,23 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
 }
 
 pub fn count_errors(problems: &[FileProblem]) -> usize {
-    problems
-        .iter()
-        .filter(|problem| problem.severity == Severity::Error)
-        .count()
+    problems.iter().filter(|problem| problem.severity == Severity::Error).count()
 }
 
 fn on_grid(time: NaiveDateTime) -> bool {
     time.minute() % 30 == 0 && time.second() == 0 && time.nanosecond() == 0
 }
 
-fn check_active_rows(
-    root: &Root,
-    config: &Config,
-    active: &[(String, Row)],
-    problems: &mut Vec<FileProblem>,
-) {
+fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], problems: &mut Vec<FileProblem>) {
     let host_gpus = config.capability.max.gpus;
     // Named as everywhere else: relative to the root (`cfg/capability_config.yaml`).
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     for (path, row) in active {
         let booking = &row.booking;
-        let problem =
-            |field: &str, message: String| FileProblem::error(path, Some(row.line), field, message);
+        let problem = |field: &str, message: String| FileProblem::error(path, Some(row.line), field, message);
         if !config.capability.is_allowed(&booking.user_id) {
-            problems.push(problem(
-                "user_id",
-                format!(
-                    "{} is not in allow_userIDs ({capability_path})",
-                    booking.user_id
-                ),
-            ));
+            problems
+                .push(problem("user_id", format!("{} is not in allow_userIDs ({capability_path})", booking.user_id)));
         }
         for gpu in &booking.gpus {
             if *gpu >= host_gpus {
@@ -93,15 +79,13 @@ fn check_active_rows(
                 ));
             }
         }
+        if booking.end <= booking.start {
+            problems.push(problem("end", format!("{} is not after start {}", booking.end, booking.start)));
+        }
         for (field, time) in [("start", booking.start), ("end", booking.end)] {
             if !on_grid(time) {
-                problems.push(problem(
-                    field,
-                    format!(
-                        "{} is off the 30-minute grid (expected minutes :00 or :30)",
-                        time
-                    ),
-                ));
+                problems
+                    .push(problem(field, format!("{} is off the 30-minute grid (expected minutes :00 or :30)", time)));
             }
         }
     }
@@ -110,10 +94,7 @@ fn check_active_rows(
     // pair is reported once, at the later row.
     let mut by_user: HashMap<&str, Vec<&(String, Row)>> = HashMap::new();
     for entry in active {
-        by_user
-            .entry(entry.1.booking.user_id.as_str())
-            .or_default()
-            .push(entry);
+        by_user.entry(entry.1.booking.user_id.as_str()).or_default().push(entry);
     }
     for (index, (path, row)) in active.iter().enumerate() {
         let booking = &row.booking;
@@ -127,18 +108,11 @@ fn check_active_rows(
                     path,
                     Some(row.line),
                     "start",
-                    format!(
-                        "overlaps {}'s booking at {place}; a user's bookings never overlap",
-                        booking.user_id
-                    ),
+                    format!("overlaps {}'s booking at {place}; a user's bookings never overlap", booking.user_id),
                 ));
             }
-            let shared: Vec<u32> = booking
-                .gpus
-                .iter()
-                .filter(|gpu| earlier.booking.gpus.contains(gpu))
-                .copied()
-                .collect();
+            let shared: Vec<u32> =
+                booking.gpus.iter().filter(|gpu| earlier.booking.gpus.contains(gpu)).copied().collect();
             if !shared.is_empty() {
                 problems.push(FileProblem::error(
                     path,
@@ -146,11 +120,7 @@ fn check_active_rows(
                     "gpus",
                     format!(
                         "GPU {} is also booked by {} at {place} for an overlapping time",
-                        shared
-                            .iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        shared.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
                         earlier.booking.user_id
                     ),
                 ));

@@ -10,8 +10,7 @@ pub const NOW_VARIABLE: &str = "GPU_BOOKING_NOW";
 /// Local wall-clock time, as the state files store it (the original wrote naive local times).
 pub fn now() -> Result<NaiveDateTime> {
     match std::env::var(NOW_VARIABLE) {
-        Ok(text) => parse_now(&text)
-            .with_context(|| format!("{NOW_VARIABLE}={text:?}: expected \"YYYY-MM-DD HH:MM\"")),
+        Ok(text) => parse_now(&text).with_context(|| format!("{NOW_VARIABLE}={text:?}: expected \"YYYY-MM-DD HH:MM\"")),
         Err(std::env::VarError::NotPresent) => Ok(Local::now().naive_local()),
         Err(std::env::VarError::NotUnicode(_)) => bail!("{NOW_VARIABLE} is not valid UTF-8"),
     }
@@ -19,12 +18,7 @@ pub fn now() -> Result<NaiveDateTime> {
 
 fn parse_now(text: &str) -> Result<NaiveDateTime> {
     let text = text.trim();
-    for format in [
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-    ] {
+    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
         if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
             return Ok(time.with_nanosecond(0).unwrap_or(time));
         }

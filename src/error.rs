@@ -84,13 +84,7 @@ impl FileProblem {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        FileProblem {
-            severity: Severity::Error,
-            path: path.into(),
-            line,
-            field: field.into(),
-            message: message.into(),
-        }
+        FileProblem { severity: Severity::Error, path: path.into(), line, field: field.into(), message: message.into() }
     }
 
     pub fn warning(
@@ -99,10 +93,7 @@ impl FileProblem {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        FileProblem {
-            severity: Severity::Warning,
-            ..Self::error(path, line, field, message)
-        }
+        FileProblem { severity: Severity::Warning, ..Self::error(path, line, field, message) }
     }
 }
 

@@ -35,9 +35,13 @@ pub struct SharedLock {
 }
 
 fn open_lock_file(root: &Root) -> Result<(File, PathBuf)> {
+    // `jobs/` is created on first use, but only inside a root that exists: a mistyped
+    // `--root` must be an error, not a new folder tree.
+    if !root.dir().is_dir() {
+        anyhow::bail!("the root folder {} does not exist (set by --root or GPU_BOOKING_ROOT)", root.dir().display());
+    }
     let jobs = root.jobs_dir();
-    fs::create_dir_all(&jobs)
-        .with_context(|| format!("cannot create the state folder {}", jobs.display()))?;
+    fs::create_dir_all(&jobs).with_context(|| format!("cannot create the state folder {}", jobs.display()))?;
     let path = jobs.join(LOCK_FILE_NAME);
     let file = OpenOptions::new()
         .read(true)
@@ -53,12 +57,8 @@ impl ExclusiveLock {
     /// Waits until no other process holds the lock, then takes it.
     pub fn acquire(root: &Root) -> Result<Self> {
         let (file, path) = open_lock_file(root)?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(ExclusiveLock {
-            root: root.clone(),
-            _file: file,
-        })
+        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(ExclusiveLock { root: root.clone(), _file: file })
     }
 }
 
@@ -66,12 +66,8 @@ impl SharedLock {
     /// Waits until no writer holds the lock, then takes a shared hold on it.
     pub fn acquire(root: &Root) -> Result<Self> {
         let (file, path) = open_lock_file(root)?;
-        file.lock_shared()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        Ok(SharedLock {
-            root: root.clone(),
-            _file: file,
-        })
+        file.lock_shared().with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(SharedLock { root: root.clone(), _file: file })
     }
 }
 

@@ -76,16 +76,7 @@ mod tests {
     #[test]
     fn requests_are_parsed_and_strangers_kept_for_the_log() {
         let (requests, unknown) = parse("now\nrestart alice\n\nreboot\nrestart ../x\n");
-        assert_eq!(
-            requests,
-            vec![
-                Request::Now,
-                Request::Restart(UserId::parse("alice").unwrap())
-            ]
-        );
-        assert_eq!(
-            unknown,
-            vec!["reboot".to_string(), "restart ../x".to_string()]
-        );
+        assert_eq!(requests, vec![Request::Now, Request::Restart(UserId::parse("alice").unwrap())]);
+        assert_eq!(unknown, vec!["reboot".to_string(), "restart ../x".to_string()]);
     }
 }

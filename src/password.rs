@@ -45,9 +45,7 @@ pub fn hash(password: &str) -> Result<String> {
 /// True when `typed` matches `stored`, a crypt(3) hash or (legacy) the password itself.
 pub fn verify(stored: &str, typed: &str) -> bool {
     if is_hash(stored) {
-        ShaCrypt::default()
-            .verify_password(typed.as_bytes(), stored)
-            .is_ok()
+        ShaCrypt::default().verify_password(typed.as_bytes(), stored).is_ok()
     } else {
         constant_time_equal(stored.as_bytes(), typed.as_bytes())
     }
@@ -63,10 +61,7 @@ pub fn check_new(password: &str, user: &str) -> Result<(), String> {
     if characters.len() < 4 {
         return Err("a password needs at least 4 characters".into());
     }
-    if characters
-        .iter()
-        .all(|character| *character == characters[0])
-    {
+    if characters.iter().all(|character| *character == characters[0]) {
         return Err("a password cannot be one character repeated".into());
     }
     let lower = password.to_lowercase();
@@ -80,12 +75,7 @@ pub fn check_new(password: &str, user: &str) -> Result<(), String> {
 }
 
 fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
+    left.len() == right.len() && left.iter().zip(right).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
 /// A random password for `enroll add` without one: 12 letters and digits, no look-alikes.
@@ -93,10 +83,7 @@ pub fn temporary() -> Result<String> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|error| anyhow!("no randomness available: {error}"))?;
-    Ok(bytes
-        .iter()
-        .map(|byte| ALPHABET[*byte as usize % ALPHABET.len()] as char)
-        .collect())
+    Ok(bytes.iter().map(|byte| ALPHABET[*byte as usize % ALPHABET.len()] as char).collect())
 }
 
 #[cfg(test)]

@@ -25,17 +25,8 @@ use crate::error::{FileProblem, FileProblems};
 use crate::lock::{ExclusiveLock, LockHeld};
 use crate::root::Root;
 
-pub const COLUMNS: [&str; 9] = [
-    "start",
-    "end",
-    "user_id",
-    "cpus",
-    "memory",
-    "gpus",
-    "forward_port",
-    "image",
-    "extra_command",
-];
+pub const COLUMNS: [&str; 9] =
+    ["start", "end", "user_id", "cpus", "memory", "gpus", "forward_port", "image", "extra_command"];
 
 /// One booking: a user's window `[start, end)` with the resources their container gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,30 +97,18 @@ pub fn read_rows(root: &Root, path: &PathBuf) -> Result<(Vec<Row>, Vec<FileProbl
 }
 
 /// Streams a schedule file row by row, so the history can be read in constant memory.
-pub fn for_each_row(
-    root: &Root,
-    path: &PathBuf,
-    mut visit: impl FnMut(Result<Row, FileProblem>),
-) -> Result<()> {
+pub fn for_each_row(root: &Root, path: &PathBuf, mut visit: impl FnMut(Result<Row, FileProblem>)) -> Result<()> {
     let shown = root.display(path);
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(error).with_context(|| format!("cannot read {shown}")),
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(BufReader::new(file));
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(BufReader::new(file));
     let header = match reader.headers() {
         Ok(header) => header.clone(),
         Err(error) => {
-            visit(Err(FileProblem::error(
-                &shown,
-                Some(1),
-                "",
-                format!("cannot read the header: {error}"),
-            )));
+            visit(Err(FileProblem::error(&shown, Some(1), "", format!("cannot read the header: {error}"))));
             return Ok(());
         }
     };
@@ -148,28 +127,19 @@ pub fn for_each_row(
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record
-                    .position()
-                    .map_or(0, |position| position.line() as usize);
+                let line = record.position().map_or(0, |position| position.line() as usize);
                 if record.iter().all(|field| field.trim().is_empty()) {
                     continue;
                 }
                 visit(
                     parse_record(&record, &columns, header.len())
                         .map(|booking| Row { line, booking })
-                        .map_err(|(field, message)| {
-                            FileProblem::error(&shown, Some(line), field, message)
-                        }),
+                        .map_err(|(field, message)| FileProblem::error(&shown, Some(line), field, message)),
                 );
             }
             Err(error) => {
                 let line = error.position().map(|position| position.line() as usize);
-                visit(Err(FileProblem::error(
-                    &shown,
-                    line,
-                    "",
-                    format!("cannot read the row: {error}"),
-                )));
+                visit(Err(FileProblem::error(&shown, line, "", format!("cannot read the row: {error}"))));
                 if !matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) {
                     break;
                 }
@@ -187,39 +157,19 @@ fn column_positions(header: &csv::StringRecord) -> Result<[usize; 9], String> {
             Some(index) if positions[index] == usize::MAX => positions[index] = position,
             Some(_) => return Err(format!("the column {name:?} appears twice")),
             None => {
-                return Err(format!(
-                    "unknown column {name:?}; expected the header {}",
-                    COLUMNS.join(",")
-                ));
+                return Err(format!("unknown column {name:?}; expected the header {}", COLUMNS.join(",")));
             }
         }
     }
-    if let Some(missing) = positions
-        .iter()
-        .position(|position| *position == usize::MAX)
-    {
-        return Err(format!(
-            "the column {:?} is missing; expected the header {}",
-            COLUMNS[missing],
-            COLUMNS.join(",")
-        ));
+    if let Some(missing) = positions.iter().position(|position| *position == usize::MAX) {
+        return Err(format!("the column {:?} is missing; expected the header {}", COLUMNS[missing], COLUMNS.join(",")));
     }
     Ok(positions)
 }
 
-fn parse_record(
-    record: &csv::StringRecord,
-    columns: &[usize; 9],
-    width: usize,
-) -> Result<Booking, (String, String)> {
+fn parse_record(record: &csv::StringRecord, columns: &[usize; 9], width: usize) -> Result<Booking, (String, String)> {
     if record.len() != width {
-        return Err((
-            String::new(),
-            format!(
-                "expected {width} fields like the header, found {}",
-                record.len()
-            ),
-        ));
+        return Err((String::new(), format!("expected {width} fields like the header, found {}", record.len())));
     }
     let field = |index: usize| record.get(columns[index]).unwrap_or("").trim();
     let fail = |index: usize, message: String| (COLUMNS[index].to_string(), message);
@@ -234,21 +184,11 @@ fn parse_record(
         .parse::<u16>()
         .ok()
         .filter(|port| *port > 0)
-        .ok_or_else(|| {
-            fail(
-                6,
-                format!("expected a port from 1 to 65535, found {:?}", field(6)),
-            )
-        })?;
-    if end <= start {
-        return Err(fail(
-            1,
-            format!(
-                "{} is not after start {}",
-                format_time(end),
-                format_time(start)
-            ),
-        ));
+        .ok_or_else(|| fail(6, format!("expected a port from 1 to 65535, found {:?}", field(6))))?;
+    // `end == start` is allowed: the history marks a booking that was cancelled or missed
+    // before it started that way. Active files are held to `end > start` by the checks.
+    if end < start {
+        return Err(fail(1, format!("{} is before start {}", format_time(end), format_time(start))));
     }
     Ok(Booking {
         start,
@@ -275,9 +215,7 @@ pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
             return Ok(time);
         }
     }
-    Err(format!(
-        "expected a time YYYY-MM-DD HH:MM:SS, found {text:?}"
-    ))
+    Err(format!("expected a time YYYY-MM-DD HH:MM:SS, found {text:?}"))
 }
 
 fn parse_plain_time(text: &str) -> Option<NaiveDateTime> {
@@ -292,13 +230,15 @@ fn parse_plain_time(text: &str) -> Option<NaiveDateTime> {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        bytes[range].iter().try_fold(0u32, |value, byte| {
-            byte.is_ascii_digit()
-                .then(|| value * 10 + u32::from(byte - b'0'))
-        })
+        bytes[range]
+            .iter()
+            .try_fold(0u32, |value, byte| byte.is_ascii_digit().then(|| value * 10 + u32::from(byte - b'0')))
     };
-    chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?
-        .and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)
+    chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?.and_hms_opt(
+        number(11..13)?,
+        number(14..16)?,
+        number(17..19)?,
+    )
 }
 
 pub fn format_time(time: NaiveDateTime) -> String {
@@ -332,12 +272,8 @@ fn parse_cpus(text: &str) -> Result<f64, String> {
 fn parse_memory(text: &str) -> Result<u32, String> {
     // pandas writes an integer column as `16.0` once it has held an empty cell.
     match text.parse::<f64>() {
-        Ok(memory) if memory >= 1.0 && memory.fract() == 0.0 && memory <= f64::from(u32::MAX) => {
-            Ok(memory as u32)
-        }
-        _ => Err(format!(
-            "expected a whole number of GB, at least 1, found {text:?}"
-        )),
+        Ok(memory) if memory >= 1.0 && memory.fract() == 0.0 && memory <= f64::from(u32::MAX) => Ok(memory as u32),
+        _ => Err(format!("expected a whole number of GB, at least 1, found {text:?}")),
     }
 }
 
@@ -347,10 +283,7 @@ pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    let inner = text
-        .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
-        .ok_or_else(expected)?;
+    let inner = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).ok_or_else(expected)?;
     let mut gpus = Vec::new();
     for item in inner.split(',') {
         let item = item.trim();
@@ -384,9 +317,7 @@ fn header_line() -> String {
 }
 
 fn encode(bookings: &[Booking]) -> Result<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
     for booking in bookings {
         let cpus = booking.cpus.to_string();
         let memory = booking.memory.to_string();
@@ -416,12 +347,36 @@ pub fn write(lock: &ExclusiveLock, file: ActiveFile, bookings: &[Booking]) -> Re
 
 /// Appends finished bookings to `used.csv`.
 pub fn append_history(lock: &ExclusiveLock, bookings: &[Booking]) -> Result<()> {
-    atomic_file::append_durably(
-        lock,
-        &history_path(lock.root()),
-        header_line().as_bytes(),
-        &encode(bookings)?,
-    )
+    atomic_file::append_durably(lock, &history_path(lock.root()), header_line().as_bytes(), &encode(bookings)?)
+}
+
+/// The rows at the end of `used.csv` (its last 64 KiB), so the monitor can tell a row it
+/// already appended in an interrupted pass without reading a long history.
+pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let path = history_path(lock.root());
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let length = file.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
+    let start = length.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start)).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).with_context(|| format!("cannot read {}", path.display()))?;
+    // Drop a partial first line when the tail starts mid-file.
+    let text = String::from_utf8_lossy(&tail);
+    let text = if start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let positions: [usize; 9] = std::array::from_fn(|index| index);
+    Ok(reader
+        .records()
+        .flatten()
+        .filter(|record| record.get(0) != Some("start"))
+        .filter_map(|record| parse_record(&record, &positions, 9).ok())
+        .collect())
 }
 
 /// Creates any missing schedule file with its header, so an admin finds all three.

@@ -51,19 +51,10 @@ pub fn active_views(state: &State, me: Option<&UserId>, only_mine: bool) -> Vec<
         .running
         .iter()
         .map(|booking| BookingView::new(booking, BookingState::Running, me))
-        .chain(
-            state
-                .booked
-                .iter()
-                .map(|booking| BookingView::new(booking, BookingState::Booked, me)),
-        )
+        .chain(state.booked.iter().map(|booking| BookingView::new(booking, BookingState::Booked, me)))
         .filter(|view| !only_mine || view.mine)
         .collect();
-    views.sort_by(|left, right| {
-        left.start
-            .cmp(&right.start)
-            .then_with(|| left.user_id.cmp(&right.user_id))
-    });
+    views.sort_by(|left, right| left.start.cmp(&right.start).then_with(|| left.user_id.cmp(&right.user_id)));
     views
 }
 
@@ -72,9 +63,7 @@ pub fn table(views: &[BookingView]) -> String {
     if views.is_empty() {
         return "No active bookings.\n".to_string();
     }
-    let header = [
-        "", "USER", "START", "END", "CPUS", "MEM", "GPUS", "PORT", "STATE",
-    ];
+    let header = ["", "USER", "START", "END", "CPUS", "MEM", "GPUS", "PORT", "STATE"];
     let rows: Vec<[String; 9]> = views
         .iter()
         .map(|view| {
@@ -99,11 +88,7 @@ pub fn table(views: &[BookingView]) -> String {
     }
     let mut text = String::new();
     let mut push_row = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
+        let line: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         text.push_str(line.join(" ").trim_end());
         text.push('\n');
     };
@@ -131,12 +116,7 @@ const MARKS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// 8, 12 or 24 hours, whatever fits), a letter per user, `+` where two users share a column,
 /// the logged-in user's marks in capitals (and bold on a terminal), then the CPU and memory
 /// headroom of each day and a legend.
-pub fn timeline(
-    state: &State,
-    now: NaiveDateTime,
-    me: Option<&UserId>,
-    options: &TimelineOptions,
-) -> String {
+pub fn timeline(state: &State, now: NaiveDateTime, me: Option<&UserId>, options: &TimelineOptions) -> String {
     let days = options.days.clamp(1, 14) as i64;
     let columns_available = options.width.saturating_sub(LABEL_WIDTH).max(24);
     let hours_per_column = [1i64, 2, 3, 4, 6, 8, 12, 24]
@@ -150,19 +130,12 @@ pub fn timeline(
         .running
         .iter()
         .map(|booking| (BookingState::Running, booking))
-        .chain(
-            state
-                .booked
-                .iter()
-                .map(|booking| (BookingState::Booked, booking)),
-        )
+        .chain(state.booked.iter().map(|booking| (BookingState::Booked, booking)))
         .collect();
 
     let mut users: Vec<&UserId> = Vec::new();
     for (_, booking) in &active {
-        if booking.overlaps(origin, origin + Duration::days(days))
-            && !users.contains(&&booking.user_id)
-        {
+        if booking.overlaps(origin, origin + Duration::days(days)) && !users.contains(&&booking.user_id) {
             users.push(&booking.user_id);
         }
     }
@@ -170,11 +143,7 @@ pub fn timeline(
     let mark_of = |user: &UserId| -> char {
         let index = users.iter().position(|known| *known == user).unwrap_or(0);
         let mark = MARKS[index % MARKS.len()] as char;
-        if Some(user) == me {
-            mark.to_ascii_uppercase()
-        } else {
-            mark
-        }
+        if Some(user) == me { mark.to_ascii_uppercase() } else { mark }
     };
 
     let mut text = String::new();
@@ -202,25 +171,13 @@ pub fn timeline(
             }
         }
     }
-    text.push_str(&format!(
-        "{:<LABEL_WIDTH$}{}\n",
-        "",
-        day_line.iter().collect::<String>().trim_end()
-    ));
+    text.push_str(&format!("{:<LABEL_WIDTH$}{}\n", "", day_line.iter().collect::<String>().trim_end()));
     if hour_line.iter().any(|character| *character != ' ') {
-        text.push_str(&format!(
-            "{:<LABEL_WIDTH$}{}\n",
-            "hour",
-            hour_line.iter().collect::<String>().trim_end()
-        ));
+        text.push_str(&format!("{:<LABEL_WIDTH$}{}\n", "hour", hour_line.iter().collect::<String>().trim_end()));
     }
     let now_column = ((now - origin).num_minutes() / (hours_per_column * 60)) as usize;
     if now_column < columns {
-        text.push_str(&format!(
-            "{:<LABEL_WIDTH$}{}v now\n",
-            "",
-            " ".repeat(now_column)
-        ));
+        text.push_str(&format!("{:<LABEL_WIDTH$}{}v now\n", "", " ".repeat(now_column)));
     }
 
     for gpu in 0..state.config.capability.max.gpus {
@@ -247,11 +204,7 @@ pub fn timeline(
             };
             cells.push_str(&cell);
         }
-        text.push_str(&format!(
-            "{:<LABEL_WIDTH$}{}\n",
-            format!("GPU {gpu}"),
-            cells
-        ));
+        text.push_str(&format!("{:<LABEL_WIDTH$}{}\n", format!("GPU {gpu}"), cells));
     }
     if state.config.capability.max.gpus == 0 {
         text.push_str("(this host has no GPUs)\n");
@@ -290,11 +243,7 @@ pub fn timeline(
         text.push_str("\nLegend: ");
         let mut line_length = 8;
         for (index, entry) in legend.iter().enumerate() {
-            let piece = if index == 0 {
-                entry.clone()
-            } else {
-                format!(", {entry}")
-            };
+            let piece = if index == 0 { entry.clone() } else { format!(", {entry}") };
             if line_length + piece.len() > options.width.max(40) {
                 text.push_str(",\n        ");
                 line_length = 8;
@@ -307,21 +256,13 @@ pub fn timeline(
         }
         text.push_str("; . = free, + = shared column\n");
     }
-    let step = if hours_per_column == 1 {
-        "1 hour".to_string()
-    } else {
-        format!("{hours_per_column} hours")
-    };
+    let step = if hours_per_column == 1 { "1 hour".to_string() } else { format!("{hours_per_column} hours") };
     text.push_str(&format!("One column = {step}.\n"));
     text
 }
 
 /// The highest summed CPUs and memory of the bookings at any moment in `[from, to)`.
-fn peak_usage(
-    active: &[(BookingState, &Booking)],
-    from: NaiveDateTime,
-    to: NaiveDateTime,
-) -> (f64, f64) {
+fn peak_usage(active: &[(BookingState, &Booking)], from: NaiveDateTime, to: NaiveDateTime) -> (f64, f64) {
     let mut moments: Vec<NaiveDateTime> = vec![from];
     for (_, booking) in active {
         if booking.start > from && booking.start < to {
@@ -338,18 +279,12 @@ fn peak_usage(
                     (cpus + booking.cpus, memory + f64::from(booking.memory))
                 })
         })
-        .fold((0.0, 0.0), |(cpus, memory), (c, m)| {
-            (f64::max(cpus, c), f64::max(memory, m))
-        })
+        .fold((0.0, 0.0), |(cpus, memory), (c, m)| (f64::max(cpus, c), f64::max(memory, m)))
 }
 
 fn trim_number(value: f64) -> String {
     let rounded = (value * 10.0).round() / 10.0;
-    if rounded.fract() == 0.0 {
-        format!("{}", rounded as i64)
-    } else {
-        format!("{rounded}")
-    }
+    if rounded.fract() == 0.0 { format!("{}", rounded as i64) } else { format!("{rounded}") }
 }
 
 /// The day name and time, for messages (`Tue 24 Nov 09:30`).

@@ -22,12 +22,7 @@ pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
             stack.pop();
         }
         stack.push((indent, key));
-        if stack.len() == path.len()
-            && stack
-                .iter()
-                .zip(path)
-                .all(|((_, key), wanted)| key == wanted)
-        {
+        if stack.len() == path.len() && stack.iter().zip(path).all(|((_, key), wanted)| key == wanted) {
             return Some(index + 1);
         }
     }
@@ -62,10 +57,7 @@ fn key_of(trimmed: &str) -> Option<String> {
         return None;
     }
     let key = trimmed[..colon].trim();
-    Some(
-        key.trim_matches(|quote| quote == '"' || quote == '\'')
-            .to_string(),
-    )
+    Some(key.trim_matches(|quote| quote == '"' || quote == '\'').to_string())
 }
 
 #[cfg(test)]
@@ -77,14 +69,8 @@ mod tests {
     #[test]
     fn finds_nested_keys_and_ignores_comments() {
         assert_eq!(line_of_key(TEXT, &["max", "shm_rate"]), Some(5));
-        assert_eq!(
-            line_of_key(TEXT, &["max_custom_capability", "alice", "cpus"]),
-            Some(8)
-        );
-        assert_eq!(
-            line_of_key(TEXT, &["max_custom_capability", "bob", "gpus"]),
-            Some(11)
-        );
+        assert_eq!(line_of_key(TEXT, &["max_custom_capability", "alice", "cpus"]), Some(8));
+        assert_eq!(line_of_key(TEXT, &["max_custom_capability", "bob", "gpus"]), Some(11));
         assert_eq!(line_of_key(TEXT, &["max", "gpus"]), None);
     }
 }

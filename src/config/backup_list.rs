@@ -45,32 +45,21 @@ impl BackupList {
     /// Parses the list. An entry that could reach outside the backup folder (`..`, an
     /// absolute path) or that names a relative container path is reported as an error.
     pub fn parse(shown_path: &str, text: &str) -> Parsed<BackupList> {
-        let raw: Option<RawBackupList> =
-            yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
+        let raw: Option<RawBackupList> = yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
         let raw = raw.unwrap_or_default();
         let mut findings = Findings::new(shown_path, text);
         let mut entries = Vec::new();
-        for (kind, key, list) in [
-            (EntryKind::Dir, "Dir", raw.dirs),
-            (EntryKind::File, "File", raw.files),
-        ] {
+        for (kind, key, list) in [(EntryKind::Dir, "Dir", raw.dirs), (EntryKind::File, "File", raw.files)] {
             for (backup_path, container_path) in list.unwrap_or_default() {
                 if let Err(reason) = check_backup_path(&backup_path) {
                     findings.error(&[key], format!("{backup_path:?}: {reason}"));
                     continue;
                 }
                 if !container_path.starts_with('/') {
-                    findings.error(
-                        &[key],
-                        format!("{container_path:?}: expected an absolute path in the container"),
-                    );
+                    findings.error(&[key], format!("{container_path:?}: expected an absolute path in the container"));
                     continue;
                 }
-                entries.push(BackupEntry {
-                    kind,
-                    backup_path,
-                    container_path,
-                });
+                entries.push(BackupEntry { kind, backup_path, container_path });
             }
         }
         findings.finish(BackupList { entries })
@@ -88,9 +77,7 @@ pub fn check_backup_path(path: &str) -> Result<(), String> {
             Component::Normal(_) | Component::CurDir => {}
             Component::ParentDir => return Err("'..' would lead outside the backup folder".into()),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(
-                    "expected a path relative to the backup folder, found an absolute path".into(),
-                );
+                return Err("expected a path relative to the backup folder, found an absolute path".into());
             }
         }
     }

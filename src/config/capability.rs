@@ -88,8 +88,7 @@ pub struct CapabilityConfig {
 impl CapabilityConfig {
     /// Parses the file's text. `shown_path` is how the file is named in problems.
     pub fn parse(shown_path: &str, text: &str) -> Parsed<CapabilityConfig> {
-        let raw: RawCapabilityConfig =
-            yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
+        let raw: RawCapabilityConfig = yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
         let mut findings = Findings::new(shown_path, text);
         let max = resolve_host(&raw.max, &mut findings);
         let allowed_users = without_blanks(raw.allow_user_ids);
@@ -102,35 +101,21 @@ impl CapabilityConfig {
 
         for field in ["cpus", "memory", "gpus"] {
             if raw.max_default_capability.get(field).is_none() {
-                findings.error(
-                    &["max_default_capability"],
-                    format!("missing {field:?}: every user falls back to it"),
-                );
+                findings.error(&["max_default_capability"], format!("missing {field:?}: every user falls back to it"));
             }
         }
-        check_limits(
-            &raw.max_default_capability,
-            &max,
-            &mut findings,
-            &["max_default_capability"],
-        );
+        check_limits(&raw.max_default_capability, &max, &mut findings, &["max_default_capability"]);
         for (user, limits) in &custom_limits {
             let section = ["max_custom_capability", user.as_str()];
             check_limits(limits, &max, &mut findings, &section);
             if !allowed_users.contains(user) {
-                findings.warning(
-                    &section,
-                    format!("{user} has limits but is not in allow_userIDs, so cannot book"),
-                );
+                findings.warning(&section, format!("{user} has limits but is not in allow_userIDs, so cannot book"));
             }
         }
         let mut seen = std::collections::HashSet::new();
         for user in &allowed_users {
             if !seen.insert(user) {
-                findings.warning(
-                    &["allow_userIDs"],
-                    format!("{user} is listed more than once"),
-                );
+                findings.warning(&["allow_userIDs"], format!("{user} is listed more than once"));
             }
         }
 
@@ -149,11 +134,7 @@ impl CapabilityConfig {
     /// The user's limits: their own entry, else the default, field by field.
     pub fn limits_for(&self, user: &UserId) -> UserLimits {
         let custom = self.custom_limits.get(user);
-        let pick = |field: &str| {
-            custom
-                .and_then(|limits| limits.get(field))
-                .or_else(|| self.default_limits.get(field))
-        };
+        let pick = |field: &str| custom.and_then(|limits| limits.get(field)).or_else(|| self.default_limits.get(field));
         let resolve = |field: &str, host: f64| match pick(field) {
             Some(Limit::Number(value)) => value.min(host),
             Some(Limit::Max) | None => host,
@@ -202,16 +183,12 @@ fn resolve_host(raw: &RawHostMax, findings: &mut Findings) -> HostMax {
         _ => f64::NAN,
     };
     let mut evaluate = |field: &str, expression: &Option<Expression>, default: &str| -> f64 {
-        let expression = expression
-            .clone()
-            .unwrap_or_else(|| Expression::parse(default).expect("built-in default parses"));
+        let expression =
+            expression.clone().unwrap_or_else(|| Expression::parse(default).expect("built-in default parses"));
         match expression.evaluate(&lookup) {
             Ok(value) if value.is_finite() => value,
             Ok(value) => {
-                findings.error(
-                    &["max", field],
-                    format!("evaluates to {value}, expected a finite number"),
-                );
+                findings.error(&["max", field], format!("evaluates to {value}, expected a finite number"));
                 0.0
             }
             Err(reason) => {
@@ -230,25 +207,16 @@ fn resolve_host(raw: &RawHostMax, findings: &mut Findings) -> HostMax {
         findings.error(&["max", "ram"], "expected more than 0 GB");
     }
     if raw.gpus.0.fract() != 0.0 {
-        findings.error(
-            &["max", "gpus"],
-            format!("expected a whole number of GPUs, found {}", raw.gpus.0),
-        );
+        findings.error(&["max", "gpus"], format!("expected a whole number of GPUs, found {}", raw.gpus.0));
     }
     if memory < raw.ram.0 {
         findings.error(
             &["max", "memory"],
-            format!(
-                "is {memory} GB, expected at least ram ({} GB): memory is RAM + swap",
-                raw.ram.0
-            ),
+            format!("is {memory} GB, expected at least ram ({} GB): memory is RAM + swap", raw.ram.0),
         );
     }
     if !(shm_rate > 0.0 && shm_rate <= 1.0) {
-        findings.error(
-            &["max", "shm_rate"],
-            format!("is {shm_rate}, expected a share above 0 and at most 1"),
-        );
+        findings.error(&["max", "shm_rate"], format!("is {shm_rate}, expected a share above 0 and at most 1"));
     }
     HostMax {
         cpus: raw.cpus.0,
@@ -278,24 +246,16 @@ fn check_limits(limits: &RawLimits, host: &HostMax, findings: &mut Findings, sec
         let mut key_path = section.to_vec();
         key_path.push(field);
         if field == "gpus" && value.fract() != 0.0 {
-            findings.error(
-                &key_path,
-                format!("expected a whole number of GPUs or \"max\", found {value}"),
-            );
+            findings.error(&key_path, format!("expected a whole number of GPUs or \"max\", found {value}"));
         }
         if (field == "cpus" || field == "memory") && value == 0.0 {
-            findings.error(
-                &key_path,
-                format!("expected more than 0 or \"max\", found {value}: nobody could book"),
-            );
+            findings.error(&key_path, format!("expected more than 0 or \"max\", found {value}: nobody could book"));
         }
         if let Some(host_value) = host_value(field)
             && value > host_value
         {
-            findings.warning(
-                &key_path,
-                format!("{value} is more than the host's {host_value}; the host's value applies"),
-            );
+            findings
+                .warning(&key_path, format!("{value} is more than the host's {host_value}; the host's value applies"));
         }
     }
 }

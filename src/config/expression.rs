@@ -9,14 +9,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 /// The names an expression may use: the host quantities that are plain numbers.
-pub const NAMES: [&str; 6] = [
-    "cpus",
-    "ram",
-    "swap_size",
-    "gpus",
-    "backup_space",
-    "work_space",
-];
+pub const NAMES: [&str; 6] = ["cpus", "ram", "swap_size", "gpus", "backup_space", "work_space"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expression {
@@ -37,10 +30,7 @@ pub enum Operator {
 impl Expression {
     pub fn parse(text: &str) -> Result<Expression, String> {
         let tokens = tokenize(text)?;
-        let mut parser = Parser {
-            tokens: &tokens,
-            position: 0,
-        };
+        let mut parser = Parser { tokens: &tokens, position: 0 };
         let expression = parser.sum()?;
         match parser.tokens.get(parser.position) {
             None => Ok(expression),
@@ -98,29 +88,20 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             index += 1;
         } else if character.is_ascii_digit() || character == '.' {
             let start = index;
-            while index < characters.len()
-                && (characters[index].is_ascii_digit() || characters[index] == '.')
-            {
+            while index < characters.len() && (characters[index].is_ascii_digit() || characters[index] == '.') {
                 index += 1;
             }
             let literal: String = characters[start..index].iter().collect();
-            let value = literal
-                .parse()
-                .map_err(|_| format!("{literal:?} is not a number"))?;
+            let value = literal.parse().map_err(|_| format!("{literal:?} is not a number"))?;
             tokens.push(Token::Number(value));
         } else if character.is_ascii_alphabetic() || character == '_' {
             let start = index;
-            while index < characters.len()
-                && (characters[index].is_ascii_alphanumeric() || characters[index] == '_')
-            {
+            while index < characters.len() && (characters[index].is_ascii_alphanumeric() || characters[index] == '_') {
                 index += 1;
             }
             let name: String = characters[start..index].iter().collect();
             if !NAMES.contains(&name.as_str()) {
-                return Err(format!(
-                    "unknown name {name:?} (expected one of {})",
-                    NAMES.join(", ")
-                ));
+                return Err(format!("unknown name {name:?} (expected one of {})", NAMES.join(", ")));
             }
             tokens.push(Token::Name(name));
         } else {
@@ -149,13 +130,8 @@ impl Parser<'_> {
     fn sum(&mut self) -> Result<Expression, String> {
         let mut expression = self.product()?;
         while let Some(symbol) = self.next_symbol_in("+-") {
-            let operator = if symbol == '+' {
-                Operator::Add
-            } else {
-                Operator::Subtract
-            };
-            expression =
-                Expression::Binary(Box::new(expression), operator, Box::new(self.product()?));
+            let operator = if symbol == '+' { Operator::Add } else { Operator::Subtract };
+            expression = Expression::Binary(Box::new(expression), operator, Box::new(self.product()?));
         }
         Ok(expression)
     }
@@ -163,13 +139,8 @@ impl Parser<'_> {
     fn product(&mut self) -> Result<Expression, String> {
         let mut expression = self.factor()?;
         while let Some(symbol) = self.next_symbol_in("*/") {
-            let operator = if symbol == '*' {
-                Operator::Multiply
-            } else {
-                Operator::Divide
-            };
-            expression =
-                Expression::Binary(Box::new(expression), operator, Box::new(self.factor()?));
+            let operator = if symbol == '*' { Operator::Multiply } else { Operator::Divide };
+            expression = Expression::Binary(Box::new(expression), operator, Box::new(self.factor()?));
         }
         Ok(expression)
     }
@@ -215,9 +186,7 @@ impl<'de> Deserialize<'de> for Expression {
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Expression, E> {
                 Expression::parse(value).map_err(|reason| {
-                    E::custom(format!(
-                        "expected a number or an expression such as \"ram + swap_size\": {reason}"
-                    ))
+                    E::custom(format!("expected a number or an expression such as \"ram + swap_size\": {reason}"))
                 })
             }
         }
@@ -239,39 +208,20 @@ mod tests {
 
     #[test]
     fn evaluates_the_originals_expressions() {
-        assert_eq!(
-            Expression::parse("ram + swap_size")
-                .unwrap()
-                .evaluate(&host),
-            Ok(40.0)
-        );
-        assert_eq!(
-            Expression::parse("ram / (ram + swap_size)")
-                .unwrap()
-                .evaluate(&host),
-            Ok(0.75)
-        );
-        assert_eq!(
-            Expression::parse("-ram * 2 - 1").unwrap().evaluate(&host),
-            Ok(-61.0)
-        );
+        assert_eq!(Expression::parse("ram + swap_size").unwrap().evaluate(&host), Ok(40.0));
+        assert_eq!(Expression::parse("ram / (ram + swap_size)").unwrap().evaluate(&host), Ok(0.75));
+        assert_eq!(Expression::parse("-ram * 2 - 1").unwrap().evaluate(&host), Ok(-61.0));
     }
 
     #[test]
     fn rejects_unknown_names_and_broken_syntax() {
-        assert!(
-            Expression::parse("ram + memory")
-                .unwrap_err()
-                .contains("unknown name")
-        );
+        assert!(Expression::parse("ram + memory").unwrap_err().contains("unknown name"));
         assert!(Expression::parse("(ram + 1").is_err());
         assert!(Expression::parse("ram +").is_err());
         assert!(Expression::parse("ram ram").is_err());
         assert!(Expression::parse("__import__('os')").is_err());
         assert_eq!(
-            Expression::parse("ram / (swap_size - 10)")
-                .unwrap()
-                .evaluate(&host),
+            Expression::parse("ram / (swap_size - 10)").unwrap().evaluate(&host),
             Err("division by zero".into())
         );
     }

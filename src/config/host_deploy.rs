@@ -41,28 +41,20 @@ impl HostDeploy {
     pub fn parse(root: &Root, shown_path: &str, text: &str) -> Parsed<HostDeploy> {
         let raw: RawHostDeploy = yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
         let mut findings = Findings::new(shown_path, text);
-        let images: Vec<String> = without_blanks(raw.images)
-            .into_iter()
-            .map(|image| image.trim().to_string())
-            .collect();
+        let images: Vec<String> =
+            without_blanks(raw.images).into_iter().map(|image| image.trim().to_string()).collect();
         if images.is_empty() {
-            findings.error(
-                &["images"],
-                "expected at least one image; the first one is the default",
-            );
+            findings.error(&["images"], "expected at least one image; the first one is the default");
         }
         for image in &images {
             if image.is_empty() || image.chars().any(char::is_whitespace) {
-                findings.error(
-                    &["images"],
-                    format!("expected an image name such as \"repository:tag\", found {image:?}"),
-                );
+                findings
+                    .error(&["images"], format!("expected an image name such as \"repository:tag\", found {image:?}"));
             }
         }
-        for (field, path) in [
-            ("users_config_yaml", &raw.users_config_yaml),
-            ("capability_config_yaml", &raw.capability_config_yaml),
-        ] {
+        for (field, path) in
+            [("users_config_yaml", &raw.users_config_yaml), ("capability_config_yaml", &raw.capability_config_yaml)]
+        {
             if path.as_os_str().is_empty() {
                 findings.error(&[field], "expected a path (relative to the root)");
             }

@@ -34,13 +34,10 @@ impl Config {
         let (config, problems) = Self::load_collecting(lock);
         match config {
             Some(config) => Ok(config),
-            None => Err(FileProblems(
-                problems
-                    .into_iter()
-                    .filter(|problem| problem.severity == Severity::Error)
-                    .collect(),
-            )
-            .into()),
+            None => {
+                Err(FileProblems(problems.into_iter().filter(|problem| problem.severity == Severity::Error).collect())
+                    .into())
+            }
         }
     }
 
@@ -50,12 +47,12 @@ impl Config {
         let mut problems = Vec::new();
         let deploy_path = root.host_deploy_path();
         let shown = root.display(&deploy_path);
-        let deploy = read_text(&deploy_path, &shown)
-            .and_then(|text| HostDeploy::parse(root, &shown, &text))
-            .map(|(deploy, warnings)| {
+        let deploy = read_text(&deploy_path, &shown).and_then(|text| HostDeploy::parse(root, &shown, &text)).map(
+            |(deploy, warnings)| {
                 problems.extend(warnings);
                 deploy
-            });
+            },
+        );
         let deploy = match deploy {
             Ok(deploy) => deploy,
             Err(found) => {
@@ -67,11 +64,9 @@ impl Config {
         let capability_shown = root.display(&deploy.capability_config_yaml);
         let capability = read_text(&deploy.capability_config_yaml, &capability_shown)
             .map_err(|mut found| {
-                found.iter_mut().for_each(|problem| {
-                    problem
-                        .message
-                        .push_str(&where_set(root, "capability_config_yaml"))
-                });
+                found
+                    .iter_mut()
+                    .for_each(|problem| problem.message.push_str(&where_set(root, "capability_config_yaml")));
                 found
             })
             .and_then(|text| CapabilityConfig::parse(&capability_shown, &text));
@@ -83,15 +78,7 @@ impl Config {
         match (capability, users) {
             (Some(capability), Some(users)) => {
                 let warnings = problems.clone();
-                (
-                    Some(Config {
-                        deploy,
-                        capability,
-                        users,
-                        warnings,
-                    }),
-                    problems,
-                )
+                (Some(Config { deploy, capability, users, warnings }), problems)
             }
             _ => (None, problems),
         }
@@ -99,9 +86,7 @@ impl Config {
 
     /// The user's limits, or `None` when they are not allowed to book.
     pub fn limits_for(&self, user: &UserId) -> Option<UserLimits> {
-        self.capability
-            .is_allowed(user)
-            .then(|| self.capability.limits_for(user))
+        self.capability.is_allowed(user).then(|| self.capability.limits_for(user))
     }
 }
 
@@ -120,20 +105,11 @@ fn keep<T>(result: yaml::Parsed<T>, problems: &mut Vec<FileProblem>) -> Option<T
 }
 
 fn where_set(root: &Root, field: &str) -> String {
-    format!(
-        " (the path is set by {field} in {})",
-        root.display(&root.host_deploy_path())
-    )
+    format!(" (the path is set by {field} in {})", root.display(&root.host_deploy_path()))
 }
 
 /// Reads a whole file, or says which file could not be read and why.
 pub fn read_text(path: &Path, shown_path: &str) -> Result<String, Vec<FileProblem>> {
-    std::fs::read_to_string(path).map_err(|error| {
-        vec![FileProblem::error(
-            shown_path,
-            None,
-            "",
-            format!("cannot read: {error}"),
-        )]
-    })
+    std::fs::read_to_string(path)
+        .map_err(|error| vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error}"))])
 }

@@ -49,28 +49,20 @@ pub struct UserEntry {
 impl UserEntry {
     /// The user's work folder: their entry's, else `<volume_work_dir>/<user>`.
     pub fn work_dir(&self, deploy: &HostDeploy, user: &UserId) -> PathBuf {
-        self.volume_work_dir
-            .clone()
-            .unwrap_or_else(|| deploy.volume_work_dir.join(user.as_str()))
+        self.volume_work_dir.clone().unwrap_or_else(|| deploy.volume_work_dir.join(user.as_str()))
     }
 
     pub fn backup_dir(&self, deploy: &HostDeploy, user: &UserId) -> PathBuf {
-        self.volume_backup_dir
-            .clone()
-            .unwrap_or_else(|| deploy.volume_backup_dir.join(user.as_str()))
+        self.volume_backup_dir.clone().unwrap_or_else(|| deploy.volume_backup_dir.join(user.as_str()))
     }
 
     pub fn dataset_dir(&self, deploy: &HostDeploy) -> PathBuf {
-        self.volume_dataset_dir
-            .clone()
-            .unwrap_or_else(|| deploy.volume_dataset_dir.clone())
+        self.volume_dataset_dir.clone().unwrap_or_else(|| deploy.volume_dataset_dir.clone())
     }
 
     /// True when the stored password is a crypt(3) hash rather than legacy plain text.
     pub fn password_is_hashed(&self) -> bool {
-        self.password
-            .as_deref()
-            .is_some_and(|password| password.starts_with('$'))
+        self.password.as_deref().is_some_and(|password| password.starts_with('$'))
     }
 }
 
@@ -106,18 +98,12 @@ impl UsersConfig {
         let mut owners: IndexMap<u16, &UserId> = IndexMap::new();
         for (user, entry) in &users {
             if entry.forward_port == 0 {
-                findings.error(
-                    &[user.as_str(), "forward_port"],
-                    "expected a port from 1 to 65535, found 0",
-                );
+                findings.error(&[user.as_str(), "forward_port"], "expected a port from 1 to 65535, found 0");
             }
             if let Some(owner) = owners.insert(entry.forward_port, user) {
                 findings.error(
                     &[user.as_str(), "forward_port"],
-                    format!(
-                        "{} is also {owner}'s forward port; each user needs their own",
-                        entry.forward_port
-                    ),
+                    format!("{} is also {owner}'s forward port; each user needs their own", entry.forward_port),
                 );
             }
         }
@@ -134,8 +120,7 @@ impl UsersConfig {
         let text = if self.users.is_empty() {
             String::new()
         } else {
-            serde_yaml::to_string(&self.users)
-                .with_context(|| format!("cannot encode {}", path.display()))?
+            serde_yaml::to_string(&self.users).with_context(|| format!("cannot encode {}", path.display()))?
         };
         atomic_file::write_atomically(lock, path, text.as_bytes())
     }

@@ -44,9 +44,7 @@ pub fn problem_from(shown_path: &str, error: &serde_yaml::Error) -> FileProblem 
 fn is_field_path(candidate: &str) -> bool {
     !candidate.is_empty()
         && !candidate.contains(' ')
-        && candidate
-            .chars()
-            .all(|character| character.is_alphanumeric() || "._-[]".contains(character))
+        && candidate.chars().all(|character| character.is_alphanumeric() || "._-[]".contains(character))
 }
 
 /// A user id. Containers are named after it and folders are made from it, so only letters,
@@ -57,13 +55,8 @@ pub struct UserId(String);
 
 impl UserId {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let valid_start = text
-            .chars()
-            .next()
-            .is_some_and(|first| first.is_ascii_alphanumeric());
-        let valid_rest = text
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || "_.-".contains(character));
+        let valid_start = text.chars().next().is_some_and(|first| first.is_ascii_alphanumeric());
+        let valid_rest = text.chars().all(|character| character.is_ascii_alphanumeric() || "_.-".contains(character));
         if valid_start && valid_rest && text.len() <= 64 {
             Ok(UserId(text.to_string()))
         } else {
@@ -131,9 +124,7 @@ impl<'de> Deserialize<'de> for Limit {
                 if value.trim() == "max" {
                     Ok(Limit::Max)
                 } else {
-                    Err(E::custom(format!(
-                        "expected a number or \"max\", found {value:?}"
-                    )))
+                    Err(E::custom(format!("expected a number or \"max\", found {value:?}")))
                 }
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<Limit, E> {
@@ -146,9 +137,7 @@ impl<'de> Deserialize<'de> for Limit {
                 if value.is_finite() && value >= 0.0 {
                     Ok(Limit::Number(value))
                 } else {
-                    Err(E::custom(format!(
-                        "expected a number of at least 0 or \"max\", found {value}"
-                    )))
+                    Err(E::custom(format!("expected a number of at least 0 or \"max\", found {value}")))
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<Limit, E> {
@@ -172,9 +161,7 @@ impl<'de> Deserialize<'de> for Amount {
                 formatter.write_str("a number of at least 0")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Amount, E> {
-                Err(E::custom(format!(
-                    "expected a number of at least 0, found {value:?}"
-                )))
+                Err(E::custom(format!("expected a number of at least 0, found {value:?}")))
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<Amount, E> {
                 Ok(Amount(value as f64))
@@ -186,9 +173,7 @@ impl<'de> Deserialize<'de> for Amount {
                 if value.is_finite() && value >= 0.0 {
                     Ok(Amount(value))
                 } else {
-                    Err(E::custom(format!(
-                        "expected a number of at least 0, found {value}"
-                    )))
+                    Err(E::custom(format!("expected a number of at least 0, found {value}")))
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<Amount, E> {
@@ -226,10 +211,7 @@ mod tests {
     #[test]
     fn a_bad_limit_names_file_line_and_field() {
         let problem = parse::<Sample>("cfg/x.yaml", "section:\n  cpus: eight\n").unwrap_err();
-        assert_eq!(
-            problem.to_string(),
-            "cfg/x.yaml:2: section.cpus: expected a number or \"max\", found \"eight\""
-        );
+        assert_eq!(problem.to_string(), "cfg/x.yaml:2: section.cpus: expected a number or \"max\", found \"eight\"");
     }
 
     #[test]
@@ -260,11 +242,7 @@ pub struct Findings<'a> {
 
 impl<'a> Findings<'a> {
     pub fn new(shown_path: &'a str, text: &'a str) -> Self {
-        Findings {
-            shown_path,
-            text,
-            problems: Vec::new(),
-        }
+        Findings { shown_path, text, problems: Vec::new() }
     }
 
     pub fn error(&mut self, key_path: &[&str], message: impl Into<String>) {
@@ -280,11 +258,7 @@ impl<'a> Findings<'a> {
 
     /// The parsed value with any warnings, or every problem when at least one is an error.
     pub fn finish<T>(self, value: T) -> Parsed<T> {
-        if self
-            .problems
-            .iter()
-            .any(|problem| problem.severity == crate::error::Severity::Error)
-        {
+        if self.problems.iter().any(|problem| problem.severity == crate::error::Severity::Error) {
             Err(self.problems)
         } else {
             Ok((value, self.problems))

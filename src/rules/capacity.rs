@@ -60,9 +60,15 @@ pub enum Shortage {
         wanted: u32,
     },
     /// Fewer GPUs than wanted are free for the whole window.
-    Gpus { free: u32, wanted: u32 },
+    Gpus {
+        free: u32,
+        wanted: u32,
+    },
     /// Another booking in the window uses the same forward port.
-    PortBusy { port: u16, holder: UserId },
+    PortBusy {
+        port: u16,
+        holder: UserId,
+    },
 }
 
 impl fmt::Display for Shortage {
@@ -70,30 +76,13 @@ impl fmt::Display for Shortage {
         let time = |time: &NaiveDateTime| time.format("%Y-%m-%d %H:%M").to_string();
         match self {
             Shortage::OwnOverlap { start, end } => {
-                write!(
-                    formatter,
-                    "you already have a booking from {} to {} that overlaps",
-                    time(start),
-                    time(end)
-                )
+                write!(formatter, "you already have a booking from {} to {} that overlaps", time(start), time(end))
             }
             Shortage::Cpus { at, free, wanted } => {
-                write!(
-                    formatter,
-                    "not enough CPUs at {}: {} free, {} wanted",
-                    time(at),
-                    round(*free),
-                    wanted
-                )
+                write!(formatter, "not enough CPUs at {}: {} free, {} wanted", time(at), round(*free), wanted)
             }
             Shortage::Memory { at, free, wanted } => {
-                write!(
-                    formatter,
-                    "not enough memory at {}: {} GB free, {} GB wanted",
-                    time(at),
-                    round(*free),
-                    wanted
-                )
+                write!(formatter, "not enough memory at {}: {} GB free, {} GB wanted", time(at), round(*free), wanted)
             }
             Shortage::Gpus { free, wanted } => write!(
                 formatter,
@@ -101,10 +90,7 @@ impl fmt::Display for Shortage {
                 if *free == 1 { " is" } else { "s are" }
             ),
             Shortage::PortBusy { port, holder } => {
-                write!(
-                    formatter,
-                    "forward port {port} is used by {holder} during this window"
-                )
+                write!(formatter, "forward port {port} is used by {holder} during this window")
             }
         }
     }
@@ -116,13 +102,7 @@ fn round(value: f64) -> f64 {
 
 /// A request outside the user's own limits (or the host's size) is refused before any
 /// capacity is looked at: no window would ever fit it.
-pub fn check_limits(
-    cpus: f64,
-    memory: u32,
-    gpus: u32,
-    limits: &UserLimits,
-    host: &Host,
-) -> Result<(), String> {
+pub fn check_limits(cpus: f64, memory: u32, gpus: u32, limits: &UserLimits, host: &Host) -> Result<(), String> {
     if !(cpus.is_finite() && cpus > 0.0) {
         return Err(format!("cpus must be more than 0, found {cpus}"));
     }
@@ -131,127 +111,61 @@ pub fn check_limits(
     }
     let mut over = Vec::new();
     if cpus > limits.cpus.min(host.cpus) + EPSILON {
-        over.push(format!(
-            "cpus {cpus} (your limit is {})",
-            limits.cpus.min(host.cpus)
-        ));
+        over.push(format!("cpus {cpus} (your limit is {})", limits.cpus.min(host.cpus)));
     }
     if f64::from(memory) > limits.memory.min(host.memory) + EPSILON {
-        over.push(format!(
-            "memory {memory} GB (your limit is {} GB)",
-            limits.memory.min(host.memory).floor()
-        ));
+        over.push(format!("memory {memory} GB (your limit is {} GB)", limits.memory.min(host.memory).floor()));
     }
     if gpus > limits.gpus.min(host.gpus) {
-        over.push(format!(
-            "gpus {gpus} (your limit is {})",
-            limits.gpus.min(host.gpus)
-        ));
+        over.push(format!("gpus {gpus} (your limit is {})", limits.gpus.min(host.gpus)));
     }
-    if over.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("over your maximum: {}", over.join(", ")))
-    }
+    if over.is_empty() { Ok(()) } else { Err(format!("over your maximum: {}", over.join(", "))) }
 }
 
 /// Checks `request` against the `active` bookings (booking.csv + using.csv, minus any
 /// booking being replaced) and returns the GPU ids it gets.
 pub fn place(active: &[Booking], host: &Host, request: &Request) -> Result<Vec<u32>, Shortage> {
-    let overlapping: Vec<&Booking> = active
-        .iter()
-        .filter(|booking| booking.overlaps(request.start, request.end))
-        .collect();
+    let overlapping: Vec<&Booking> =
+        active.iter().filter(|booking| booking.overlaps(request.start, request.end)).collect();
     check_without_gpus(&overlapping, host, request)?;
     let free = free_gpus(&overlapping, host.gpus);
     if (free.len() as u32) < request.gpus {
-        return Err(Shortage::Gpus {
-            free: free.len() as u32,
-            wanted: request.gpus,
-        });
+        return Err(Shortage::Gpus { free: free.len() as u32, wanted: request.gpus });
     }
-    Ok(choose_gpus(
-        &free,
-        request.gpus,
-        active,
-        request.start,
-        request.end,
-    ))
+    Ok(choose_gpus(&free, request.gpus, active, request.start, request.end))
 }
 
 /// Like [`place`], but the request must keep exactly `gpus` (an extension keeps its devices).
-pub fn place_keeping(
-    active: &[Booking],
-    host: &Host,
-    request: &Request,
-    gpus: &[u32],
-) -> Result<(), Shortage> {
-    let overlapping: Vec<&Booking> = active
-        .iter()
-        .filter(|booking| booking.overlaps(request.start, request.end))
-        .collect();
+pub fn place_keeping(active: &[Booking], host: &Host, request: &Request, gpus: &[u32]) -> Result<(), Shortage> {
+    let overlapping: Vec<&Booking> =
+        active.iter().filter(|booking| booking.overlaps(request.start, request.end)).collect();
     check_without_gpus(&overlapping, host, request)?;
     let free = free_gpus(&overlapping, host.gpus);
     let kept_free = gpus.iter().filter(|gpu| free.contains(gpu)).count() as u32;
     if kept_free < gpus.len() as u32 {
-        return Err(Shortage::Gpus {
-            free: kept_free,
-            wanted: gpus.len() as u32,
-        });
+        return Err(Shortage::Gpus { free: kept_free, wanted: gpus.len() as u32 });
     }
     Ok(())
 }
 
-fn check_without_gpus(
-    overlapping: &[&Booking],
-    host: &Host,
-    request: &Request,
-) -> Result<(), Shortage> {
-    if let Some(own) = overlapping
-        .iter()
-        .find(|booking| Some(&booking.user_id) == request.user.as_ref())
-    {
-        return Err(Shortage::OwnOverlap {
-            start: own.start,
-            end: own.end,
-        });
+fn check_without_gpus(overlapping: &[&Booking], host: &Host, request: &Request) -> Result<(), Shortage> {
+    if let Some(own) = overlapping.iter().find(|booking| Some(&booking.user_id) == request.user.as_ref()) {
+        return Err(Shortage::OwnOverlap { start: own.start, end: own.end });
     }
     if let Some(port) = request.forward_port
-        && let Some(holder) = overlapping
-            .iter()
-            .find(|booking| booking.forward_port == port)
+        && let Some(holder) = overlapping.iter().find(|booking| booking.forward_port == port)
     {
-        return Err(Shortage::PortBusy {
-            port,
-            holder: holder.user_id.clone(),
-        });
+        return Err(Shortage::PortBusy { port, holder: holder.user_id.clone() });
     }
-    let (cpu_peak_at, cpu_peak) = peak(
-        overlapping,
-        request.start,
-        |booking| booking.cpus,
-        host.cpus - request.cpus,
-    );
+    let (cpu_peak_at, cpu_peak) = peak(overlapping, request.start, |booking| booking.cpus, host.cpus - request.cpus);
     if let Some(at) = cpu_peak_at {
-        return Err(Shortage::Cpus {
-            at,
-            free: (host.cpus - cpu_peak).max(0.0),
-            wanted: request.cpus,
-        });
+        return Err(Shortage::Cpus { at, free: (host.cpus - cpu_peak).max(0.0), wanted: request.cpus });
     }
     let memory_room = host.memory - f64::from(request.memory);
-    let (memory_peak_at, memory_peak) = peak(
-        overlapping,
-        request.start,
-        |booking| f64::from(booking.memory),
-        memory_room,
-    );
+    let (memory_peak_at, memory_peak) =
+        peak(overlapping, request.start, |booking| f64::from(booking.memory), memory_room);
     if let Some(at) = memory_peak_at {
-        return Err(Shortage::Memory {
-            at,
-            free: (host.memory - memory_peak).max(0.0),
-            wanted: request.memory,
-        });
+        return Err(Shortage::Memory { at, free: (host.memory - memory_peak).max(0.0), wanted: request.memory });
     }
     Ok(())
 }
@@ -288,20 +202,12 @@ fn peak(
 }
 
 fn free_gpus(overlapping: &[&Booking], host_gpus: u32) -> Vec<u32> {
-    (0..host_gpus)
-        .filter(|gpu| !overlapping.iter().any(|booking| booking.gpus.contains(gpu)))
-        .collect()
+    (0..host_gpus).filter(|gpu| !overlapping.iter().any(|booking| booking.gpus.contains(gpu))).collect()
 }
 
 /// Among the free GPUs, prefer those least booked around the window (from a day before its
 /// start to a day after its end), which spreads the load over the devices; ties go to lower ids.
-fn choose_gpus(
-    free: &[u32],
-    count: u32,
-    active: &[Booking],
-    start: NaiveDateTime,
-    end: NaiveDateTime,
-) -> Vec<u32> {
+fn choose_gpus(free: &[u32], count: u32, active: &[Booking], start: NaiveDateTime, end: NaiveDateTime) -> Vec<u32> {
     let around_start = start - Duration::days(1);
     let around_end = end + Duration::days(1);
     let mut ranked: Vec<(i64, u32)> = free
@@ -309,22 +215,14 @@ fn choose_gpus(
         .map(|gpu| {
             let booked_minutes: i64 = active
                 .iter()
-                .filter(|booking| {
-                    booking.gpus.contains(gpu) && booking.overlaps(around_start, around_end)
-                })
-                .map(|booking| {
-                    (booking.end.min(around_end) - booking.start.max(around_start)).num_minutes()
-                })
+                .filter(|booking| booking.gpus.contains(gpu) && booking.overlaps(around_start, around_end))
+                .map(|booking| (booking.end.min(around_end) - booking.start.max(around_start)).num_minutes())
                 .sum();
             (booked_minutes, *gpu)
         })
         .collect();
     ranked.sort();
-    let mut chosen: Vec<u32> = ranked
-        .into_iter()
-        .take(count as usize)
-        .map(|(_, gpu)| gpu)
-        .collect();
+    let mut chosen: Vec<u32> = ranked.into_iter().take(count as usize).map(|(_, gpu)| gpu).collect();
     chosen.sort_unstable();
     chosen
 }
@@ -350,22 +248,14 @@ pub fn earliest_window(
     candidates.sort_unstable();
     candidates.dedup();
     candidates.into_iter().find_map(|start| {
-        let request = Request {
-            start,
-            end: start + length,
-            ..shape.clone()
-        };
+        let request = Request { start, end: start + length, ..shape.clone() };
         place(active, host, &request).ok().map(|gpus| (start, gpus))
     })
 }
 
 fn ceil_to_slot(time: NaiveDateTime) -> NaiveDateTime {
     let floor = super::floor_to_slot(time);
-    if floor == time {
-        time
-    } else {
-        floor + super::slot()
-    }
+    if floor == time { time } else { floor + super::slot() }
 }
 
 #[cfg(test)]
@@ -380,15 +270,7 @@ mod tests {
         UserId::parse(name).unwrap()
     }
 
-    fn booking(
-        name: &str,
-        start: &str,
-        end: &str,
-        cpus: f64,
-        memory: u32,
-        gpus: &[u32],
-        port: u16,
-    ) -> Booking {
+    fn booking(name: &str, start: &str, end: &str, cpus: f64, memory: u32, gpus: &[u32], port: u16) -> Booking {
         Booking {
             start: at(start),
             end: at(end),
@@ -402,277 +284,73 @@ mod tests {
         }
     }
 
-    fn request(
-        name: &str,
-        start: &str,
-        end: &str,
-        cpus: f64,
-        memory: u32,
-        gpus: u32,
-        port: u16,
-    ) -> Request {
-        Request {
-            user: Some(user(name)),
-            start: at(start),
-            end: at(end),
-            cpus,
-            memory,
-            gpus,
-            forward_port: Some(port),
-        }
+    fn request(name: &str, start: &str, end: &str, cpus: f64, memory: u32, gpus: u32, port: u16) -> Request {
+        Request { user: Some(user(name)), start: at(start), end: at(end), cpus, memory, gpus, forward_port: Some(port) }
     }
 
-    const HOST: Host = Host {
-        cpus: 8.0,
-        memory: 40.0,
-        gpus: 4,
-    };
+    const HOST: Host = Host { cpus: 8.0, memory: 40.0, gpus: 4 };
 
     #[test]
     fn a_gpu_busy_for_part_of_the_window_is_not_given() {
         // GPU 0 is taken 12:00-13:00 only; the original would have handed it out for 10:00-14:00.
         let active = vec![
-            booking(
-                "a",
-                "2026-11-24 12:00",
-                "2026-11-24 13:00",
-                1.0,
-                1,
-                &[0],
-                10001,
-            ),
-            booking(
-                "b",
-                "2026-11-24 09:00",
-                "2026-11-24 10:00",
-                1.0,
-                1,
-                &[1, 2],
-                10002,
-            ),
+            booking("a", "2026-11-24 12:00", "2026-11-24 13:00", 1.0, 1, &[0], 10001),
+            booking("b", "2026-11-24 09:00", "2026-11-24 10:00", 1.0, 1, &[1, 2], 10002),
         ];
-        let gpus = place(
-            &active,
-            &HOST,
-            &request(
-                "c",
-                "2026-11-24 10:00",
-                "2026-11-24 14:00",
-                1.0,
-                1,
-                2,
-                10003,
-            ),
-        )
-        .unwrap();
+        let gpus =
+            place(&active, &HOST, &request("c", "2026-11-24 10:00", "2026-11-24 14:00", 1.0, 1, 2, 10003)).unwrap();
         assert!(!gpus.contains(&0));
         assert_eq!(gpus.len(), 2);
-        let refused = place(
-            &active,
-            &HOST,
-            &request(
-                "c",
-                "2026-11-24 10:00",
-                "2026-11-24 14:00",
-                1.0,
-                1,
-                4,
-                10003,
-            ),
-        );
+        let refused = place(&active, &HOST, &request("c", "2026-11-24 10:00", "2026-11-24 14:00", 1.0, 1, 4, 10003));
         assert_eq!(refused, Err(Shortage::Gpus { free: 3, wanted: 4 }));
     }
 
     #[test]
     fn back_to_back_bookings_share_resources() {
-        let active = vec![booking(
-            "a",
-            "2026-11-24 09:00",
-            "2026-11-24 10:00",
-            8.0,
-            40,
-            &[0, 1, 2, 3],
-            10001,
-        )];
-        let gpus = place(
-            &active,
-            &HOST,
-            &request(
-                "b",
-                "2026-11-24 10:00",
-                "2026-11-24 11:00",
-                8.0,
-                40,
-                4,
-                10002,
-            ),
-        )
-        .unwrap();
+        let active = vec![booking("a", "2026-11-24 09:00", "2026-11-24 10:00", 8.0, 40, &[0, 1, 2, 3], 10001)];
+        let gpus =
+            place(&active, &HOST, &request("b", "2026-11-24 10:00", "2026-11-24 11:00", 8.0, 40, 4, 10002)).unwrap();
         assert_eq!(gpus, vec![0, 1, 2, 3]);
     }
 
     #[test]
     fn cpu_shortage_names_the_first_short_slot() {
         let active = vec![
-            booking(
-                "a",
-                "2026-11-24 09:00",
-                "2026-11-24 12:00",
-                4.5,
-                1,
-                &[],
-                10001,
-            ),
-            booking(
-                "b",
-                "2026-11-24 11:00",
-                "2026-11-24 12:00",
-                3.5,
-                1,
-                &[],
-                10002,
-            ),
+            booking("a", "2026-11-24 09:00", "2026-11-24 12:00", 4.5, 1, &[], 10001),
+            booking("b", "2026-11-24 11:00", "2026-11-24 12:00", 3.5, 1, &[], 10002),
         ];
-        assert!(
-            place(
-                &active,
-                &HOST,
-                &request(
-                    "c",
-                    "2026-11-24 09:00",
-                    "2026-11-24 11:00",
-                    3.5,
-                    1,
-                    0,
-                    10003
-                )
-            )
-            .is_ok()
-        );
-        let refused = place(
-            &active,
-            &HOST,
-            &request(
-                "c",
-                "2026-11-24 09:00",
-                "2026-11-24 12:00",
-                0.5,
-                1,
-                0,
-                10003,
-            ),
-        );
-        assert_eq!(
-            refused,
-            Err(Shortage::Cpus {
-                at: at("2026-11-24 11:00"),
-                free: 0.0,
-                wanted: 0.5
-            })
-        );
+        assert!(place(&active, &HOST, &request("c", "2026-11-24 09:00", "2026-11-24 11:00", 3.5, 1, 0, 10003)).is_ok());
+        let refused = place(&active, &HOST, &request("c", "2026-11-24 09:00", "2026-11-24 12:00", 0.5, 1, 0, 10003));
+        assert_eq!(refused, Err(Shortage::Cpus { at: at("2026-11-24 11:00"), free: 0.0, wanted: 0.5 }));
     }
 
     #[test]
     fn own_overlap_and_port_clash_are_refused() {
-        let active = vec![booking(
-            "a",
-            "2026-11-24 09:00",
-            "2026-11-24 12:00",
-            1.0,
-            1,
-            &[],
-            10001,
-        )];
+        let active = vec![booking("a", "2026-11-24 09:00", "2026-11-24 12:00", 1.0, 1, &[], 10001)];
         assert!(matches!(
-            place(
-                &active,
-                &HOST,
-                &request(
-                    "a",
-                    "2026-11-24 11:30",
-                    "2026-11-24 13:00",
-                    1.0,
-                    1,
-                    0,
-                    10001
-                )
-            ),
+            place(&active, &HOST, &request("a", "2026-11-24 11:30", "2026-11-24 13:00", 1.0, 1, 0, 10001)),
             Err(Shortage::OwnOverlap { .. })
         ));
         assert!(matches!(
-            place(
-                &active,
-                &HOST,
-                &request(
-                    "b",
-                    "2026-11-24 11:30",
-                    "2026-11-24 13:00",
-                    1.0,
-                    1,
-                    0,
-                    10001
-                )
-            ),
+            place(&active, &HOST, &request("b", "2026-11-24 11:30", "2026-11-24 13:00", 1.0, 1, 0, 10001)),
             Err(Shortage::PortBusy { .. })
         ));
     }
 
     #[test]
     fn gpu_choice_prefers_devices_busy_nearby_then_low_ids() {
-        let active = vec![booking(
-            "a",
-            "2026-11-24 06:00",
-            "2026-11-24 09:00",
-            1.0,
-            1,
-            &[2],
-            10001,
-        )];
-        let gpus = place(
-            &active,
-            &HOST,
-            &request(
-                "b",
-                "2026-11-24 09:00",
-                "2026-11-24 10:00",
-                1.0,
-                1,
-                1,
-                10002,
-            ),
-        )
-        .unwrap();
+        let active = vec![booking("a", "2026-11-24 06:00", "2026-11-24 09:00", 1.0, 1, &[2], 10001)];
+        let gpus =
+            place(&active, &HOST, &request("b", "2026-11-24 09:00", "2026-11-24 10:00", 1.0, 1, 1, 10002)).unwrap();
         assert_eq!(gpus, vec![0]);
     }
 
     #[test]
     fn earliest_window_is_found_after_the_blocking_booking() {
-        let active = vec![booking(
-            "a",
-            "2026-11-24 09:00",
-            "2026-11-25 09:00",
-            1.0,
-            1,
-            &[0, 1, 2, 3],
-            10001,
-        )];
-        let shape = request(
-            "b",
-            "2026-11-24 09:00",
-            "2026-11-24 10:00",
-            1.0,
-            1,
-            1,
-            10002,
-        );
-        let found = earliest_window(
-            &active,
-            &HOST,
-            &shape,
-            Duration::hours(2),
-            at("2026-11-24 09:00"),
-            at("2026-12-08 09:00"),
-        );
+        let active = vec![booking("a", "2026-11-24 09:00", "2026-11-25 09:00", 1.0, 1, &[0, 1, 2, 3], 10001)];
+        let shape = request("b", "2026-11-24 09:00", "2026-11-24 10:00", 1.0, 1, 1, 10002);
+        let found =
+            earliest_window(&active, &HOST, &shape, Duration::hours(2), at("2026-11-24 09:00"), at("2026-12-08 09:00"));
         assert_eq!(found, Some((at("2026-11-25 09:00"), vec![0])));
         let too_big = Request { gpus: 5, ..shape };
         assert_eq!(

@@ -42,22 +42,10 @@ mod tests {
 
     #[test]
     fn slots_are_half_hours() {
-        assert_eq!(
-            floor_to_slot(at("2026-11-23 09:47:12")),
-            at("2026-11-23 09:30:00")
-        );
-        assert_eq!(
-            floor_to_slot(at("2026-11-23 09:00:00")),
-            at("2026-11-23 09:00:00")
-        );
-        assert_eq!(
-            next_slot_boundary(at("2026-11-23 09:00:00")),
-            at("2026-11-23 09:30:00")
-        );
-        assert_eq!(
-            next_slot_boundary(at("2026-11-23 23:59:00")),
-            at("2026-11-24 00:00:00")
-        );
+        assert_eq!(floor_to_slot(at("2026-11-23 09:47:12")), at("2026-11-23 09:30:00"));
+        assert_eq!(floor_to_slot(at("2026-11-23 09:00:00")), at("2026-11-23 09:00:00"));
+        assert_eq!(next_slot_boundary(at("2026-11-23 09:00:00")), at("2026-11-23 09:30:00"));
+        assert_eq!(next_slot_boundary(at("2026-11-23 23:59:00")), at("2026-11-24 00:00:00"));
         assert!(!is_on_grid(at("2026-11-23 09:15:00")));
     }
 }

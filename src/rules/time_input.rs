@@ -16,10 +16,7 @@ pub struct Horizon {
 
 impl Default for Horizon {
     fn default() -> Self {
-        Horizon {
-            start_within_days: 14,
-            length_within_days: 14,
-        }
+        Horizon { start_within_days: 14, length_within_days: 14 }
     }
 }
 
@@ -33,9 +30,7 @@ enum Spec {
 fn parse_spec(text: &str) -> Result<Spec, String> {
     let text = text.trim().to_ascii_lowercase();
     if text.is_empty() {
-        return Err(
-            "nothing entered; type e.g. now, 2-day, 1-week 2-day or 2026 11 24 09 30".into(),
-        );
+        return Err("nothing entered; type e.g. now, 2-day, 1-week 2-day or 2026 11 24 09 30".into());
     }
     if text == "now" {
         return Ok(Spec::Now);
@@ -46,29 +41,19 @@ fn parse_spec(text: &str) -> Result<Spec, String> {
     let mut total = Duration::zero();
     for word in text.split_whitespace() {
         let (number, unit) = word.split_once('-').ok_or_else(|| {
-            format!(
-                "{word:?} is not understood; type e.g. now, 2-day, 1-week 2-day or 2026 11 24 09 30"
-            )
+            format!("{word:?} is not understood; type e.g. now, 2-day, 1-week 2-day or 2026 11 24 09 30")
         })?;
-        let count: i64 = number
-            .parse()
-            .map_err(|_| format!("{word:?}: {number:?} is not a whole number"))?;
+        let count: i64 = number.parse().map_err(|_| format!("{word:?}: {number:?} is not a whole number"))?;
         let (unit_length, range) = match unit {
             "day" | "days" => (Duration::days(1), 1..=14),
             "week" | "weeks" => (Duration::weeks(1), 1..=2),
             "hour" | "hours" => (Duration::hours(1), 1..=336),
             _ => {
-                return Err(format!(
-                    "{word:?}: unknown unit {unit:?}; use day, week or hour"
-                ));
+                return Err(format!("{word:?}: unknown unit {unit:?}; use day, week or hour"));
             }
         };
         if !range.contains(&count) {
-            return Err(format!(
-                "{word:?}: {unit} must be from {} to {}",
-                range.start(),
-                range.end()
-            ));
+            return Err(format!("{word:?}: {unit} must be from {} to {}", range.start(), range.end()));
         }
         total += unit_length * count as i32;
     }
@@ -82,9 +67,7 @@ fn parse_absolute(text: &str) -> Result<Option<NaiveDateTime>, String> {
         .filter(|part| !part.is_empty())
         .collect();
     let looks_like_date = numbers.len() == 5
-        && numbers
-            .iter()
-            .all(|part| part.chars().all(|c| c.is_ascii_digit()))
+        && numbers.iter().all(|part| part.chars().all(|c| c.is_ascii_digit()))
         && numbers[0].len() == 4;
     if !looks_like_date {
         return Ok(None);
@@ -102,11 +85,7 @@ fn parse_absolute(text: &str) -> Result<Option<NaiveDateTime>, String> {
 }
 
 /// The start a student asked for, checked against the horizon. `now` is the current slot.
-pub fn parse_start(
-    text: &str,
-    now: NaiveDateTime,
-    horizon: Horizon,
-) -> Result<NaiveDateTime, String> {
+pub fn parse_start(text: &str, now: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime, String> {
     let current_slot = floor_to_slot(now);
     let start = match parse_spec(text)? {
         Spec::Now => current_slot,
@@ -129,11 +108,7 @@ pub fn parse_start(
 }
 
 /// The end a student asked for: relative forms count from `start`.
-pub fn parse_end(
-    text: &str,
-    start: NaiveDateTime,
-    horizon: Horizon,
-) -> Result<NaiveDateTime, String> {
+pub fn parse_end(text: &str, start: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime, String> {
     let end = match parse_spec(text)? {
         Spec::Now => {
             return Err("an end cannot be `now`; type e.g. 2-day or 2026 11 24 18 00".into());
@@ -149,9 +124,7 @@ pub fn parse_end(
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match parse_spec(text)? {
         Spec::After(length) if length >= super::slot() => Ok(length),
-        _ => Err(format!(
-            "{text:?} is not a length; type e.g. 4-hour, 2-day or 1-week 2-day"
-        )),
+        _ => Err(format!("{text:?} is not a length; type e.g. 4-hour, 2-day or 1-week 2-day")),
     }
 }
 
@@ -164,10 +137,7 @@ pub fn check_end(start: NaiveDateTime, end: NaiveDateTime, horizon: Horizon) -> 
         ));
     }
     if !is_on_grid(end) {
-        return Err(format!(
-            "the end {} is not on :00 or :30",
-            end.format("%Y-%m-%d %H:%M")
-        ));
+        return Err(format!("the end {} is not on :00 or :30", end.format("%Y-%m-%d %H:%M")));
     }
     let latest = start + Duration::days(horizon.length_within_days);
     if end > latest {
@@ -195,48 +165,17 @@ mod tests {
         let horizon = Horizon::default();
         let now = at(NOW);
         assert_eq!(parse_start("now", now, horizon), Ok(at("2026-11-23 10:30")));
-        assert_eq!(
-            parse_start("NOW ", now, horizon),
-            Ok(at("2026-11-23 10:30"))
-        );
-        assert_eq!(
-            parse_start("2-day", now, horizon),
-            Ok(at("2026-11-25 10:30"))
-        );
-        assert_eq!(
-            parse_start("1-week 2-day", now, horizon),
-            Ok(at("2026-12-02 10:30"))
-        );
-        assert_eq!(
-            parse_start("2026 11 24 09 30", now, horizon),
-            Ok(at("2026-11-24 09:30"))
-        );
-        assert_eq!(
-            parse_start("2026-11-24 09:00", now, horizon),
-            Ok(at("2026-11-24 09:00"))
-        );
-        assert!(
-            parse_start("2026 11 24 09 15", now, horizon)
-                .unwrap_err()
-                .contains("00 or 30")
-        );
-        assert!(
-            parse_start("2026 11 23 09 30", now, horizon)
-                .unwrap_err()
-                .contains("past")
-        );
-        assert!(
-            parse_start("2026 12 08 11 00", now, horizon)
-                .unwrap_err()
-                .contains("14 days")
-        );
+        assert_eq!(parse_start("NOW ", now, horizon), Ok(at("2026-11-23 10:30")));
+        assert_eq!(parse_start("2-day", now, horizon), Ok(at("2026-11-25 10:30")));
+        assert_eq!(parse_start("1-week 2-day", now, horizon), Ok(at("2026-12-02 10:30")));
+        assert_eq!(parse_start("2026 11 24 09 30", now, horizon), Ok(at("2026-11-24 09:30")));
+        assert_eq!(parse_start("2026-11-24 09:00", now, horizon), Ok(at("2026-11-24 09:00")));
+        assert!(parse_start("2026 11 24 09 15", now, horizon).unwrap_err().contains("00 or 30"));
+        assert!(parse_start("2026 11 23 09 30", now, horizon).unwrap_err().contains("past"));
+        assert!(parse_start("2026 12 08 11 00", now, horizon).unwrap_err().contains("14 days"));
         assert!(parse_start("15-day", now, horizon).is_err());
         assert!(parse_start("3-week", now, horizon).is_err());
-        assert!(
-            parse_start("2026 02 30 09 30", now, horizon)
-                .unwrap_err()
-                .contains("no such date")
-        );
+        assert!(parse_start("2026 02 30 09 30", now, horizon).unwrap_err().contains("no such date"));
         assert!(parse_start("tomorrow", now, horizon).is_err());
         assert!(parse_start("", now, horizon).is_err());
     }
@@ -245,33 +184,13 @@ mod tests {
     fn ends() {
         let horizon = Horizon::default();
         let start = at("2026-11-24 09:30");
-        assert_eq!(
-            parse_end("1-day", start, horizon),
-            Ok(at("2026-11-25 09:30"))
-        );
-        assert_eq!(
-            parse_end("2-week", start, horizon),
-            Ok(at("2026-12-08 09:30"))
-        );
-        assert_eq!(
-            parse_end("3-hour", start, horizon),
-            Ok(at("2026-11-24 12:30"))
-        );
-        assert_eq!(
-            parse_end("2026 11 24 18 00", start, horizon),
-            Ok(at("2026-11-24 18:00"))
-        );
+        assert_eq!(parse_end("1-day", start, horizon), Ok(at("2026-11-25 09:30")));
+        assert_eq!(parse_end("2-week", start, horizon), Ok(at("2026-12-08 09:30")));
+        assert_eq!(parse_end("3-hour", start, horizon), Ok(at("2026-11-24 12:30")));
+        assert_eq!(parse_end("2026 11 24 18 00", start, horizon), Ok(at("2026-11-24 18:00")));
         assert!(parse_end("now", start, horizon).is_err());
-        assert!(
-            parse_end("2026 11 24 09 30", start, horizon)
-                .unwrap_err()
-                .contains("not after")
-        );
-        assert!(
-            parse_end("2-week 1-day", start, horizon)
-                .unwrap_err()
-                .contains("at most 14 days")
-        );
+        assert!(parse_end("2026 11 24 09 30", start, horizon).unwrap_err().contains("not after"));
+        assert!(parse_end("2-week 1-day", start, horizon).unwrap_err().contains("at most 14 days"));
     }
 
     #[test]

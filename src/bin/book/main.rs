@@ -11,9 +11,7 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use clap::{Args, Parser, Subcommand};
 use gpu_booking::account::{self, DefaultsChange, Standing};
-use gpu_booking::booking::{
-    self, BookingState, Cancelled, NewBooking, NoCapacity, State, format_minutes,
-};
+use gpu_booking::booking::{self, BookingState, Cancelled, NewBooking, NoCapacity, State, format_minutes};
 use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, describe, finish};
 use gpu_booking::clock;
 use gpu_booking::config::{Config, UserId};
@@ -189,15 +187,9 @@ fn arguments() -> Result<Vec<String>> {
     if let Ok(original) = std::env::var("SSH_ORIGINAL_COMMAND")
         && !original.trim().is_empty()
     {
-        let words = shlex::split(&original).ok_or_else(|| {
-            UsageError(format!(
-                "cannot split {original:?} into words (unbalanced quotes?)"
-            ))
-        })?;
-        if words
-            .iter()
-            .any(|word| word == "--root" || word.starts_with("--root="))
-        {
+        let words = shlex::split(&original)
+            .ok_or_else(|| UsageError(format!("cannot split {original:?} into words (unbalanced quotes?)")))?;
+        if words.iter().any(|word| word == "--root" || word.starts_with("--root=")) {
             bail!(UsageError("--root cannot be given over SSH".into()));
         }
         // `ssh booking@server book list` works as well as `ssh booking@server list`.
@@ -210,12 +202,7 @@ fn arguments() -> Result<Vec<String>> {
 fn run(cli: Cli) -> Result<()> {
     let root = cli.global.root();
     let now = clock::now()?;
-    let session = Session {
-        root,
-        now,
-        user: cli.user.clone(),
-        password_stdin: cli.password_stdin,
-    };
+    let session = Session { root, now, user: cli.user.clone(), password_stdin: cli.password_stdin };
     match cli.command {
         None => {
             let user = session.login()?;
@@ -233,9 +220,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Free(arguments)) => free(&session, arguments),
         Some(Command::Cancel { start }) => {
             let user = session.login()?;
-            let start = start
-                .map(|spec| parse_existing_start(&session, &spec))
-                .transpose()?;
+            let start = start.map(|spec| parse_existing_start(&session, &spec)).transpose()?;
             let lock = ExclusiveLock::acquire(&session.root)?;
             match booking::cancel(&lock, &user, start, session.now)? {
                 Cancelled::Removed(booking) => println!("Cancelled: {}", booking.describe()),
@@ -251,9 +236,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Extend { end, start }) => {
             let user = session.login()?;
-            let start = start
-                .map(|spec| parse_existing_start(&session, &spec))
-                .transpose()?;
+            let start = start.map(|spec| parse_existing_start(&session, &spec)).transpose()?;
             let new_end = {
                 let lock = SharedLock::acquire(&session.root)?;
                 let state = State::load(&lock)?;
@@ -265,23 +248,12 @@ fn run(cli: Cli) -> Result<()> {
                 // A relative end counts from the current end; without one booking to count
                 // from, the library explains what is missing.
                 let base = current.map_or(session.now, |(_, booking)| booking.end);
-                time_input::parse_end(
-                    &end,
-                    base,
-                    time_input::Horizon {
-                        start_within_days: 14,
-                        length_within_days: 28,
-                    },
-                )
-                .map_err(UsageError)?
+                time_input::parse_end(&end, base, time_input::Horizon { start_within_days: 14, length_within_days: 28 })
+                    .map_err(UsageError)?
             };
             let lock = ExclusiveLock::acquire(&session.root)?;
             let updated = booking::extend(&lock, &user, start, new_end, session.now)?;
-            println!(
-                "Now ends at {}: {}",
-                format_minutes(updated.end),
-                updated.describe()
-            );
+            println!("Now ends at {}: {}", format_minutes(updated.end), updated.describe());
             Ok(())
         }
         Some(Command::Status { json }) => {
@@ -320,29 +292,22 @@ impl Session {
         let user_text = match &self.user {
             Some(user) => user.clone(),
             None if prompts::interactive() => prompts::user_id()?,
-            None => bail!(UsageError(
-                "--user is needed when there is no terminal to ask on".into()
-            )),
+            None => bail!(UsageError("--user is needed when there is no terminal to ask on".into())),
         };
         let user = UserId::parse(user_text.trim()).map_err(UsageError)?;
         let standing = {
             let lock = SharedLock::acquire(&self.root)?;
             account::standing(&Config::load(&lock)?, &user)
         };
-        let mut stdin_lines = self
-            .password_stdin
-            .then(read_stdin_lines)
-            .transpose()?
-            .unwrap_or_default()
-            .into_iter();
+        let mut stdin_lines = self.password_stdin.then(read_stdin_lines).transpose()?.unwrap_or_default().into_iter();
         match standing {
             Standing::NotAllowed => Err(account::not_allowed(&user)),
             Standing::New => {
                 let chosen = match (self.password_stdin, stdin_lines.next()) {
                     (true, Some(line)) => line,
-                    (true, None) => bail!(AuthenticationFailed(
-                        "--password-stdin: standard input held no password".into()
-                    )),
+                    (true, None) => {
+                        bail!(AuthenticationFailed("--password-stdin: standard input held no password".into()))
+                    }
                     (false, _) => {
                         require_terminal("choose a password")?;
                         println!(
@@ -362,21 +327,9 @@ impl Session {
                         host_name(),
                         entry.forward_port
                     );
-                    println!(
-                        "  image         {}",
-                        entry
-                            .image
-                            .as_deref()
-                            .unwrap_or(config.deploy.default_image())
-                    );
-                    println!(
-                        "  work folder   {}",
-                        entry.work_dir(&config.deploy, &user).display()
-                    );
-                    println!(
-                        "  backup folder {}",
-                        entry.backup_dir(&config.deploy, &user).display()
-                    );
+                    println!("  image         {}", entry.image.as_deref().unwrap_or(config.deploy.default_image()));
+                    println!("  work folder   {}", entry.work_dir(&config.deploy, &user).display());
+                    println!("  backup folder {}", entry.backup_dir(&config.deploy, &user).display());
                 }
                 Ok(user)
             }
@@ -403,9 +356,7 @@ impl Session {
                     eprintln!("{}", console::style("Wrong password.").red());
                 }
                 if !verified {
-                    bail!(AuthenticationFailed(format!(
-                        "wrong password for {user}; bye"
-                    )));
+                    bail!(AuthenticationFailed(format!("wrong password for {user}; bye")));
                 }
                 if must_choose {
                     let chosen = match stdin_lines.next() {
@@ -429,11 +380,7 @@ impl Session {
 
     /// Logs in only when a user id was given (list and free work without one).
     fn optional_login(&self) -> Result<Option<UserId>> {
-        if self.user.is_some() {
-            self.login().map(Some)
-        } else {
-            Ok(None)
-        }
+        if self.user.is_some() { self.login().map(Some) } else { Ok(None) }
     }
 }
 
@@ -441,20 +388,14 @@ fn require_terminal(what: &str) -> Result<()> {
     if prompts::interactive() {
         Ok(())
     } else {
-        bail!(UsageError(format!(
-            "there is no terminal to {what} on; use --password-stdin"
-        )))
+        bail!(UsageError(format!("there is no terminal to {what} on; use --password-stdin")))
     }
 }
 
 fn read_stdin_lines() -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for line in std::io::stdin().lock().lines().take(2) {
-        lines.push(
-            line.context("cannot read the password from standard input")?
-                .trim_end_matches('\r')
-                .to_string(),
-        );
+        lines.push(line.context("cannot read the password from standard input")?.trim_end_matches('\r').to_string());
     }
     Ok(lines)
 }
@@ -472,10 +413,7 @@ fn parse_existing_start(session: &Session, spec: &str) -> Result<NaiveDateTime> 
             time_input::parse_start(
                 spec,
                 session.now - chrono::Duration::days(14),
-                time_input::Horizon {
-                    start_within_days: 28,
-                    length_within_days: 14,
-                },
+                time_input::Horizon { start_within_days: 28, length_within_days: 14 },
             )
         })
         .map_err(|message| UsageError(format!("--start: {message}")).into())
@@ -538,21 +476,9 @@ fn print_booked(booking: &Booking, json: bool, default_image: &str) -> Result<()
         return Ok(());
     }
     println!("{}", console::style("Booking successful!").green().bold());
-    println!(
-        "  from {} to {}",
-        views::friendly(booking.start),
-        views::friendly(booking.end)
-    );
-    println!(
-        "  {} CPUs, {} GB memory, GPUs {}",
-        booking.cpus,
-        booking.memory,
-        format_gpu_list(&booking.gpus)
-    );
-    println!(
-        "  image {}",
-        booking.image.as_deref().unwrap_or(default_image)
-    );
+    println!("  from {} to {}", views::friendly(booking.start), views::friendly(booking.end));
+    println!("  {} CPUs, {} GB memory, GPUs {}", booking.cpus, booking.memory, format_gpu_list(&booking.gpus));
+    println!("  image {}", booking.image.as_deref().unwrap_or(default_image));
     println!(
         "  log in once it has started: ssh root@{} -p {}   (your booking password or SSH key)",
         host_name(),
@@ -573,18 +499,11 @@ fn scripted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<
     .filter_map(|(flag, missing)| missing.then_some(flag))
     .collect();
     if !missing.is_empty() {
-        bail!(UsageError(format!(
-            "without a terminal, book new needs {}",
-            missing.join(", ")
-        )));
+        bail!(UsageError(format!("without a terminal, book new needs {}", missing.join(", "))));
     }
     let horizon = time_input::Horizon::default();
-    let start = time_input::parse_start(
-        arguments.start.as_deref().unwrap_or_default(),
-        session.now,
-        horizon,
-    )
-    .map_err(|message| UsageError(format!("--start: {message}")))?;
+    let start = time_input::parse_start(arguments.start.as_deref().unwrap_or_default(), session.now, horizon)
+        .map_err(|message| UsageError(format!("--start: {message}")))?;
     let end = time_input::parse_end(arguments.end.as_deref().unwrap_or_default(), start, horizon)
         .map_err(|message| UsageError(format!("--end: {message}")))?;
     let mut request = NewBooking {
@@ -601,52 +520,39 @@ fn scripted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<
     let lock = ExclusiveLock::acquire(&session.root)?;
     let result = booking::book(&lock, &request, session.now);
     let booked = match result {
-        Err(error) if arguments.earliest => match error
-            .downcast_ref::<NoCapacity>()
-            .and_then(|refused| refused.earliest.clone())
-        {
-            Some(window) => {
-                request.start = window.start;
-                request.end = window.end;
-                booking::book(&lock, &request, session.now)?
+        Err(error) if arguments.earliest => {
+            match error.downcast_ref::<NoCapacity>().and_then(|refused| refused.earliest.clone()) {
+                Some(window) => {
+                    request.start = window.start;
+                    request.end = window.end;
+                    booking::book(&lock, &request, session.now)?
+                }
+                None => return Err(error),
             }
-            None => return Err(error),
-        },
+        }
         other => other?,
     };
     drop(lock);
     if arguments.json {
         return print_booked(&booked, true, "");
     }
-    let default_image = Config::load(&SharedLock::acquire(&session.root)?)?
-        .deploy
-        .default_image()
-        .to_string();
+    let default_image = Config::load(&SharedLock::acquire(&session.root)?)?.deploy.default_image().to_string();
     print_booked(&booked, false, &default_image)
 }
 
 fn prompted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<()> {
     if !prompts::interactive() {
-        bail!(UsageError("there is no terminal to ask on; use `book new --cpus F --memory N --gpus N --start SPEC --end SPEC`".into()));
+        bail!(UsageError(
+            "there is no terminal to ask on; use `book new --cpus F --memory N --gpus N --start SPEC --end SPEC`"
+                .into()
+        ));
     }
     let (limits, host, default_image, user_image) = {
         let lock = SharedLock::acquire(&session.root)?;
         let state = State::load(&lock)?;
-        let limits = state
-            .config
-            .limits_for(user)
-            .ok_or_else(|| account::not_allowed(user))?;
-        let user_image = state
-            .config
-            .users
-            .get(user)
-            .and_then(|entry| entry.image.clone());
-        (
-            limits,
-            state.host(),
-            state.config.deploy.default_image().to_string(),
-            user_image,
-        )
+        let limits = state.config.limits_for(user).ok_or_else(|| account::not_allowed(user))?;
+        let user_image = state.config.users.get(user).and_then(|entry| entry.image.clone());
+        (limits, state.host(), state.config.deploy.default_image().to_string(), user_image)
     };
     println!(
         "Your maximum per booking: cpus={} memory={} GB gpus={}   (the host: {} CPUs, {} GB, {} GPUs)",
@@ -681,16 +587,8 @@ fn prompted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<
         extra_command: arguments.extra_command.clone(),
         forward_port: arguments.forward_port,
     };
-    if arguments.image.is_none()
-        && arguments.extra_command.is_none()
-        && arguments.forward_port.is_none()
-    {
-        prompts::booking_options(
-            session,
-            user,
-            &mut request,
-            user_image.as_deref().unwrap_or(&default_image),
-        )?;
+    if arguments.image.is_none() && arguments.extra_command.is_none() && arguments.forward_port.is_none() {
+        prompts::booking_options(session, user, &mut request, user_image.as_deref().unwrap_or(&default_image))?;
     }
     if !arguments.yes
         && !prompts::confirm(&format!(
@@ -714,11 +612,7 @@ fn prompted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<
                     return Err(error);
                 };
                 drop(lock);
-                println!(
-                    "{} {}",
-                    console::style("Not available:").red().bold(),
-                    refused.shortage
-                );
+                println!("{} {}", console::style("Not available:").red().bold(), refused.shortage);
                 let Some(window) = refused.earliest.clone() else {
                     bail!(error);
                 };
@@ -748,23 +642,11 @@ fn list(session: &Session, arguments: ListArgs) -> Result<()> {
     let state = State::load(&lock)?;
     drop(lock);
     if arguments.timeline {
-        let width = console::Term::stdout()
-            .size_checked()
-            .map_or(80, |(_, columns)| columns as usize)
-            .max(60);
+        let width = console::Term::stdout().size_checked().map_or(80, |(_, columns)| columns as usize).max(60);
         let color = std::io::stdout().is_terminal();
         print!(
             "{}",
-            views::timeline(
-                &state,
-                session.now,
-                me.as_ref(),
-                &TimelineOptions {
-                    days: arguments.days,
-                    width,
-                    color
-                }
-            )
+            views::timeline(&state, session.now, me.as_ref(), &TimelineOptions { days: arguments.days, width, color })
         );
         return Ok(());
     }
@@ -782,9 +664,7 @@ fn free(session: &Session, arguments: FreeArgs) -> Result<()> {
     let length = time_input::parse_duration(&arguments.duration)
         .map_err(|message| UsageError(format!("--duration: {message}")))?;
     if !(arguments.cpus.is_finite() && arguments.cpus > 0.0) || arguments.memory < 1 {
-        bail!(UsageError(
-            "--cpus must be above 0 and --memory at least 1".into()
-        ));
+        bail!(UsageError("--cpus must be above 0 and --memory at least 1".into()));
     }
     let lock = SharedLock::acquire(&session.root)?;
     let state = State::load(&lock)?;
@@ -863,12 +743,7 @@ fn status(session: &Session, user: &UserId, json: bool) -> Result<()> {
                 booking.forward_port
             ),
         }
-        println!(
-            "         {} CPUs, {} GB, GPUs {}",
-            booking.cpus,
-            booking.memory,
-            format_gpu_list(&booking.gpus)
-        );
+        println!("         {} CPUs, {} GB, GPUs {}", booking.cpus, booking.memory, format_gpu_list(&booking.gpus));
     }
     Ok(())
 }
@@ -895,9 +770,7 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
     } else {
         DefaultsChange {
             forward_port: arguments.forward_port,
-            image: arguments
-                .image
-                .map(|image| (image != "default").then_some(image)),
+            image: arguments.image.map(|image| (image != "default").then_some(image)),
             extra_command: arguments
                 .extra_command
                 .map(|command| Some(command).filter(|command| !command.trim().is_empty())),
@@ -907,9 +780,10 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
     };
     if arguments.change_password {
         let chosen = if session.password_stdin {
-            read_stdin_lines()?.into_iter().nth(1).context(
-                "--change-password with --password-stdin: put the new password on the second line",
-            )?
+            read_stdin_lines()?
+                .into_iter()
+                .nth(1)
+                .context("--change-password with --password-stdin: put the new password on the second line")?
         } else {
             require_terminal("ask for the new password")?;
             prompts::new_password(user.as_str())?
@@ -944,24 +818,15 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
     println!("  forward port   {}", entry.forward_port);
     println!(
         "  image          {}",
-        entry.image.as_deref().unwrap_or(&format!(
-            "{} (the host's default)",
-            config.deploy.default_image()
-        ))
+        entry.image.as_deref().unwrap_or(&format!("{} (the host's default)", config.deploy.default_image()))
     );
-    println!(
-        "  extra command  {}",
-        entry.extra_command.as_deref().unwrap_or("(none)")
-    );
+    println!("  extra command  {}", entry.extra_command.as_deref().unwrap_or("(none)"));
     if entry.ssh_keys.is_empty() {
         println!("  SSH keys       (none)");
     }
     for (index, key) in entry.ssh_keys.iter().enumerate() {
         let words: Vec<&str> = key.split_whitespace().collect();
-        let comment = words
-            .get(2..)
-            .map(|rest| rest.join(" "))
-            .unwrap_or_default();
+        let comment = words.get(2..).map(|rest| rest.join(" ")).unwrap_or_default();
         println!(
             "  SSH key {}      {} …{} {}",
             index + 1,

@@ -29,25 +29,15 @@ pub fn user_id() -> Result<String> {
 }
 
 pub fn password(attempt: u32) -> Result<String> {
-    let prompt = if attempt == 1 {
-        "Password".to_string()
-    } else {
-        format!("Password (try {attempt} of 3)")
-    };
-    Ok(Password::new()
-        .with_prompt(prompt)
-        .allow_empty_password(true)
-        .interact()?)
+    let prompt = if attempt == 1 { "Password".to_string() } else { format!("Password (try {attempt} of 3)") };
+    Ok(Password::new().with_prompt(prompt).allow_empty_password(true).interact()?)
 }
 
 pub fn new_password(user: &str) -> Result<String> {
     loop {
         let chosen = Password::new()
             .with_prompt("New password")
-            .with_confirmation(
-                "The same password again",
-                "The two entries differ; try again.",
-            )
+            .with_confirmation("The same password again", "The two entries differ; try again.")
             .interact()?;
         match password::check_new(&chosen, user) {
             Ok(()) => return Ok(chosen),
@@ -57,24 +47,14 @@ pub fn new_password(user: &str) -> Result<String> {
 }
 
 /// Reads `cpus memory gpus`, e.g. `4 16 1`.
-pub fn parse_capability(
-    text: &str,
-    limits: &UserLimits,
-    host: &Host,
-) -> Result<(f64, u32, u32), String> {
+pub fn parse_capability(text: &str, limits: &UserLimits, host: &Host) -> Result<(f64, u32, u32), String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let [cpus, memory, gpus] = words.as_slice() else {
         return Err("type three numbers: cpus memory gpus, e.g. 4 16 1".into());
     };
-    let cpus: f64 = cpus
-        .parse()
-        .map_err(|_| format!("cpus: {cpus:?} is not a number"))?;
-    let memory: u32 = memory
-        .parse()
-        .map_err(|_| format!("memory: {memory:?} is not a whole number of GB"))?;
-    let gpus: u32 = gpus
-        .parse()
-        .map_err(|_| format!("gpus: {gpus:?} is not a whole number"))?;
+    let cpus: f64 = cpus.parse().map_err(|_| format!("cpus: {cpus:?} is not a number"))?;
+    let memory: u32 = memory.parse().map_err(|_| format!("memory: {memory:?} is not a whole number of GB"))?;
+    let gpus: u32 = gpus.parse().map_err(|_| format!("gpus: {gpus:?} is not a whole number"))?;
     check_limits(cpus, memory, gpus, limits, host)?;
     Ok((cpus, memory, gpus))
 }
@@ -104,19 +84,11 @@ pub fn end(start: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime> {
 }
 
 pub fn confirm(question: &str) -> Result<bool> {
-    Ok(Confirm::new()
-        .with_prompt(question)
-        .default(true)
-        .interact()?)
+    Ok(Confirm::new().with_prompt(question).default(true).interact()?)
 }
 
 /// Offers per-booking options (image, extra command, port), and to save them as defaults.
-pub fn booking_options(
-    session: &Session,
-    user: &UserId,
-    request: &mut NewBooking,
-    current_image: &str,
-) -> Result<()> {
+pub fn booking_options(session: &Session, user: &UserId, request: &mut NewBooking, current_image: &str) -> Result<()> {
     if !Confirm::new()
         .with_prompt("Change options for this booking (image, extra command, port)?")
         .default(false)
@@ -139,38 +111,22 @@ pub fn booking_options(
         .interact_text()?;
     let command = Input::<String>::new()
         .with_prompt("Extra command run in the container (empty: none)")
-        .with_initial_text(
-            entry
-                .as_ref()
-                .and_then(|entry| entry.extra_command.clone())
-                .unwrap_or_default(),
-        )
+        .with_initial_text(entry.as_ref().and_then(|entry| entry.extra_command.clone()).unwrap_or_default())
         .allow_empty(true)
         .interact_text()?;
     let current_port = entry.as_ref().map_or(0, |entry| entry.forward_port);
     let port = Input::<u16>::new()
         .with_prompt("Forward port")
         .default(current_port)
-        .validate_with(|port: &u16| {
-            account::check_port(&config, user, *port).map_err(|error| crate::explain(&error))
-        })
+        .validate_with(|port: &u16| account::check_port(&config, user, *port).map_err(|error| crate::explain(&error)))
         .interact_text()?;
     request.image = Some(image.trim().to_string());
     request.extra_command = Some(command.trim().to_string()).filter(|command| !command.is_empty());
     request.forward_port = (port != current_port).then_some(port);
-    if Confirm::new()
-        .with_prompt("Save these as your defaults too?")
-        .default(false)
-        .interact()?
-    {
+    if Confirm::new().with_prompt("Save these as your defaults too?").default(false).interact()? {
         let change = DefaultsChange {
             forward_port: request.forward_port,
-            image: Some(
-                request
-                    .image
-                    .clone()
-                    .filter(|image| image != config.deploy.default_image()),
-            ),
+            image: Some(request.image.clone().filter(|image| image != config.deploy.default_image())),
             extra_command: Some(request.extra_command.clone()),
             ..DefaultsChange::default()
         };
@@ -187,20 +143,11 @@ pub fn defaults(session: &Session, user: &UserId) -> Result<DefaultsChange> {
         let lock = SharedLock::acquire(&session.root)?;
         Config::load(&lock)?
     };
-    let entry = config
-        .users
-        .get(user)
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("{user} has no settings yet"))?;
+    let entry = config.users.get(user).cloned().ok_or_else(|| anyhow::anyhow!("{user} has no settings yet"))?;
     println!("Images offered here: {}", config.deploy.images.join(", "));
     let image = Input::<String>::new()
         .with_prompt("Default image")
-        .with_initial_text(
-            entry
-                .image
-                .clone()
-                .unwrap_or_else(|| config.deploy.default_image().to_string()),
-        )
+        .with_initial_text(entry.image.clone().unwrap_or_else(|| config.deploy.default_image().to_string()))
         .validate_with(|text: &String| {
             account::check_image(&config, text.trim()).map_err(|error| crate::explain(&error))
         })
@@ -213,31 +160,21 @@ pub fn defaults(session: &Session, user: &UserId) -> Result<DefaultsChange> {
     let port = Input::<u16>::new()
         .with_prompt("Forward port")
         .default(entry.forward_port)
-        .validate_with(|port: &u16| {
-            account::check_port(&config, user, *port).map_err(|error| crate::explain(&error))
-        })
+        .validate_with(|port: &u16| account::check_port(&config, user, *port).map_err(|error| crate::explain(&error)))
         .interact_text()?;
     let mut add_ssh_keys = Vec::new();
-    while Confirm::new()
-        .with_prompt("Add an SSH public key?")
-        .default(false)
-        .interact()?
-    {
+    while Confirm::new().with_prompt("Add an SSH public key?").default(false).interact()? {
         let key = Input::<String>::new()
             .with_prompt("Paste the line of your id_*.pub")
             .validate_with(|text: &String| {
-                account::check_ssh_key(text)
-                    .map(|_| ())
-                    .map_err(|error| crate::explain(&error))
+                account::check_ssh_key(text).map(|_| ()).map_err(|error| crate::explain(&error))
             })
             .interact_text()?;
         add_ssh_keys.push(key);
     }
     Ok(DefaultsChange {
         forward_port: Some(port),
-        image: Some(
-            Some(image.trim().to_string()).filter(|image| image != config.deploy.default_image()),
-        ),
+        image: Some(Some(image.trim().to_string()).filter(|image| image != config.deploy.default_image())),
         extra_command: Some(Some(command.trim().to_string()).filter(|command| !command.is_empty())),
         add_ssh_keys,
         remove_ssh_keys: Vec::new(),

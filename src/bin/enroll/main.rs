@@ -38,15 +38,9 @@ fn run(cli: Cli) -> Result<()> {
             let errors = check::count_errors(&problems);
             let warnings = problems.len() - errors;
             if errors > 0 {
-                anyhow::bail!(
-                    "{errors} error(s), {warnings} warning(s) under {}",
-                    root.dir().display()
-                );
+                anyhow::bail!("{errors} error(s), {warnings} warning(s) under {}", root.dir().display());
             }
-            println!(
-                "ok: {} is consistent ({warnings} warning(s))",
-                root.dir().display()
-            );
+            println!("ok: {} is consistent ({warnings} warning(s))", root.dir().display());
             Ok(())
         }
     }

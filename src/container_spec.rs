@@ -1,0 +1,328 @@
+//! The container a booking gets, as plain data: built here from the booking, the user's
+//! settings and the host's configuration, printed by `run-container --dry-run`, and turned
+//! into Docker calls only by [`crate::docker`]. One builder serves the monitor and
+//! `run-container`, so both start exactly the same container for the same booking.
+//!
+//! Credentials travel as files written into the container before it starts (a crypt(3)
+//! hash and the user's public keys), never in its environment, command line or labels.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::backup_list::{BackupEntry, BackupList, EntryKind};
+use crate::config::{Config, HostMax, UserEntry, UserId};
+use crate::schedule::{Booking, format_gpu_list, format_time};
+
+/// Label keys that mark a container as ours and say which booking it serves.
+pub const LABEL_MANAGED: &str = "gpu-booking.managed";
+pub const LABEL_ROOT: &str = "gpu-booking.root";
+pub const LABEL_USER: &str = "gpu-booking.user";
+pub const LABEL_START: &str = "gpu-booking.start";
+pub const LABEL_END: &str = "gpu-booking.end";
+pub const LABEL_GPUS: &str = "gpu-booking.gpus";
+/// Set on containers `run-container` starts outside the schedule: the monitor leaves them be.
+pub const LABEL_MANUAL: &str = "gpu-booking.manual";
+
+/// Where the setup files go inside the container.
+pub const SETUP_DIR: &str = "/.gpu-booking";
+/// Where the user's folders appear inside the container.
+pub const WORK_MOUNT: &str = "/root/Work";
+pub const BACKUP_MOUNT: &str = "/root/Backup";
+pub const DATASET_MOUNT: &str = "/root/Dataset";
+
+const GIB: i64 = 1024 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Vec<String>,
+    pub command: Vec<String>,
+    /// CPUs × 10⁹ (Docker's `NanoCpus`).
+    pub nano_cpus: i64,
+    /// RAM limit in bytes: `ceil(memory × shm_rate)` GB.
+    pub memory_bytes: i64,
+    /// RAM + swap limit in bytes: `memory` GB.
+    pub memory_swap_bytes: i64,
+    /// `/dev/shm` in bytes: the swap part, `memory − ram`; `None`: Docker's default.
+    pub shm_size_bytes: Option<i64>,
+    pub device_request: Option<GpuRequest>,
+    pub port_bindings: Vec<PortBinding>,
+    pub binds: Vec<Bind>,
+    pub environment: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub restart_policy: String,
+    /// Written into the container before it starts. Their contents are not printed.
+    pub files: Vec<FileToInstall>,
+}
+
+/// GPUs by device id through the NVIDIA runtime.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuRequest {
+    pub driver: String,
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortBinding {
+    pub host_port: u16,
+    pub container_port: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bind {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+impl Bind {
+    /// Docker's `host:container[:ro]` form.
+    pub fn to_docker(&self) -> String {
+        let mode = if self.read_only { ":ro" } else { "" };
+        format!("{}:{}{mode}", self.host_path.display(), self.container_path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileToInstall {
+    pub path: String,
+    pub mode: u32,
+    #[serde(skip)]
+    pub contents: Vec<u8>,
+}
+
+/// A `backup.yaml` entry refused because it could reach outside the backup folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedBackupEntry {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// What the builder needs besides the booking.
+pub struct SpecInputs<'a> {
+    pub config: &'a Config,
+    pub root_label: String,
+    pub user: &'a UserId,
+    pub entry: &'a UserEntry,
+    pub backup_list: &'a BackupList,
+}
+
+/// The memory rule: RAM `ceil(memory × shm_rate)` GB, RAM + swap `memory` GB, shared
+/// memory the swap part.
+pub fn memory_limits(memory_gb: u32, max: &HostMax) -> (i64, i64, Option<i64>) {
+    let total = i64::from(memory_gb) * GIB;
+    let ram_gb = (f64::from(memory_gb) * max.shm_rate).ceil().clamp(1.0, f64::from(memory_gb));
+    let ram = (ram_gb as i64) * GIB;
+    let shm = total - ram;
+    (ram, total, (shm > 0).then_some(shm))
+}
+
+/// The GPU request for a booking's device ids; none without GPUs.
+pub fn gpu_request(gpus: &[u32]) -> Option<GpuRequest> {
+    (!gpus.is_empty()).then(|| GpuRequest {
+        driver: "nvidia".to_string(),
+        device_ids: gpus.iter().map(u32::to_string).collect(),
+        capabilities: vec![vec!["gpu".to_string()]],
+    })
+}
+
+/// Builds the container for `booking`. Backup entries that could lead outside the backup
+/// folder are left out and returned, so the caller can log them.
+pub fn build(booking: &Booking, inputs: &SpecInputs) -> (ContainerSpec, Vec<RefusedBackupEntry>) {
+    let config = inputs.config;
+    let deploy = &config.deploy;
+    let image = booking
+        .image
+        .clone()
+        .or_else(|| inputs.entry.image.clone())
+        .unwrap_or_else(|| deploy.default_image().to_string());
+    let (memory_bytes, memory_swap_bytes, shm_size_bytes) = memory_limits(booking.memory, &config.capability.max);
+    let backup_dir = inputs.entry.backup_dir(deploy, inputs.user);
+    let mut binds = vec![
+        Bind {
+            host_path: inputs.entry.work_dir(deploy, inputs.user),
+            container_path: WORK_MOUNT.into(),
+            read_only: false,
+        },
+        Bind { host_path: backup_dir.clone(), container_path: BACKUP_MOUNT.into(), read_only: false },
+        Bind { host_path: inputs.entry.dataset_dir(deploy), container_path: DATASET_MOUNT.into(), read_only: true },
+    ];
+    let mut refused = Vec::new();
+    for entry in &inputs.backup_list.entries {
+        match saved_copy(&backup_dir, entry) {
+            Ok(Some(host_path)) => {
+                binds.push(Bind { host_path, container_path: entry.container_path.clone(), read_only: false })
+            }
+            Ok(None) => {}
+            Err(reason) => refused.push(RefusedBackupEntry { entry: entry.backup_path.clone(), reason }),
+        }
+    }
+    let mut labels = BTreeMap::new();
+    labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+    labels.insert(LABEL_ROOT.to_string(), inputs.root_label.clone());
+    labels.insert(LABEL_USER.to_string(), booking.user_id.to_string());
+    labels.insert(LABEL_START.to_string(), format_time(booking.start));
+    labels.insert(LABEL_END.to_string(), format_time(booking.end));
+    labels.insert(LABEL_GPUS.to_string(), format_gpu_list(&booking.gpus));
+
+    let mut files = vec![FileToInstall {
+        path: format!("{SETUP_DIR}/start"),
+        mode: 0o755,
+        contents: SETUP_SCRIPT.as_bytes().to_vec(),
+    }];
+    if let Some(hash) = inputs.entry.password.as_deref().filter(|stored| crate::password::is_hash(stored)) {
+        files.push(FileToInstall {
+            path: format!("{SETUP_DIR}/password.hash"),
+            mode: 0o600,
+            contents: format!("{hash}\n").into_bytes(),
+        });
+    }
+    if !inputs.entry.ssh_keys.is_empty() {
+        let keys: String = inputs.entry.ssh_keys.iter().map(|key| format!("{key}\n")).collect();
+        files.push(FileToInstall {
+            path: format!("{SETUP_DIR}/authorized_keys"),
+            mode: 0o600,
+            contents: keys.into_bytes(),
+        });
+    }
+    let extra_command = booking.extra_command.clone().or_else(|| inputs.entry.extra_command.clone());
+    if let Some(command) = extra_command.filter(|command| !command.trim().is_empty()) {
+        files.push(FileToInstall {
+            path: format!("{SETUP_DIR}/extra_command"),
+            mode: 0o700,
+            contents: format!("{command}\n").into_bytes(),
+        });
+    }
+
+    let spec = ContainerSpec {
+        name: booking.user_id.to_string(),
+        image,
+        entrypoint: vec!["/bin/sh".into(), format!("{SETUP_DIR}/start")],
+        command: Vec::new(),
+        nano_cpus: (booking.cpus * 1e9).round() as i64,
+        memory_bytes,
+        memory_swap_bytes,
+        shm_size_bytes,
+        device_request: gpu_request(&booking.gpus),
+        port_bindings: vec![PortBinding { host_port: booking.forward_port, container_port: "22/tcp".into() }],
+        binds,
+        environment: Vec::new(),
+        labels,
+        restart_policy: "unless-stopped".into(),
+        files,
+    };
+    (spec, refused)
+}
+
+/// The host path of a backup entry's saved copy, if one was saved. `Err` when the entry
+/// could reach outside the backup folder — through `..`, an absolute path or a symlink
+/// (the user controls the folder's contents from inside their container).
+pub fn saved_copy(backup_dir: &Path, entry: &BackupEntry) -> Result<Option<PathBuf>, String> {
+    crate::config::backup_list::check_backup_path(&entry.backup_path)?;
+    let path = backup_dir.join(&entry.backup_path);
+    let mut walked = backup_dir.to_path_buf();
+    for component in Path::new(&entry.backup_path).components() {
+        walked.push(component);
+        match std::fs::symlink_metadata(&walked) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symbolic link; it could lead outside the backup folder",
+                    walked.display()
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(None),
+        }
+    }
+    let is_dir = path.is_dir();
+    match entry.kind {
+        EntryKind::Dir if !is_dir => Err(format!("{} is not a folder", path.display())),
+        EntryKind::File if is_dir => Err(format!("{} is a folder, not a file", path.display())),
+        _ => Ok(Some(path)),
+    }
+}
+
+/// Run as the container's entrypoint. It needs only a POSIX shell; each part of the image
+/// contract it cannot use (sshd, chpasswd) is reported on stderr and skipped, so the
+/// container still runs.
+pub const SETUP_SCRIPT: &str = r#"#!/bin/sh
+# Written by gpu-booking: sets the root password hash and SSH keys, starts sshd and the
+# booking's extra command, then keeps the container alive until it is stopped.
+dir=/.gpu-booking
+if [ -s "$dir/password.hash" ]; then
+    if command -v chpasswd >/dev/null 2>&1; then
+        printf 'root:%s\n' "$(cat "$dir/password.hash")" | chpasswd -e || echo "gpu-booking: chpasswd failed" >&2
+    else
+        echo "gpu-booking: this image has no chpasswd; the booking password is not set" >&2
+    fi
+fi
+if [ -s "$dir/authorized_keys" ]; then
+    mkdir -p /root/.ssh && chmod 700 /root/.ssh
+    touch /root/.ssh/authorized_keys
+    while IFS= read -r key; do
+        grep -qxF "$key" /root/.ssh/authorized_keys || printf '%s\n' "$key" >> /root/.ssh/authorized_keys
+    done < "$dir/authorized_keys"
+    chmod 600 /root/.ssh/authorized_keys
+fi
+sshd_path=$(command -v sshd 2>/dev/null || { [ -x /usr/sbin/sshd ] && echo /usr/sbin/sshd; })
+if [ -n "$sshd_path" ]; then
+    mkdir -p /run/sshd
+    command -v ssh-keygen >/dev/null 2>&1 && ssh-keygen -A >/dev/null 2>&1
+    "$sshd_path" -o PermitRootLogin=yes || echo "gpu-booking: sshd did not start" >&2
+else
+    echo "gpu-booking: this image has no sshd; nobody can log in by SSH" >&2
+fi
+if [ -s "$dir/extra_command" ]; then
+    sh "$dir/extra_command" &
+fi
+trap 'exit 0' TERM INT
+while :; do
+    sleep 3600 &
+    wait $!
+done
+"#;
+
+/// A shell command that prints the parts of the image contract the container lacks, one
+/// word per line (`sshd`, `chpasswd`).
+pub const CONTRACT_CHECK: &str = "command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || echo sshd; \
+                                  command -v chpasswd >/dev/null 2>&1 || echo chpasswd";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_request_names_device_ids_and_is_absent_without_gpus() {
+        let request = gpu_request(&[0, 2]).unwrap();
+        assert_eq!(request.driver, "nvidia");
+        assert_eq!(request.device_ids, vec!["0", "2"]);
+        assert_eq!(request.capabilities, vec![vec!["gpu".to_string()]]);
+        assert_eq!(gpu_request(&[]), None);
+    }
+
+    #[test]
+    fn memory_rule_splits_ram_and_swap() {
+        let max = HostMax {
+            cpus: 62.0,
+            ram: 30.0,
+            swap_size: 10.0,
+            gpus: 4,
+            memory: 40.0,
+            shm_rate: 0.75,
+            backup_space: None,
+            work_space: None,
+        };
+        let (ram, total, shm) = memory_limits(16, &max);
+        assert_eq!(ram, 12 * GIB);
+        assert_eq!(total, 16 * GIB);
+        assert_eq!(shm, Some(4 * GIB));
+        let (ram, total, shm) = memory_limits(5, &max);
+        assert_eq!((ram, total, shm), (4 * GIB, 5 * GIB, Some(GIB)), "ceil(5 × 0.75) = 4");
+        let no_swap = HostMax { shm_rate: 1.0, ..max };
+        assert_eq!(memory_limits(8, &no_swap), (8 * GIB, 8 * GIB, None));
+    }
+}

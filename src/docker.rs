@@ -1,0 +1,337 @@
+//! The Docker engine, behind intent-level functions. Nothing else in the crate builds bollard
+//! option structs: callers say "start this booking's container", "stop and remove it", "copy
+//! this path out of it". Every function is async; the binaries run them on a small runtime.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, PortBinding as DockerPortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::container_spec::{CONTRACT_CHECK, ContainerSpec, LABEL_MANAGED, LABEL_ROOT};
+
+/// How long the first contact may take before the engine counts as down.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Seconds a container gets to stop before it is killed.
+const STOP_GRACE_SECONDS: i32 = 10;
+
+/// The engine's address as the tools report it: `DOCKER_HOST`, else the local socket.
+pub fn engine_address() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+}
+
+/// What the monitor needs to know of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerState {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    pub labels: HashMap<String, String>,
+}
+
+impl ContainerState {
+    /// Started by gpu-booking for this root.
+    pub fn is_ours(&self, root_label: &str) -> bool {
+        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+            && self.labels.get(LABEL_ROOT).map(String::as_str) == Some(root_label)
+    }
+}
+
+pub struct Engine {
+    docker: Docker,
+    address: String,
+}
+
+fn is_not_found(error: &DockerError) -> bool {
+    matches!(error, DockerError::DockerResponseServerError { status_code: 404, .. })
+}
+
+impl Engine {
+    /// Connects and pings, so a dead engine is one clear error up front.
+    pub async fn connect() -> Result<Engine> {
+        let address = engine_address();
+        let docker = Docker::connect_with_defaults()
+            .map_err(|error| anyhow!("Docker engine not reachable at {address}: {error}"))?;
+        match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+            Ok(Ok(_)) => Ok(Engine { docker, address }),
+            Ok(Err(error)) => bail!("Docker engine not reachable at {address}: {error}"),
+            Err(_) => bail!("Docker engine not reachable at {address}: no answer within {} s", PING_TIMEOUT.as_secs()),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Pulls `image` unless the engine has it. `progress` draws a bar on stderr.
+    pub async fn ensure_image(&self, image: &str, progress: bool) -> Result<()> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(error).with_context(|| format!("cannot inspect image {image}")),
+        }
+        let bar = progress.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!("pulling {image}"));
+            bar
+        });
+        let options = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
+                        bail!("cannot pull image {image}: {detail}");
+                    }
+                    if let (Some(bar), Some(status)) = (&bar, info.status) {
+                        bar.set_message(format!("pulling {image}: {status}"));
+                        bar.tick();
+                    }
+                }
+                Err(error) => bail!("cannot pull image {image}: {error}"),
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    /// Creates and starts a booking's container: image pulled if missing, the setup files
+    /// written in before the start. Returns the parts of the image contract the container
+    /// lacks (`sshd`, `chpasswd`): it runs all the same, and the caller warns.
+    pub async fn start_booking_container(&self, spec: &ContainerSpec, progress: bool) -> Result<Vec<String>> {
+        self.ensure_image(&spec.image, progress).await?;
+        let body = create_body(spec);
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image))?;
+        let started = async {
+            let archive = setup_archive(spec)?;
+            let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
+            self.docker
+                .upload_to_container(&spec.name, Some(upload), bollard::body_full(archive.into()))
+                .await
+                .with_context(|| format!("cannot write the setup files into container {}", spec.name))?;
+            self.docker
+                .start_container(&spec.name, None::<StartContainerOptions>)
+                .await
+                .with_context(|| format!("cannot start container {}", spec.name))
+        }
+        .await;
+        if let Err(error) = started {
+            // A container that never ran holds the name; remove it so the next pass can retry.
+            let _ = self.remove(&spec.name).await;
+            return Err(error);
+        }
+        let missing = self.run(&spec.name, CONTRACT_CHECK).await.unwrap_or_default();
+        Ok(missing.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// The container called `name`, if any.
+    pub async fn container(&self, name: &str) -> Result<Option<ContainerState>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(inspect) => Ok(Some(ContainerState {
+                id: inspect.id.unwrap_or_default(),
+                name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+                running: inspect.state.and_then(|state| state.running).unwrap_or(false),
+                labels: inspect.config.and_then(|config| config.labels).unwrap_or_default(),
+            })),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("cannot inspect container {name}")),
+        }
+    }
+
+    /// Every container (running or not) that gpu-booking started for `root_label`.
+    pub async fn list_ours(&self, root_label: &str) -> Result<Vec<ContainerState>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_ROOT}={root_label}")],
+        )]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries = self.docker.list_containers(Some(options)).await.context("cannot list containers")?;
+        Ok(summaries
+            .into_iter()
+            .map(|summary| ContainerState {
+                id: summary.id.unwrap_or_default(),
+                name: summary
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|name| name.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                running: summary.state.map(|state| state.to_string() == "running").unwrap_or(false),
+                labels: summary.labels.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Stops (with a grace period) and removes a container; one that is gone already is fine.
+    pub async fn stop_and_remove(&self, name: &str) -> Result<()> {
+        let options = StopContainerOptions { t: Some(STOP_GRACE_SECONDS), ..Default::default() };
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => {}
+            Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => {}
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(error).with_context(|| format!("cannot stop container {name}")),
+        }
+        self.remove(name).await
+    }
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        let options = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("cannot remove container {name}")),
+        }
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        let options = RestartContainerOptions { t: Some(STOP_GRACE_SECONDS), ..Default::default() };
+        self.docker
+            .restart_container(name, Some(options))
+            .await
+            .with_context(|| format!("cannot restart container {name}"))
+    }
+
+    /// Starts an existing, stopped container.
+    pub async fn start_existing(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+            .with_context(|| format!("cannot start container {name}"))
+    }
+
+    /// Writes a tar archive of `path` inside the container to `archive`; `false` when the
+    /// path does not exist there. Streamed to disk: a saved folder can be large.
+    pub async fn copy_out(&self, name: &str, path: &str, archive: &std::path::Path) -> Result<bool> {
+        use std::io::Write;
+        let options = DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(name, Some(options));
+        let mut file =
+            std::fs::File::create(archive).with_context(|| format!("cannot create {}", archive.display()))?;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => file.write_all(&bytes).with_context(|| format!("cannot write {}", archive.display()))?,
+                Err(error) if is_not_found(&error) => return Ok(false),
+                Err(error) => return Err(error).with_context(|| format!("cannot copy {path} out of container {name}")),
+            }
+        }
+        file.sync_all().with_context(|| format!("cannot flush {}", archive.display()))?;
+        Ok(true)
+    }
+
+    /// The host PIDs of the processes in a running container (to match NVML's GPU processes).
+    pub async fn process_ids(&self, name: &str) -> Result<Vec<u32>> {
+        let top = self
+            .docker
+            .top_processes(name, None::<bollard::query_parameters::TopOptions>)
+            .await
+            .with_context(|| format!("cannot list processes of {name}"))?;
+        let titles = top.titles.unwrap_or_default();
+        let Some(column) = titles.iter().position(|title| title == "PID") else { return Ok(Vec::new()) };
+        Ok(top.processes.unwrap_or_default().iter().filter_map(|row| row.get(column)?.parse().ok()).collect())
+    }
+
+    /// Runs a shell command in a running container and returns what it printed.
+    async fn run(&self, name: &str, command: &str) -> Result<String> {
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(false),
+            cmd: Some(vec!["/bin/sh".to_string(), "-c".to_string(), command.to_string()]),
+            ..Default::default()
+        };
+        let exec =
+            self.docker.create_exec(name, options).await.with_context(|| format!("cannot run a command in {name}"))?;
+        let mut output = String::new();
+        if let StartExecResults::Attached { output: mut stream, .. } = self.docker.start_exec(&exec.id, None).await? {
+            while let Some(Ok(chunk)) = stream.next().await {
+                output.push_str(&chunk.to_string());
+            }
+        }
+        Ok(output)
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let port_bindings = spec
+        .port_bindings
+        .iter()
+        .map(|binding| {
+            (
+                binding.container_port.clone(),
+                Some(vec![DockerPortBinding { host_ip: None, host_port: Some(binding.host_port.to_string()) }]),
+            )
+        })
+        .collect();
+    let device_requests = spec.device_request.as_ref().map(|request| {
+        vec![DeviceRequest {
+            driver: Some(request.driver.clone()),
+            count: None,
+            device_ids: Some(request.device_ids.clone()),
+            capabilities: Some(request.capabilities.clone()),
+            options: None,
+        }]
+    });
+    let restart = match spec.restart_policy.as_str() {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "no" => RestartPolicyNameEnum::NO,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        hostname: Some(spec.name.clone()),
+        entrypoint: Some(spec.entrypoint.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(spec.environment.clone()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: Some(spec.port_bindings.iter().map(|binding| binding.container_port.clone()).collect()),
+        host_config: Some(HostConfig {
+            nano_cpus: Some(spec.nano_cpus),
+            memory: Some(spec.memory_bytes),
+            memory_swap: Some(spec.memory_swap_bytes),
+            shm_size: spec.shm_size_bytes,
+            device_requests,
+            port_bindings: Some(port_bindings),
+            binds: Some(spec.binds.iter().map(|bind| bind.to_docker()).collect()),
+            restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
+            privileged: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The setup files as a tar archive rooted at `/`.
+fn setup_archive(spec: &ContainerSpec) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o700);
+    header.set_size(0);
+    header.set_cksum();
+    builder.append_data(&mut header, crate::container_spec::SETUP_DIR.trim_start_matches('/'), std::io::empty())?;
+    for file in &spec.files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.contents.len() as u64);
+        header.set_mode(file.mode);
+        header.set_cksum();
+        builder.append_data(&mut header, file.path.trim_start_matches('/'), file.contents.as_slice())?;
+    }
+    Ok(builder.into_inner()?)
+}

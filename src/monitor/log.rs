@@ -1,0 +1,106 @@
+//! `jobs/monitor.log`: one line per action, `yyyymmdd HH:MM [STATUS] SIGN, message.` — the
+//! original's format (`[INFO]` lines carry no SIGN). Each line also goes to stdout, where
+//! journald picks it up.
+//!
+//! Locking: lines are appended with one `write` each on a file opened for appending, so
+//! lines from the monitor and `run-container` never mix; no lock is needed and none is
+//! taken, so logging never waits on a booking.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::NaiveDateTime;
+
+use crate::root::Root;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Info,
+    Warning,
+    Error,
+}
+
+pub struct MonitorLog {
+    path: PathBuf,
+    now: NaiveDateTime,
+    /// Lines written, for the caller's summary and exit status.
+    pub errors: usize,
+    pub warnings: usize,
+    /// Print to stdout as well (off in tests of the library).
+    echo: bool,
+}
+
+impl MonitorLog {
+    pub fn new(root: &Root, now: NaiveDateTime, echo: bool) -> MonitorLog {
+        MonitorLog { path: root.jobs_dir().join("monitor.log"), now, errors: 0, warnings: 0, echo }
+    }
+
+    pub fn info(&mut self, message: &str) {
+        self.write(Status::Info, None, message);
+    }
+
+    pub fn warning(&mut self, sign: &str, message: &str) {
+        self.warnings += 1;
+        self.write(Status::Warning, Some(sign), message);
+    }
+
+    pub fn error(&mut self, sign: &str, message: &str) {
+        self.errors += 1;
+        self.write(Status::Error, Some(sign), message);
+    }
+
+    /// The line as it is written.
+    pub fn format(now: NaiveDateTime, status: Status, sign: Option<&str>, message: &str) -> String {
+        let status = match status {
+            Status::Info => "[INFO]",
+            Status::Warning => "[WARNING]",
+            Status::Error => "[ERROR]",
+        };
+        // One line per action, whatever the message holds.
+        let message = message.replace(['\n', '\r'], " ");
+        let message = message.trim_end_matches('.');
+        match sign {
+            Some(sign) => format!("{} {status} {sign}, {message}.", now.format("%Y%m%d %H:%M")),
+            None => format!("{} {status} {message}.", now.format("%Y%m%d %H:%M")),
+        }
+    }
+
+    fn write(&mut self, status: Status, sign: Option<&str>, message: &str) {
+        let line = Self::format(self.now, status, sign, message);
+        if self.echo {
+            println!("{line}");
+        }
+        let appended = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
+        if let Err(error) = appended {
+            eprintln!("cannot write {}: {error}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_follow_the_originals_format() {
+        let now = NaiveDateTime::parse_from_str("2023-01-01 13:30", "%Y-%m-%d %H:%M").unwrap();
+        assert_eq!(
+            MonitorLog::format(
+                now,
+                Status::Warning,
+                Some("SpaceWarning"),
+                "m11007s05 is over-use the work_dir 10GB, and backup_dir 2GB."
+            ),
+            "20230101 13:30 [WARNING] SpaceWarning, m11007s05 is over-use the work_dir 10GB, and backup_dir 2GB."
+        );
+        assert_eq!(
+            MonitorLog::format(now, Status::Info, None, "m11007s05 is successfully run the container"),
+            "20230101 13:30 [INFO] m11007s05 is successfully run the container."
+        );
+    }
+}

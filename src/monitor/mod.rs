@@ -1,0 +1,576 @@
+//! The monitor pass: bring the Docker engine in line with the schedule.
+//!
+//! 1. Under the lock: read the state, take the requests in `jobs/monitor_exec`, plan.
+//! 2. Without the lock (so `book` never waits on Docker): back up, stop and remove the
+//!    containers of ended bookings; check quotas and start the containers of bookings that
+//!    began; restart on request; reconcile (a running booking without its container gets
+//!    it back; a container of ours without a booking is stopped); GPU checks.
+//! 3. Under the lock again, on freshly read state: record what succeeded. The history is
+//!    appended first and its recent rows are checked for the same row, so a pass killed at
+//!    any moment and run again converges: each booking in exactly one file, no row twice.
+//!
+//! Anything that fails is logged and its row stays where it was, for the next pass.
+
+pub mod backup;
+pub mod log;
+pub mod plan;
+pub mod space;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDateTime;
+
+use crate::booking::State;
+use crate::config::{Config, UserId};
+use crate::container_spec::{self, LABEL_START, SpecInputs};
+use crate::docker::Engine;
+use crate::gpu::{self, GpuInfo};
+use crate::lock::ExclusiveLock;
+use crate::monitor_exec::{self, Request};
+use crate::root::Root;
+use crate::schedule::{self, ActiveFile, Booking, format_time};
+use log::MonitorLog;
+use plan::{Plan, same_booking};
+use space::Measured;
+
+/// How long the quota walk of one folder may take.
+const SPACE_WALK_LIMIT: Duration = Duration::from_secs(20);
+/// How many passes one run makes when requests keep arriving while it works.
+const MAX_PASSES: usize = 3;
+
+/// The label that tells this root's containers from another deployment's on the same engine.
+pub fn root_label(root: &Root) -> String {
+    root.dir().display().to_string()
+}
+
+pub struct PassOptions {
+    pub now: NaiveDateTime,
+    /// Print each log line to stdout.
+    pub echo: bool,
+    /// Draw a progress bar while pulling an image.
+    pub progress: bool,
+}
+
+/// What a run did, for the binary's exit status.
+#[derive(Debug, Default, PartialEq)]
+pub struct PassSummary {
+    pub started: usize,
+    pub stopped: usize,
+    pub missed: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+/// The plan for `--dry-run`: nothing is changed, no engine is needed.
+pub fn dry_run(root: &Root, now: NaiveDateTime) -> Result<Plan> {
+    let lock = crate::lock::SharedLock::acquire(root)?;
+    let state = State::load(&lock)?;
+    Ok(plan::plan(now, &state.booked, &state.running))
+}
+
+/// Runs passes until no request arrived during the last one.
+pub async fn run(root: &Root, options: &PassOptions, gpus: &dyn GpuInfo) -> Result<PassSummary> {
+    let mut log = MonitorLog::new(root, options.now, options.echo);
+    let engine = match Engine::connect().await {
+        Ok(engine) => engine,
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}; every booking stays where it was, the next pass retries"));
+            return Err(error);
+        }
+    };
+    let mut summary = PassSummary::default();
+    for _ in 0..MAX_PASSES {
+        pass(root, options, &engine, gpus, &mut log, &mut summary).await?;
+        let pending = std::fs::metadata(monitor_exec::path(root)).map(|metadata| metadata.len() > 0).unwrap_or(false);
+        if !pending {
+            break;
+        }
+    }
+    summary.errors = log.errors;
+    summary.warnings = log.warnings;
+    Ok(summary)
+}
+
+async fn pass(
+    root: &Root,
+    options: &PassOptions,
+    engine: &Engine,
+    gpus: &dyn GpuInfo,
+    log: &mut MonitorLog,
+    summary: &mut PassSummary,
+) -> Result<()> {
+    let now = options.now;
+    let label = root_label(root);
+    let (state, requests, plan) = {
+        let lock = ExclusiveLock::acquire(root)?;
+        let state = match State::load(&lock) {
+            Ok(state) => state,
+            Err(error) => {
+                log.error("ConfigError", &format!("{error:#}; nothing was started or stopped"));
+                return Err(error);
+            }
+        };
+        let (requests, strangers) = monitor_exec::take_all(&lock)?;
+        for line in strangers {
+            log.warning("RequestWarning", &format!("ignored the request {line:?} in jobs/monitor_exec"));
+        }
+        let plan = plan::plan(now, &state.booked, &state.running);
+        (state, requests, plan)
+    };
+    let config = &state.config;
+
+    // Ended bookings: save, stop, remove.
+    let mut ended_ok = Vec::new();
+    for booking in &plan.ending {
+        if stop_booking(root, config, engine, booking, &label, log).await {
+            ended_ok.push(booking.clone());
+        }
+    }
+
+    // Bookings that began: quota, then start.
+    let mut started_ok = Vec::new();
+    for booking in &plan.starting {
+        if start_booking(root, config, engine, booking, &label, options.progress, log).await {
+            started_ok.push(booking.clone());
+        }
+    }
+    for booking in &plan.missed {
+        log.warning(
+            "MissedWarning",
+            &format!(
+                "{}'s booking from {} to {} passed while no pass ran; recorded as missed",
+                booking.user_id,
+                format_time(booking.start),
+                format_time(booking.end)
+            ),
+        );
+    }
+
+    // Running bookings that go on must have their containers.
+    let mut running_now: Vec<Booking> = plan.continuing.clone();
+    running_now.extend(started_ok.iter().cloned());
+    for booking in &plan.continuing {
+        reconcile_running(root, config, engine, booking, &label, options.progress, log).await;
+    }
+    for request in &requests {
+        if let Request::Restart(user) = request {
+            restart(engine, &running_now, user, log).await;
+        }
+    }
+    stop_orphans(engine, &label, &running_now, &plan, log).await;
+    check_gpus(engine, gpus, &running_now, log).await;
+
+    record(root, &plan, &ended_ok, &started_ok, log)?;
+    summary.started += started_ok.len();
+    summary.stopped += ended_ok.len();
+    summary.missed += plan.missed.len();
+    Ok(())
+}
+
+/// Backs up, stops and removes an ended booking's container. `true` when the row may go to
+/// the history (also when there was no container of ours to stop).
+async fn stop_booking(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    booking: &Booking,
+    label: &str,
+    log: &mut MonitorLog,
+) -> bool {
+    stop_container_of(root, config, engine, &booking.user_id, label, log).await
+}
+
+/// Backs up, stops and removes the user's container (if it is ours). `true` when no
+/// container of ours is left running for the user.
+pub async fn stop_container_of(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    user: &UserId,
+    label: &str,
+    log: &mut MonitorLog,
+) -> bool {
+    let name = user.as_str();
+    match engine.container(name).await {
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}"));
+            return false;
+        }
+        Ok(None) => {
+            log.warning(
+                "ContainerWarning",
+                &format!("{name}'s container was already gone when the booking ended; nothing to back up"),
+            );
+            return true;
+        }
+        Ok(Some(container)) if !container.is_ours(label) => {
+            log.error(
+                "ForeignContainerError",
+                &format!("a container named {name} exists but was not started by gpu-booking; it was not touched"),
+            );
+            return true;
+        }
+        Ok(Some(_)) => {}
+    }
+    let saved = save_backup(root, config, engine, user, log).await;
+    if let Err(error) = engine.stop_and_remove(name).await {
+        log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
+        return false;
+    }
+    if let Some((scratch, archives)) = saved {
+        let backup_dir = backup_dir_of(config, user);
+        for (entry, archive) in archives {
+            if let Err(error) = backup::install_archive(&backup_dir, &entry, &archive, scratch.path()) {
+                log.warning("BackupWarning", &format!("{name}: {} was not saved: {error:#}", entry.container_path));
+            }
+        }
+    }
+    log.info(&format!("{name}'s container was backed up, stopped and removed"));
+    true
+}
+
+fn backup_dir_of(config: &Config, user: &UserId) -> std::path::PathBuf {
+    match config.users.get(user) {
+        Some(entry) => entry.backup_dir(&config.deploy, user),
+        None => config.deploy.volume_backup_dir.join(user.as_str()),
+    }
+}
+
+/// Copies each `backup.yaml` path out of the container into scratch archives.
+async fn save_backup(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    user: &UserId,
+    log: &mut MonitorLog,
+) -> Option<(backup::Scratch, Vec<(crate::config::backup_list::BackupEntry, std::path::PathBuf)>)> {
+    let backup_dir = backup_dir_of(config, user);
+    let (list, problems) = backup::load_list(root, &backup_dir);
+    for problem in problems {
+        log.warning("BackupPathWarning", &format!("{user}: {problem}"));
+    }
+    if list.entries.is_empty() {
+        return None;
+    }
+    let scratch = match backup::Scratch::new(&backup_dir) {
+        Ok(scratch) => scratch,
+        Err(error) => {
+            log.warning("BackupWarning", &format!("{user}: {error:#}"));
+            return None;
+        }
+    };
+    let mut archives = Vec::new();
+    for (index, entry) in list.entries.iter().enumerate() {
+        let archive = scratch.path().join(format!("{index}.tar"));
+        match engine.copy_out(user.as_str(), &entry.container_path, &archive).await {
+            Ok(true) => archives.push((entry.clone(), archive)),
+            Ok(false) => {}
+            Err(error) => log.warning("BackupWarning", &format!("{user}: {error:#}")),
+        }
+    }
+    Some((scratch, archives))
+}
+
+/// Starts a booking's container. `true` when it runs (started now, or found already
+/// running for this booking after an interrupted pass).
+async fn start_booking(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    booking: &Booking,
+    label: &str,
+    progress: bool,
+    log: &mut MonitorLog,
+) -> bool {
+    let name = booking.user_id.as_str();
+    match engine.container(name).await {
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}"));
+            return false;
+        }
+        Ok(Some(container)) if !container.is_ours(label) => {
+            log.error("ForeignContainerError", &format!("a container named {name} exists but was not started by gpu-booking; {name}'s booking was not started"));
+            return false;
+        }
+        Ok(Some(container)) if container.labels.get(LABEL_START) == Some(&format_time(booking.start)) => {
+            if !container.running
+                && let Err(error) = engine.start_existing(name).await
+            {
+                log.error("StartError", &format!("{error:#}"));
+                return false;
+            }
+            return true;
+        }
+        Ok(Some(_)) => {
+            // An earlier booking's container that was not stopped: make way.
+            if let Err(error) = engine.stop_and_remove(name).await {
+                log.error("DockerError", &format!("{error:#}"));
+                return false;
+            }
+        }
+        Ok(None) => {}
+    }
+    let Some(entry) = config.users.get(&booking.user_id) else {
+        log.error("UserError", &format!("{name} has no entry in users_config.yaml; the booking was not started"));
+        return false;
+    };
+    if !within_quota(config, &booking.user_id, entry, log) {
+        return false;
+    }
+    let backup_dir = entry.backup_dir(&config.deploy, &booking.user_id);
+    for folder in
+        [entry.work_dir(&config.deploy, &booking.user_id), backup_dir.clone(), entry.dataset_dir(&config.deploy)]
+    {
+        if let Err(error) = std::fs::create_dir_all(&folder) {
+            log.error(
+                "VolumeError",
+                &format!("cannot create {}: {error}; {name}'s booking was not started", folder.display()),
+            );
+            return false;
+        }
+    }
+    let (list, problems) = backup::load_list(root, &backup_dir);
+    for problem in problems {
+        log.warning("BackupPathWarning", &format!("{name}: {problem}"));
+    }
+    let inputs =
+        SpecInputs { config, root_label: label.to_string(), user: &booking.user_id, entry, backup_list: &list };
+    let (spec, refused) = container_spec::build(booking, &inputs);
+    for refusal in refused {
+        log.warning(
+            "BackupPathWarning",
+            &format!("{name}: backup entry {} refused: {}", refusal.entry, refusal.reason),
+        );
+    }
+    match engine.start_booking_container(&spec, progress).await {
+        Ok(missing) => {
+            if !missing.is_empty() {
+                log.warning(
+                    "ImageWarning",
+                    &format!(
+                        "{name}'s image {} lacks {}: the container runs, but logging in by SSH may not work",
+                        spec.image,
+                        missing.join(" and ")
+                    ),
+                );
+            }
+            log.info(&format!(
+                "{name} is successfully run the container (port {}, GPUs {})",
+                booking.forward_port,
+                schedule::format_gpu_list(&booking.gpus)
+            ));
+            true
+        }
+        Err(error) => {
+            log.error("StartError", &format!("{name}'s container did not start: {error:#}; the booking stays in booking.csv and the next pass retries"));
+            false
+        }
+    }
+}
+
+fn within_quota(config: &Config, user: &UserId, entry: &crate::config::UserEntry, log: &mut MonitorLog) -> bool {
+    let limits = config.capability.limits_for(user);
+    let mut over = Vec::new();
+    for (what, folder, quota) in [
+        ("work_dir", entry.work_dir(&config.deploy, user), limits.work_space),
+        ("backup_dir", entry.backup_dir(&config.deploy, user), limits.backup_space),
+    ] {
+        let Some(quota) = quota else { continue };
+        let quota_bytes = (quota * 1e9) as u64;
+        match space::measure(&folder, quota_bytes, SPACE_WALK_LIMIT) {
+            Measured::Within(_) => {}
+            Measured::Over(size) => over.push(format!("the {what} {} (quota {quota}GB)", space::gigabytes(size))),
+            Measured::Unknown(size) => log.warning(
+                "SpaceWarning",
+                &format!(
+                    "{user}'s {what} holds at least {} and could not be measured in time; started anyway",
+                    space::gigabytes(size)
+                ),
+            ),
+        }
+    }
+    if over.is_empty() {
+        return true;
+    }
+    log.warning(
+        "SpaceWarning",
+        &format!(
+            "{user} is over-use {}; the container was not started, the next pass checks again",
+            over.join(", and ")
+        ),
+    );
+    false
+}
+
+async fn reconcile_running(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    booking: &Booking,
+    label: &str,
+    progress: bool,
+    log: &mut MonitorLog,
+) {
+    let name = booking.user_id.as_str();
+    match engine.container(name).await {
+        Ok(Some(container)) if container.is_ours(label) && container.running => {}
+        Ok(Some(container))
+            if container.is_ours(label) && container.labels.get(LABEL_START) == Some(&format_time(booking.start)) =>
+        {
+            match engine.start_existing(name).await {
+                Ok(()) => {
+                    log.warning("ContainerWarning", &format!("{name}'s container had stopped; it was started again"))
+                }
+                Err(error) => log.error("StartError", &format!("{error:#}")),
+            }
+        }
+        Ok(Some(container)) if !container.is_ours(label) => {
+            log.error(
+                "ForeignContainerError",
+                &format!("a container named {name} exists but was not started by gpu-booking; it was not touched"),
+            );
+        }
+        Ok(_) => {
+            log.warning(
+                "ContainerWarning",
+                &format!("{name}'s booking is running but its container is gone; starting it again"),
+            );
+            start_booking(root, config, engine, booking, label, progress, log).await;
+        }
+        Err(error) => log.error("DockerError", &format!("{error:#}")),
+    }
+}
+
+async fn restart(engine: &Engine, running: &[Booking], user: &UserId, log: &mut MonitorLog) {
+    if !running.iter().any(|booking| &booking.user_id == user) {
+        log.warning("RestartWarning", &format!("{user} asked for a restart but has no running booking"));
+        return;
+    }
+    match engine.restart(user.as_str()).await {
+        Ok(()) => log.info(&format!("{user}'s container was restarted on request")),
+        Err(error) => log.error("DockerError", &format!("{error:#}")),
+    }
+}
+
+/// Stops containers of ours that no running booking accounts for (a hand-deleted row, a
+/// cancelled booking whose container had already started).
+async fn stop_orphans(engine: &Engine, label: &str, running: &[Booking], plan: &Plan, log: &mut MonitorLog) {
+    let ours = match engine.list_ours(label).await {
+        Ok(ours) => ours,
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}"));
+            return;
+        }
+    };
+    for container in ours {
+        let accounted = running.iter().chain(&plan.ending).any(|booking| booking.user_id.as_str() == container.name);
+        if accounted || container.labels.get(container_spec::LABEL_MANUAL).is_some() {
+            continue;
+        }
+        match engine.stop_and_remove(&container.name).await {
+            Ok(()) => log.warning(
+                "OrphanWarning",
+                &format!("container {} had no running booking; it was stopped and removed", container.name),
+            ),
+            Err(error) => log.error("DockerError", &format!("{error:#}")),
+        }
+    }
+}
+
+async fn check_gpus(engine: &Engine, gpus: &dyn GpuInfo, running: &[Booking], log: &mut MonitorLog) {
+    for (index, booking) in running.iter().enumerate() {
+        for other in &running[index + 1..] {
+            let shared: Vec<String> =
+                booking.gpus.iter().filter(|gpu| other.gpus.contains(gpu)).map(u32::to_string).collect();
+            if !shared.is_empty() && booking.overlaps(other.start, other.end) {
+                log.warning(
+                    "GPUDuplicateWarning",
+                    &format!(
+                        "GPU {} is given to both {} and {} at once",
+                        shared.join(", "),
+                        booking.user_id,
+                        other.user_id
+                    ),
+                );
+            }
+        }
+    }
+    if running.iter().all(|booking| booking.gpus.is_empty()) {
+        return;
+    }
+    let devices = match gpus.devices() {
+        Ok(devices) => devices,
+        Err(error) => {
+            log.info(&format!("{error:#}; GPU process checks skipped"));
+            return;
+        }
+    };
+    let mut containers = Vec::new();
+    for booking in running {
+        if let Ok(process_ids) = engine.process_ids(booking.user_id.as_str()).await {
+            containers.push((booking.user_id.to_string(), booking.gpus.clone(), process_ids));
+        }
+    }
+    for misuse in gpu::find_misuse(&devices, &containers) {
+        log.warning(
+            "GPUMisuseWarning",
+            &format!(
+                "process {} of {}'s container runs on GPU {}, which its booking was not given",
+                misuse.process_id, misuse.container, misuse.gpu
+            ),
+        );
+    }
+}
+
+/// Writes the outcome under the lock, on freshly read state.
+fn record(root: &Root, plan: &Plan, ended_ok: &[Booking], started_ok: &[Booking], log: &mut MonitorLog) -> Result<()> {
+    if ended_ok.is_empty() && started_ok.is_empty() && plan.missed.is_empty() {
+        return Ok(());
+    }
+    let lock = ExclusiveLock::acquire(root)?;
+    let booked = schedule::read(&lock, ActiveFile::Booking)?;
+    let running = schedule::read(&lock, ActiveFile::Using)?;
+
+    // The history first: a pass killed after this line is completed by the next one, and
+    // the rows it already wrote are recognised at the end of the file.
+    let mut history: Vec<Booking> =
+        running.iter().filter(|row| ended_ok.iter().any(|ended| same_booking(row, ended))).cloned().collect();
+    let missed_now: Vec<&Booking> =
+        booked.iter().filter(|row| plan.missed.iter().any(|missed| same_booking(row, missed))).collect();
+    // A missed booking used nothing: recorded with its end at its start (read as zero hours).
+    history.extend(missed_now.iter().map(|row| Booking { end: row.start, ..(*row).clone() }));
+    let recent = schedule::recent_history(&lock).context("cannot read the end of used.csv")?;
+    history.retain(|row| !recent.contains(row));
+    schedule::ensure_files(&lock)?;
+    schedule::append_history(&lock, &history)?;
+
+    let mut new_running: Vec<Booking> =
+        running.into_iter().filter(|row| !ended_ok.iter().any(|ended| same_booking(row, ended))).collect();
+    let mut stale = Vec::new();
+    for started in started_ok {
+        match booked.iter().find(|row| same_booking(row, started)) {
+            Some(row) if !new_running.iter().any(|running| same_booking(running, row)) => new_running.push(row.clone()),
+            Some(_) => {}
+            // Cancelled while its container was starting: the next pass stops the orphan.
+            None => stale.push(started.user_id.to_string()),
+        }
+    }
+    schedule::write(&lock, ActiveFile::Using, &new_running)?;
+    let new_booked: Vec<Booking> = booked
+        .into_iter()
+        .filter(|row| {
+            !started_ok.iter().any(|started| same_booking(row, started))
+                && !plan.missed.iter().any(|missed| same_booking(row, missed))
+        })
+        .collect();
+    schedule::write(&lock, ActiveFile::Booking, &new_booked)?;
+    drop(lock);
+    for user in stale {
+        log.warning(
+            "OrphanWarning",
+            &format!("{user}'s booking was cancelled while its container started; the next pass stops it"),
+        );
+    }
+    Ok(())
+}
