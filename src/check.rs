@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use chrono::{NaiveDateTime, Timelike};
 
 use crate::config::backup_list::BackupList;
 use crate::config::{Config, read_text};
@@ -53,10 +52,6 @@ pub fn count_errors(problems: &[FileProblem]) -> usize {
     problems.iter().filter(|problem| problem.severity == Severity::Error).count()
 }
 
-fn on_grid(time: NaiveDateTime) -> bool {
-    time.minute() % 30 == 0 && time.second() == 0 && time.nanosecond() == 0
-}
-
 fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], problems: &mut Vec<FileProblem>) {
     let host_gpus = config.capability.max.gpus;
     // Named as everywhere else: relative to the root (`cfg/capability_config.yaml`).
@@ -83,7 +78,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
             problems.push(problem("end", format!("{} is not after start {}", booking.end, booking.start)));
         }
         for (field, time) in [("start", booking.start), ("end", booking.end)] {
-            if !on_grid(time) {
+            if !crate::rules::is_on_grid(time) {
                 problems
                     .push(problem(field, format!("{} is off the 30-minute grid (expected minutes :00 or :30)", time)));
             }

@@ -9,7 +9,6 @@
 //! | 4 | authentication failed |
 
 use std::fmt;
-use std::path::PathBuf;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -132,8 +131,3 @@ impl fmt::Display for FileProblems {
 }
 
 impl std::error::Error for FileProblems {}
-
-/// Used where a path is known but the problem came from I/O rather than content.
-pub fn io_problem(path: &PathBuf, error: &std::io::Error) -> FileProblem {
-    FileProblem::error(path.display().to_string(), None, "", error.to_string())
-}

@@ -190,46 +190,6 @@ pub fn without_blanks<T>(entries: Option<Vec<Option<T>>>) -> Vec<T> {
     entries.unwrap_or_default().into_iter().flatten().collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Sample {
-        #[allow(dead_code)]
-        section: Section,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Section {
-        #[allow(dead_code)]
-        cpus: Limit,
-    }
-
-    #[test]
-    fn a_bad_limit_names_file_line_and_field() {
-        let problem = parse::<Sample>("cfg/x.yaml", "section:\n  cpus: eight\n").unwrap_err();
-        assert_eq!(problem.to_string(), "cfg/x.yaml:2: section.cpus: expected a number or \"max\", found \"eight\"");
-    }
-
-    #[test]
-    fn a_negative_limit_is_refused() {
-        let problem = parse::<Sample>("c.yaml", "section:\n  cpus: -2\n").unwrap_err();
-        assert_eq!(problem.line, Some(2));
-        assert!(problem.message.contains("at least 0"), "{problem}");
-    }
-
-    #[test]
-    fn numeric_user_ids_are_read_as_text() {
-        let ids: Vec<UserId> = serde_yaml::from_str("[11007, alice]").unwrap();
-        assert_eq!(ids[0].as_str(), "11007");
-        assert!(UserId::parse("../etc").is_err());
-        assert!(UserId::parse("").is_err());
-    }
-}
-
 /// A parsed file and its warnings, or all its problems (at least one an error).
 pub type Parsed<T> = Result<(T, Vec<FileProblem>), Vec<FileProblem>>;
 
@@ -268,5 +228,45 @@ impl<'a> Findings<'a> {
     fn problem(&self, key_path: &[&str], message: impl Into<String>) -> FileProblem {
         let line = crate::yaml_lines::line_of_key(self.text, key_path);
         FileProblem::error(self.shown_path, line, key_path.join("."), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[allow(dead_code)]
+        section: Section,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        #[allow(dead_code)]
+        cpus: Limit,
+    }
+
+    #[test]
+    fn a_bad_limit_names_file_line_and_field() {
+        let problem = parse::<Sample>("cfg/x.yaml", "section:\n  cpus: eight\n").unwrap_err();
+        assert_eq!(problem.to_string(), "cfg/x.yaml:2: section.cpus: expected a number or \"max\", found \"eight\"");
+    }
+
+    #[test]
+    fn a_negative_limit_is_refused() {
+        let problem = parse::<Sample>("c.yaml", "section:\n  cpus: -2\n").unwrap_err();
+        assert_eq!(problem.line, Some(2));
+        assert!(problem.message.contains("at least 0"), "{problem}");
+    }
+
+    #[test]
+    fn numeric_user_ids_are_read_as_text() {
+        let ids: Vec<UserId> = serde_yaml::from_str("[11007, alice]").unwrap();
+        assert_eq!(ids[0].as_str(), "11007");
+        assert!(UserId::parse("../etc").is_err());
+        assert!(UserId::parse("").is_err());
     }
 }

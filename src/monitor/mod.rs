@@ -465,7 +465,7 @@ async fn stop_orphans(engine: &Engine, label: &str, running: &[Booking], plan: &
     };
     for container in ours {
         let accounted = running.iter().chain(&plan.ending).any(|booking| booking.user_id.as_str() == container.name);
-        if accounted || container.labels.get(container_spec::LABEL_MANUAL).is_some() {
+        if accounted || container.labels.contains_key(container_spec::LABEL_MANUAL) {
             continue;
         }
         match engine.stop_and_remove(&container.name).await {

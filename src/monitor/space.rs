@@ -36,7 +36,7 @@ pub fn measure(folder: &Path, quota_bytes: u64, limit: Duration) -> Measured {
                 return Measured::Over(total);
             }
             visited += 1;
-            if visited % 1024 == 0 && Instant::now() > deadline {
+            if visited.is_multiple_of(1024) && Instant::now() > deadline {
                 return Measured::Unknown(total);
             }
         }

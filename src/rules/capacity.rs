@@ -63,6 +63,8 @@ pub enum Shortage {
     Gpus {
         free: u32,
         wanted: u32,
+        /// The bookings holding GPUs during the window: who, from, until.
+        holders: Vec<(UserId, NaiveDateTime, NaiveDateTime)>,
     },
     /// Another booking in the window uses the same forward port.
     PortBusy {
@@ -84,11 +86,24 @@ impl fmt::Display for Shortage {
             Shortage::Memory { at, free, wanted } => {
                 write!(formatter, "not enough memory at {}: {} GB free, {} GB wanted", time(at), round(*free), wanted)
             }
-            Shortage::Gpus { free, wanted } => write!(
-                formatter,
-                "not enough GPUs: {free} GPU{} free for the whole window, {wanted} wanted",
-                if *free == 1 { " is" } else { "s are" }
-            ),
+            Shortage::Gpus { free, wanted, holders } => {
+                write!(
+                    formatter,
+                    "not enough GPUs: {free} GPU{} free for the whole window, {wanted} wanted",
+                    if *free == 1 { " is" } else { "s are" }
+                )?;
+                let shown: Vec<String> = holders
+                    .iter()
+                    .take(3)
+                    .map(|(user, start, end)| format!("{user} {} to {}", time(start), time(end)))
+                    .collect();
+                if !shown.is_empty() {
+                    let more =
+                        if holders.len() > 3 { format!(" and {} more", holders.len() - 3) } else { String::new() };
+                    write!(formatter, " (held by {}{more})", shown.join(", "))?;
+                }
+                Ok(())
+            }
             Shortage::PortBusy { port, holder } => {
                 write!(formatter, "forward port {port} is used by {holder} during this window")
             }
@@ -130,7 +145,11 @@ pub fn place(active: &[Booking], host: &Host, request: &Request) -> Result<Vec<u
     check_without_gpus(&overlapping, host, request)?;
     let free = free_gpus(&overlapping, host.gpus);
     if (free.len() as u32) < request.gpus {
-        return Err(Shortage::Gpus { free: free.len() as u32, wanted: request.gpus });
+        return Err(Shortage::Gpus {
+            free: free.len() as u32,
+            wanted: request.gpus,
+            holders: gpu_holders(&overlapping),
+        });
     }
     Ok(choose_gpus(&free, request.gpus, active, request.start, request.end))
 }
@@ -143,7 +162,7 @@ pub fn place_keeping(active: &[Booking], host: &Host, request: &Request, gpus: &
     let free = free_gpus(&overlapping, host.gpus);
     let kept_free = gpus.iter().filter(|gpu| free.contains(gpu)).count() as u32;
     if kept_free < gpus.len() as u32 {
-        return Err(Shortage::Gpus { free: kept_free, wanted: gpus.len() as u32 });
+        return Err(Shortage::Gpus { free: kept_free, wanted: gpus.len() as u32, holders: gpu_holders(&overlapping) });
     }
     Ok(())
 }
@@ -178,6 +197,15 @@ fn peak(
     amount: impl Fn(&Booking) -> f64,
     room: f64,
 ) -> (Option<NaiveDateTime>, f64) {
+    if room < -EPSILON {
+        // The request alone is bigger than the host: short from the first moment.
+        let at_start = overlapping
+            .iter()
+            .filter(|booking| booking.start <= window_start && window_start < booking.end)
+            .map(|booking| amount(booking))
+            .sum();
+        return (Some(window_start), at_start);
+    }
     let mut events: Vec<(NaiveDateTime, f64)> = Vec::with_capacity(overlapping.len() * 2);
     for booking in overlapping {
         events.push((booking.start.max(window_start), amount(booking)));
@@ -199,6 +227,16 @@ fn peak(
         }
     }
     (None, usage)
+}
+
+fn gpu_holders(overlapping: &[&Booking]) -> Vec<(UserId, NaiveDateTime, NaiveDateTime)> {
+    let mut holders: Vec<(UserId, NaiveDateTime, NaiveDateTime)> = overlapping
+        .iter()
+        .filter(|booking| !booking.gpus.is_empty())
+        .map(|booking| (booking.user_id.clone(), booking.start, booking.end))
+        .collect();
+    holders.sort_by_key(|holder| holder.1);
+    holders
 }
 
 fn free_gpus(overlapping: &[&Booking], host_gpus: u32) -> Vec<u32> {
@@ -302,7 +340,7 @@ mod tests {
         assert!(!gpus.contains(&0));
         assert_eq!(gpus.len(), 2);
         let refused = place(&active, &HOST, &request("c", "2026-11-24 10:00", "2026-11-24 14:00", 1.0, 1, 4, 10003));
-        assert_eq!(refused, Err(Shortage::Gpus { free: 3, wanted: 4 }));
+        assert!(matches!(refused, Err(Shortage::Gpus { free: 3, wanted: 4, .. })));
     }
 
     #[test]

@@ -62,10 +62,7 @@ fn parse_spec(text: &str) -> Result<Spec, String> {
 
 /// `YYYY MM DD hh mm` or `YYYY-MM-DD hh:mm`; `Ok(None)` when the text is not shaped like a date.
 fn parse_absolute(text: &str) -> Result<Option<NaiveDateTime>, String> {
-    let numbers: Vec<&str> = text
-        .split(|character: char| character == ' ' || character == '-' || character == ':')
-        .filter(|part| !part.is_empty())
-        .collect();
+    let numbers: Vec<&str> = text.split([' ', '-', ':']).filter(|part| !part.is_empty()).collect();
     let looks_like_date = numbers.len() == 5
         && numbers.iter().all(|part| part.chars().all(|c| c.is_ascii_digit()))
         && numbers[0].len() == 4;

@@ -202,7 +202,13 @@ fn arguments() -> Result<Vec<String>> {
 fn run(cli: Cli) -> Result<()> {
     let root = cli.global.root();
     let now = clock::now()?;
-    let session = Session { root, now, user: cli.user.clone(), password_stdin: cli.password_stdin };
+    let session = Session {
+        root,
+        now,
+        user: cli.user.clone(),
+        password_stdin: cli.password_stdin,
+        stdin_lines: std::cell::RefCell::new(None),
+    };
     match cli.command {
         None => {
             let user = session.login()?;
@@ -283,6 +289,9 @@ struct Session {
     now: NaiveDateTime,
     user: Option<String>,
     password_stdin: bool,
+    /// The lines of standard input (with `--password-stdin`), read once, taken in order:
+    /// the password, then a new one where one is asked for.
+    stdin_lines: std::cell::RefCell<Option<std::collections::VecDeque<String>>>,
 }
 
 impl Session {
@@ -299,11 +308,10 @@ impl Session {
             let lock = SharedLock::acquire(&self.root)?;
             account::standing(&Config::load(&lock)?, &user)
         };
-        let mut stdin_lines = self.password_stdin.then(read_stdin_lines).transpose()?.unwrap_or_default().into_iter();
         match standing {
             Standing::NotAllowed => Err(account::not_allowed(&user)),
             Standing::New => {
-                let chosen = match (self.password_stdin, stdin_lines.next()) {
+                let chosen = match (self.password_stdin, self.next_stdin_line()?) {
                     (true, Some(line)) => line,
                     (true, None) => {
                         bail!(AuthenticationFailed("--password-stdin: standard input held no password".into()))
@@ -337,7 +345,7 @@ impl Session {
                 let mut verified = false;
                 for attempt in 1..=3 {
                     let typed = if self.password_stdin {
-                        match stdin_lines.next() {
+                        match self.next_stdin_line()? {
                             Some(line) => line,
                             None => break,
                         }
@@ -359,7 +367,7 @@ impl Session {
                     bail!(AuthenticationFailed(format!("wrong password for {user}; bye")));
                 }
                 if must_choose {
-                    let chosen = match stdin_lines.next() {
+                    let chosen = match self.next_stdin_line()? {
                         Some(line) => line,
                         None if self.password_stdin => bail!(AuthenticationFailed(
                             "your password is temporary: give a new one on the second line of standard input".into()
@@ -378,6 +386,18 @@ impl Session {
         }
     }
 
+    /// The next line of standard input, with `--password-stdin`; `None` without it or at the end.
+    fn next_stdin_line(&self) -> Result<Option<String>> {
+        if !self.password_stdin {
+            return Ok(None);
+        }
+        let mut lines = self.stdin_lines.borrow_mut();
+        if lines.is_none() {
+            *lines = Some(read_stdin_lines()?);
+        }
+        Ok(lines.as_mut().and_then(|lines| lines.pop_front()))
+    }
+
     /// Logs in only when a user id was given (list and free work without one).
     fn optional_login(&self) -> Result<Option<UserId>> {
         if self.user.is_some() { self.login().map(Some) } else { Ok(None) }
@@ -392,10 +412,12 @@ fn require_terminal(what: &str) -> Result<()> {
     }
 }
 
-fn read_stdin_lines() -> Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for line in std::io::stdin().lock().lines().take(2) {
-        lines.push(line.context("cannot read the password from standard input")?.trim_end_matches('\r').to_string());
+fn read_stdin_lines() -> Result<std::collections::VecDeque<String>> {
+    let mut lines = std::collections::VecDeque::new();
+    for line in std::io::stdin().lock().lines().take(3) {
+        lines.push_back(
+            line.context("cannot read the password from standard input")?.trim_end_matches('\r').to_string(),
+        );
     }
     Ok(lines)
 }
@@ -616,13 +638,14 @@ fn prompted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<
                 let Some(window) = refused.earliest.clone() else {
                     bail!(error);
                 };
-                let question = format!(
-                    "The earliest window that fits: {} to {} (GPUs {}). Book it instead?",
+                println!(
+                    "The earliest window that fits: {} to {}, GPUs {}.",
                     views::friendly(window.start),
                     views::friendly(window.end),
                     format_gpu_list(&window.gpus)
                 );
-                if !prompts::confirm(&question)? {
+                let question = "Book it instead?";
+                if !prompts::confirm(question)? {
                     bail!(error);
                 }
                 // Checked again under the lock: if it went meanwhile, the loop offers the next.
@@ -780,17 +803,16 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
     };
     if arguments.change_password {
         let chosen = if session.password_stdin {
-            read_stdin_lines()?
-                .into_iter()
-                .nth(1)
-                .context("--change-password with --password-stdin: put the new password on the second line")?
+            session.next_stdin_line()?.context(
+                "--change-password with --password-stdin: put the new password on the line after your password",
+            )?
         } else {
             require_terminal("ask for the new password")?;
             prompts::new_password(user.as_str())?
         };
         let lock = ExclusiveLock::acquire(&session.root)?;
         account::set_password(&lock, user, &chosen)?;
-        println!("Password changed.");
+        eprintln!("Password changed.");
     }
     let lock = ExclusiveLock::acquire(&session.root)?;
     let entry = account::change_defaults(&lock, user, &change)?;

@@ -34,18 +34,14 @@ pub fn password(attempt: u32) -> Result<String> {
 }
 
 pub fn new_password(user: &str) -> Result<String> {
-    loop {
-        let chosen = Password::new()
-            .with_prompt("New password")
-            .with_confirmation("The same password again", "The two entries differ; try again.")
-            .interact()?;
-        match password::check_new(&chosen, user) {
-            Ok(()) => return Ok(chosen),
-            Err(reason) => eprintln!("{}", console::style(reason).red()),
-        }
-    }
+    // The rules are checked before the confirmation, so a weak password is typed only once.
+    let owner = user.to_string();
+    Ok(Password::new()
+        .with_prompt("New password")
+        .validate_with(move |chosen: &String| password::check_new(chosen, &owner))
+        .with_confirmation("The same password again", "The two entries differ; try again.")
+        .interact()?)
 }
-
 /// Reads `cpus memory gpus`, e.g. `4 16 1`.
 pub fn parse_capability(text: &str, limits: &UserLimits, host: &Host) -> Result<(f64, u32, u32), String> {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -61,26 +57,26 @@ pub fn parse_capability(text: &str, limits: &UserLimits, host: &Host) -> Result<
 
 pub fn capability(limits: &UserLimits, host: &Host) -> Result<(f64, u32, u32)> {
     let text = Input::<String>::new()
-        .with_prompt("Capability 'cpus memory gpus' (e.g. 4 16 1)")
+        .with_prompt("cpus memory gpus (e.g. 4 16 1)")
         .validate_with(|text: &String| parse_capability(text, limits, host).map(|_| ()))
         .interact_text()?;
-    Ok(parse_capability(&text, limits, host).map_err(anyhow::Error::msg)?)
+    parse_capability(&text, limits, host).map_err(anyhow::Error::msg)
 }
 
 pub fn start(now: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime> {
     let text = Input::<String>::new()
-        .with_prompt("Start: now, N-day, N-week or 'YYYY MM DD hh mm'")
+        .with_prompt("Start (now, 2-day, YYYY MM DD hh mm)")
         .validate_with(|text: &String| time_input::parse_start(text, now, horizon).map(|_| ()))
         .interact_text()?;
-    Ok(time_input::parse_start(&text, now, horizon).map_err(anyhow::Error::msg)?)
+    time_input::parse_start(&text, now, horizon).map_err(anyhow::Error::msg)
 }
 
 pub fn end(start: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime> {
     let text = Input::<String>::new()
-        .with_prompt("End: N-hour, N-day, N-week (from the start) or 'YYYY MM DD hh mm'")
+        .with_prompt("End (4-hour, 1-day, YYYY MM DD hh mm)")
         .validate_with(|text: &String| time_input::parse_end(text, start, horizon).map(|_| ()))
         .interact_text()?;
-    Ok(time_input::parse_end(&text, start, horizon).map_err(anyhow::Error::msg)?)
+    time_input::parse_end(&text, start, horizon).map_err(anyhow::Error::msg)
 }
 
 pub fn confirm(question: &str) -> Result<bool> {

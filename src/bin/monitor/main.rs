@@ -53,7 +53,11 @@ fn run(cli: Cli) -> Result<()> {
                 println!("Nothing to start or stop at {}.", format_minutes(now));
             }
             for booking in &plan.ending {
-                println!("would back up, stop and remove {}'s container (ended {})", booking.user_id, format_minutes(booking.end));
+                println!(
+                    "would back up, stop and remove {}'s container (ended {})",
+                    booking.user_id,
+                    format_minutes(booking.end)
+                );
             }
             for booking in &plan.starting {
                 println!("would start {}", booking.describe());
@@ -62,7 +66,11 @@ fn run(cli: Cli) -> Result<()> {
                 println!("would record as missed {}", booking.describe());
             }
             for booking in &plan.continuing {
-                println!("would check that {}'s container runs (until {})", booking.user_id, format_minutes(booking.end));
+                println!(
+                    "would check that {}'s container runs (until {})",
+                    booking.user_id,
+                    format_minutes(booking.end)
+                );
             }
             Ok(())
         }
@@ -70,7 +78,11 @@ fn run(cli: Cli) -> Result<()> {
             let options = PassOptions { now, echo: true, progress: console::Term::stderr().is_term() };
             let summary = runtime.block_on(monitor::run(&root, &options, &Nvml))?;
             if summary.errors > 0 {
-                bail!("the pass met {} error(s); see {}", summary.errors, root.jobs_dir().join("monitor.log").display());
+                bail!(
+                    "the pass met {} error(s); see {}",
+                    summary.errors,
+                    root.jobs_dir().join("monitor.log").display()
+                );
             }
             Ok(())
         }

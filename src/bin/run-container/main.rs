@@ -1,1 +1,205 @@
-fn main() {}
+//! `run-container`: the admin starts a container for a user now, outside the schedule, with
+//! the same specification the monitor would build; `--dry-run` prints that specification.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::Duration;
+use clap::{Args, Parser, Subcommand};
+use gpu_booking::booking::{State, host_of};
+use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, finish};
+use gpu_booking::clock;
+use gpu_booking::config::UserId;
+use gpu_booking::container_spec::{self, LABEL_MANUAL, SpecInputs};
+use gpu_booking::docker::Engine;
+use gpu_booking::error::{Refused, UsageError};
+use gpu_booking::lock::SharedLock;
+use gpu_booking::monitor::{self, backup, log::MonitorLog};
+use gpu_booking::rules::capacity::{self, Request};
+use gpu_booking::rules::floor_to_slot;
+use gpu_booking::schedule::Booking;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "run-container",
+    version,
+    about = "Start a container for a user now, outside the schedule (admin), or stop it",
+    args_conflicts_with_subcommands = true,
+    after_help = ENVIRONMENT_HELP
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(flatten)]
+    start: StartArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// The user whose container this is (they must have logged in or been enrolled once)
+    #[arg(long, value_name = "ID")]
+    user: Option<String>,
+    /// CPUs [default: the user's limit]
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory in GB, RAM + swap [default: the user's limit]
+    #[arg(long)]
+    memory: Option<u32>,
+    /// A number of GPUs (free ones are chosen) or a list of ids such as `0,2` (a single id: `3,`)
+    #[arg(long, default_value = "0")]
+    gpus: String,
+    /// Image [default: the user's, else the host's]
+    #[arg(long)]
+    image: Option<String>,
+    /// Command run in the container at start
+    #[arg(long, value_name = "CMD")]
+    extra_command: Option<String>,
+    /// Hours the container is labelled for (it runs until `run-container stop`)
+    #[arg(long, default_value_t = 24)]
+    hours: u32,
+    /// Print the container specification as JSON and touch nothing (no Docker engine needed)
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Back up, stop and remove the user's container
+    Stop {
+        #[arg(long, value_name = "ID")]
+        user: String,
+    },
+}
+
+fn main() -> ExitCode {
+    finish(run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = cli.global.root();
+    let now = clock::now()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match cli.command {
+        Some(Command::Stop { user }) => {
+            let user = UserId::parse(&user).map_err(UsageError)?;
+            let state = State::load(&SharedLock::acquire(&root)?)?;
+            runtime.block_on(async {
+                let mut log = MonitorLog::new(&root, now, true);
+                let engine = Engine::connect().await?;
+                let label = monitor::root_label(&root);
+                if !monitor::stop_container_of(&root, &state.config, &engine, &user, &label, &mut log).await {
+                    bail!("{user}'s container was not stopped; see {}", root.jobs_dir().join("monitor.log").display());
+                }
+                Ok(())
+            })
+        }
+        None => {
+            let arguments = cli.start;
+            let user = arguments.user.clone().context("--user is required")?;
+            let user = UserId::parse(&user).map_err(UsageError)?;
+            let state = State::load(&SharedLock::acquire(&root)?)?;
+            let config = &state.config;
+            let entry = config.users.get(&user).with_context(|| {
+                format!("{user} has no entry in users_config.yaml yet; enrol them or let them log in once")
+            })?;
+            if let Some(image) = &arguments.image {
+                gpu_booking::account::check_image(config, image)?;
+            }
+            let limits = config.capability.limits_for(&user);
+            let host = host_of(config);
+            let cpus = arguments.cpus.unwrap_or(limits.cpus);
+            let memory = arguments.memory.unwrap_or(limits.memory as u32);
+            if !(cpus > 0.0 && cpus <= host.cpus) || memory < 1 || f64::from(memory) > host.memory {
+                bail!(Refused(format!(
+                    "{cpus} CPUs and {memory} GB do not fit the host ({} CPUs, {} GB)",
+                    host.cpus, host.memory
+                )));
+            }
+            let start = floor_to_slot(now);
+            let end = start + Duration::hours(i64::from(arguments.hours.max(1)));
+            let gpus = choose_gpus(&state, &arguments.gpus, start, end, host.gpus)?;
+            let booking = Booking {
+                start,
+                end,
+                user_id: user.clone(),
+                cpus,
+                memory,
+                gpus,
+                forward_port: entry.forward_port,
+                image: arguments.image.clone(),
+                extra_command: arguments.extra_command.clone(),
+            };
+            let backup_dir = entry.backup_dir(&config.deploy, &user);
+            let (list, _) = backup::load_list(&root, &backup_dir);
+            let inputs =
+                SpecInputs { config, root_label: monitor::root_label(&root), user: &user, entry, backup_list: &list };
+            let (mut spec, refused) = container_spec::build(&booking, &inputs);
+            spec.labels.insert(LABEL_MANUAL.to_string(), "true".to_string());
+            for refusal in &refused {
+                eprintln!("warning: backup entry {} refused: {}", refusal.entry, refusal.reason);
+            }
+            if arguments.dry_run {
+                println!("{}", serde_json::to_string_pretty(&spec)?);
+                return Ok(());
+            }
+            runtime.block_on(async {
+                let mut log = MonitorLog::new(&root, now, true);
+                let engine = Engine::connect().await?;
+                if let Some(existing) = engine.container(&spec.name).await? {
+                    bail!(Refused(format!(
+                        "a container named {} exists already ({}); stop it first",
+                        spec.name,
+                        if existing.running { "running" } else { "stopped" }
+                    )));
+                }
+                for folder in
+                    [entry.work_dir(&config.deploy, &user), backup_dir.clone(), entry.dataset_dir(&config.deploy)]
+                {
+                    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+                }
+                let missing = engine.start_booking_container(&spec, console::Term::stderr().is_term()).await?;
+                if !missing.is_empty() {
+                    log.warning(
+                        "ImageWarning",
+                        &format!("{user}'s image {} lacks {}", spec.image, missing.join(" and ")),
+                    );
+                }
+                log.info(&format!("{user}'s container was started by run-container (port {})", booking.forward_port));
+                Ok(())
+            })
+        }
+    }
+}
+
+/// `N` picks N GPUs free now according to the schedule; `0,2` takes those ids.
+fn choose_gpus(
+    state: &State,
+    text: &str,
+    start: chrono::NaiveDateTime,
+    end: chrono::NaiveDateTime,
+    host_gpus: u32,
+) -> Result<Vec<u32>> {
+    let text = text.trim();
+    if text.contains(',') {
+        let ids: Vec<u32> = text
+            .split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| part.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| UsageError(format!("--gpus: expected a count or ids such as 0,2, found {text:?}")))?;
+        if let Some(id) = ids.iter().find(|id| **id >= host_gpus) {
+            bail!(Refused(format!("GPU {id} does not exist: the host has {host_gpus}")));
+        }
+        return Ok(ids);
+    }
+    let count: u32 =
+        text.parse().map_err(|_| UsageError(format!("--gpus: expected a count or ids such as 0,2, found {text:?}")))?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let request = Request { user: None, start, end, cpus: 0.001, memory: 0, gpus: count, forward_port: None };
+    capacity::place(&state.active(), &host_of(&state.config), &request)
+        .map_err(|shortage| Refused(format!("{shortage}; name the ids with --gpus 0,2 to override")).into())
+}

@@ -1,0 +1,1552 @@
+//! Binary-level tests of `book`, the student's tool: every subcommand and every exit code
+//! (0 ok, 1 error, 2 usage, 3 refused, 4 authentication), run as a student would run it —
+//! the real binary, a temporary root written by the test, `GPU_BOOKING_NOW` in place of the
+//! clock, no terminal (stdin piped) — checking what a user would check: the exit code, what
+//! is printed, and the files afterwards.
+//!
+//! Every test has its own root (see [`Lab`]): a host of 8 CPUs, 16 GB RAM + 4 GB swap and
+//! 4 GPUs; alice, bob and carol may book; the default limit is 4 CPUs, 8 GB, 2 GPUs per
+//! booking, and carol has her own (all CPUs, 16 GB, all GPUs).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Monday, on a slot boundary.
+const NOW: &str = "2026-11-23 10:00";
+
+const HOST_DEPLOY: &str = "\
+# Where the volumes are, where the other two files are, which images users may pick.
+volume_work_dir: ./volumes/work
+volume_dataset_dir: ./volumes/dataset
+volume_backup_dir: ./volumes/backup
+
+users_config_yaml: ./cfg/users_config.yaml
+capability_config_yaml: ./cfg/capability_config.yaml
+
+images:
+  - gpu-booking/ssh:latest # the default
+  - pytorch/pytorch:latest
+";
+
+const CAPABILITY: &str = "\
+max:
+  cpus: 8 # cores
+  ram: 16 # GB
+  swap_size: 4 # GB
+  gpus: 4
+
+  shm_rate: ram / (ram + swap_size)
+  memory: ram + swap_size
+
+  backup_space: 20
+  work_space: 50
+
+allow_userIDs:
+  - alice
+  - bob
+  - carol
+
+max_default_capability:
+  cpus: 4
+  memory: 8
+  gpus: 2
+
+  backup_space: 5
+  work_space: 20
+
+max_custom_capability:
+  carol:
+    cpus: max
+    memory: 16
+    gpus: max
+";
+
+const USERS: &str = "# Written by `book` and `enroll`.\n";
+
+const HEADER: &str = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n";
+
+const BOOKING: &str = "jobs/booking.csv";
+const USING: &str = "jobs/using.csv";
+const USED: &str = "jobs/used.csv";
+const MONITOR_EXEC: &str = "jobs/monitor_exec";
+const USERS_CONFIG: &str = "cfg/users_config.yaml";
+
+/// The state lock: any command may create it, and it never holds data.
+const LOCK_FILE: &str = "jobs/.lock";
+
+/// A binary that hangs (say, waiting on a terminal that is not there) fails its test rather
+/// than the whole run.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
+
+const ED25519_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+
+fn password_of(user: &str) -> &'static str {
+    match user {
+        "alice" => "tulip-alice-7",
+        "bob" => "maple-bob-3",
+        "carol" => "cedar-carol-5",
+        _ => "some-password-9",
+    }
+}
+
+// ---- the temporary root ------------------------------------------------------------------
+
+/// A temporary root holding `cfg/` and `jobs/`, removed when the test ends.
+struct Lab {
+    dir: TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let lab = Lab { dir: tempfile::tempdir().expect("create a temporary folder") };
+        lab.write("cfg/host_deploy.yaml", HOST_DEPLOY);
+        lab.write("cfg/capability_config.yaml", CAPABILITY);
+        lab.write(USERS_CONFIG, USERS);
+        fs::create_dir_all(lab.path("jobs")).expect("create jobs/");
+        lab
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root().join(relative)
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().expect("a parent folder")).expect("create the folder");
+        fs::write(&path, text).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+    }
+
+    /// A file's text; a missing file reads as empty.
+    fn read(&self, relative: &str) -> String {
+        fs::read_to_string(self.path(relative)).unwrap_or_default()
+    }
+
+    fn exists(&self, relative: &str) -> bool {
+        self.path(relative).exists()
+    }
+
+    /// Every folder and every file's bytes under the root, but the lock file.
+    fn snapshot(&self) -> BTreeMap<String, Option<Vec<u8>>> {
+        fn walk(root: &Path, folder: &Path, entries: &mut BTreeMap<String, Option<Vec<u8>>>) {
+            for entry in fs::read_dir(folder).expect("list a folder") {
+                let path = entry.expect("a folder entry").path();
+                let relative = path.strip_prefix(root).expect("under the root").to_string_lossy().replace('\\', "/");
+                if path.is_dir() {
+                    entries.insert(relative, None);
+                    walk(root, &path, entries);
+                } else {
+                    entries.insert(relative, Some(fs::read(&path).expect("read a file")));
+                }
+            }
+        }
+        let mut entries = BTreeMap::new();
+        walk(self.root(), self.root(), &mut entries);
+        entries.remove(LOCK_FILE);
+        entries
+    }
+
+    /// Asserts that nothing under the root changed since `before`, naming what did.
+    fn assert_unchanged(&self, before: &BTreeMap<String, Option<Vec<u8>>>, context: &str) {
+        let after = self.snapshot();
+        let mut differences = Vec::new();
+        for (path, entry) in before {
+            match after.get(path) {
+                None => differences.push(format!("{path} was removed")),
+                Some(now) if now != entry => differences.push(format!("{path} was changed")),
+                Some(_) => {}
+            }
+        }
+        differences
+            .extend(after.keys().filter(|path| !before.contains_key(*path)).map(|path| format!("{path} was created")));
+        assert!(differences.is_empty(), "{context}: files under the root changed: {}", differences.join("; "));
+    }
+
+    /// `book --root R ARGS…` with nothing on stdin and nobody logged in.
+    fn book(&self, args: &[&str]) -> Book<'_> {
+        Book {
+            lab: self,
+            args: args.iter().map(ToString::to_string).collect(),
+            login: Vec::new(),
+            stdin: String::new(),
+            envs: Vec::new(),
+            now: NOW.to_string(),
+        }
+    }
+
+    /// `book --root R --user USER --password-stdin ARGS…` with USER's password on stdin.
+    fn book_as(&self, user: &str, args: &[&str]) -> Book<'_> {
+        self.book(args).user(user)
+    }
+
+    /// A first login registers the user: their password is the one [`password_of`] gives.
+    fn register(&self, user: &str) {
+        let run = self.book_as(user, &["list", "--mine"]).run();
+        run.expect(0, &format!("the first login of {user}"));
+    }
+
+    fn register_all(&self) {
+        for user in ["alice", "bob", "carol"] {
+            self.register(user);
+        }
+    }
+
+    /// The user's saved settings, as `book options --json` shows them.
+    fn options_of(&self, user: &str) -> Value {
+        self.book_as(user, &["options", "--json"]).run().expect(0, "book options --json").json()
+    }
+
+    fn port_of(&self, user: &str) -> u16 {
+        let port = self.options_of(user)["forward_port"].as_u64().expect("forward_port is a number");
+        u16::try_from(port).expect("a port")
+    }
+
+    /// Books through the binary; returns the booking as `--json` prints it.
+    fn new_booking(&self, user: &str, cpus: &str, memory: &str, gpus: &str, start: &str, end: &str) -> Value {
+        let args = [
+            "new", "--cpus", cpus, "--memory", memory, "--gpus", gpus, "--start", start, "--end", end, "--yes",
+            "--json",
+        ];
+        self.book_as(user, &args).run().expect(0, &format!("{user} books {start} to {end}")).json()
+    }
+
+    /// The rows of a schedule file, each as column name → value.
+    fn rows(&self, relative: &str) -> Vec<BTreeMap<String, String>> {
+        let text = self.read(relative);
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().expect("a header").clone();
+        assert_eq!(
+            header.iter().collect::<Vec<_>>().join(","),
+            HEADER.trim_end(),
+            "{relative} must keep the original's header"
+        );
+        reader
+            .records()
+            .map(|record| {
+                let record = record.expect("a CSV row");
+                header.iter().zip(record.iter()).map(|(name, value)| (name.to_string(), value.to_string())).collect()
+            })
+            .collect()
+    }
+
+    /// Appends a row, written by hand as the monitor (or the original) would, to a schedule file.
+    fn add_row(&self, relative: &str, row: &str) {
+        let mut text = self.read(relative);
+        if text.is_empty() {
+            text.push_str(HEADER);
+        }
+        text.push_str(row);
+        text.push('\n');
+        self.write(relative, &text);
+    }
+}
+
+/// One run of `book`, built up before it runs.
+struct Book<'a> {
+    lab: &'a Lab,
+    args: Vec<String>,
+    login: Vec<String>,
+    stdin: String,
+    envs: Vec<(String, String)>,
+    now: String,
+}
+
+impl Book<'_> {
+    /// Logs in as `user` with their password on stdin.
+    fn user(mut self, user: &str) -> Self {
+        self.login = vec!["--user".into(), user.into(), "--password-stdin".into()];
+        self.stdin = format!("{}\n", password_of(user));
+        self
+    }
+
+    fn stdin(mut self, text: &str) -> Self {
+        self.stdin = text.to_string();
+        self
+    }
+
+    fn env(mut self, name: &str, value: &str) -> Self {
+        self.envs.push((name.into(), value.into()));
+        self
+    }
+
+    fn now(mut self, now: &str) -> Self {
+        self.now = now.to_string();
+        self
+    }
+
+    fn run(self) -> Outcome {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_book"));
+        command
+            .arg("--root")
+            .arg(self.lab.root())
+            .args(&self.login)
+            .args(&self.args)
+            .current_dir(self.lab.root())
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .env_remove("GPU_BOOKING_ROOT")
+            .env("GPU_BOOKING_NOW", &self.now)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in &self.envs {
+            command.env(name, value);
+        }
+        let shown = format!("book {} {}", self.login.join(" "), self.args.join(" "));
+        let mut child = command.spawn().expect("start the book binary");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // The binary may exit before reading everything: a broken pipe is not the test's concern.
+        let _ = stdin.write_all(self.stdin.as_bytes());
+        drop(stdin);
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("poll the child").is_none() {
+            if started.elapsed() > TIME_LIMIT {
+                let _ = child.kill();
+                panic!("{shown}: still running after {TIME_LIMIT:?} (waiting on a terminal?)");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let output = child.wait_with_output().expect("collect the output");
+        let outcome = Outcome {
+            command: shown,
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert!(!outcome.stderr.contains("panicked") && outcome.code != Some(101), "the binary panicked:\n{outcome}");
+        outcome
+    }
+}
+
+/// What one run of `book` did.
+#[derive(Debug)]
+struct Outcome {
+    command: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "$ {}\nexit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Outcome {
+    /// Asserts the exit code, showing everything the run printed when it differs.
+    fn expect(self, code: i32, context: &str) -> Outcome {
+        assert_eq!(self.code, Some(code), "{context}: expected exit {code}:\n{self}");
+        self
+    }
+
+    /// Asserts stderr mentions every one of `words` (case-insensitive).
+    fn says(self, words: &[&str]) -> Outcome {
+        let stderr = self.stderr.to_lowercase();
+        for word in words {
+            assert!(stderr.contains(&word.to_lowercase()), "stderr should mention {word:?}:\n{self}");
+        }
+        self
+    }
+
+    /// Stdout as exactly one JSON document.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not one JSON document ({error}):\n{self}"))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM`, as `--json` prints times.
+fn is_minute_time(value: &Value) -> bool {
+    let Some(text) = value.as_str() else {
+        return false;
+    };
+    let bytes = text.as_bytes();
+    bytes.len() == 16
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
+            4 | 7 => *byte == b'-',
+            10 => *byte == b' ',
+            13 => *byte == b':',
+            _ => byte.is_ascii_digit(),
+        })
+}
+
+fn keys(object: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = object.as_object().expect("a JSON object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(ToString::to_string).collect();
+    names.sort();
+    names
+}
+
+/// A port in 10001–11000 that none of `taken` is.
+fn free_port(taken: &[u16]) -> u16 {
+    (10001..=11000).find(|port| !taken.contains(port)).expect("a free port")
+}
+
+// ---- book new ----------------------------------------------------------------------------
+
+#[test]
+fn new_with_every_flag_prints_one_json_object_and_writes_the_row() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let port = free_port(&[lab.port_of("alice")]);
+    let port_text = port.to_string();
+    let run = lab
+        .book_as(
+            "alice",
+            &[
+                "new",
+                "--cpus",
+                "2.5",
+                "--memory",
+                "6",
+                "--gpus",
+                "2",
+                "--start",
+                "2026 11 24 09 30",
+                "--end",
+                "2026 11 24 18 00",
+                "--image",
+                "pytorch/pytorch:latest",
+                "--extra-command",
+                "python3 train.py --epochs 3",
+                "--forward-port",
+                &port_text,
+                "--yes",
+                "--json",
+            ],
+        )
+        .run()
+        .expect(0, "a booking that fits");
+    let booked = run.json();
+    assert_eq!(
+        keys(&booked),
+        sorted(&["user_id", "start", "end", "cpus", "memory", "gpus", "forward_port", "image", "extra_command"]),
+        "the --json object has exactly these keys:\n{run}"
+    );
+    assert_eq!(booked["user_id"], "alice");
+    assert_eq!(booked["start"], "2026-11-24 09:30");
+    assert_eq!(booked["end"], "2026-11-24 18:00");
+    assert!(is_minute_time(&booked["start"]) && is_minute_time(&booked["end"]));
+    assert_eq!(booked["cpus"].as_f64(), Some(2.5));
+    assert_eq!(booked["memory"], 6);
+    assert_eq!(booked["gpus"], serde_json::json!([0, 1]), "an empty host: the lowest ids");
+    assert_eq!(booked["forward_port"], port);
+    assert_eq!(booked["image"], "pytorch/pytorch:latest");
+    assert_eq!(booked["extra_command"], "python3 train.py --epochs 3");
+
+    let rows = lab.rows(BOOKING);
+    assert_eq!(rows.len(), 1, "one row in booking.csv:\n{}", lab.read(BOOKING));
+    let row = &rows[0];
+    assert_eq!(row["start"], "2026-11-24 09:30:00");
+    assert_eq!(row["end"], "2026-11-24 18:00:00");
+    assert_eq!(row["user_id"], "alice");
+    assert_eq!(row["cpus"].parse::<f64>().ok(), Some(2.5));
+    assert_eq!(row["memory"], "6");
+    assert_eq!(row["gpus"], "[0, 1]");
+    assert_eq!(row["forward_port"], port_text);
+    assert_eq!(row["image"], "pytorch/pytorch:latest");
+    assert_eq!(row["extra_command"], "python3 train.py --epochs 3");
+    assert!(
+        !lab.read(MONITOR_EXEC).lines().any(|line| line.trim() == "now"),
+        "a booking that starts tomorrow does not wake the monitor:\n{}",
+        lab.read(MONITOR_EXEC)
+    );
+}
+
+#[test]
+fn new_starting_now_asks_the_monitor_to_run_and_a_future_start_does_not() {
+    let lab = Lab::new();
+    lab.register_all();
+    let run = lab
+        .book_as(
+            "alice",
+            &["new", "--cpus", "1", "--memory", "2", "--gpus", "1", "--start", "now", "--end", "2-hour", "--json"],
+        )
+        .now("2026-11-23 10:17")
+        .run()
+        .expect(0, "a booking from now");
+    let booked = run.json();
+    assert_eq!(booked["start"], "2026-11-23 10:00", "`now` is the start of the current slot");
+    assert_eq!(booked["end"], "2026-11-23 12:00", "a relative end counts from the start");
+    assert_eq!(lab.read(MONITOR_EXEC), "now\n", "a booking that starts now appends `now` to jobs/monitor_exec");
+    assert_eq!(lab.rows(BOOKING)[0]["start"], "2026-11-23 10:00:00");
+
+    lab.new_booking("bob", "1", "2", "1", "1-day", "3-hour");
+    assert_eq!(lab.read(MONITOR_EXEC), "now\n", "a future start adds nothing to jobs/monitor_exec");
+    assert_eq!(lab.rows(BOOKING).len(), 2);
+}
+
+#[test]
+fn new_over_the_users_limit_is_refused_and_writes_nothing() {
+    let lab = Lab::new();
+    lab.register_all();
+    let before = lab.snapshot();
+    for (flag, value, named) in [("--cpus", "6", "cpus"), ("--memory", "9", "memory"), ("--gpus", "3", "gpus")] {
+        let mut args =
+            vec!["new", "--cpus", "2", "--memory", "4", "--gpus", "1", "--start", "1-day", "--end", "2-hour"];
+        let position = args.iter().position(|arg| *arg == flag).expect("the flag") + 1;
+        args[position] = value;
+        lab.book_as("alice", &args)
+            .run()
+            .expect(3, &format!("alice asks {flag} {value}, over the default limit"))
+            .says(&[named, "limit"]);
+        lab.assert_unchanged(&before, &format!("a refused booking ({flag} {value})"));
+    }
+    lab.book_as(
+        "carol",
+        &["new", "--cpus", "2", "--memory", "17", "--gpus", "1", "--start", "1-day", "--end", "2-hour"],
+    )
+    .run()
+    .expect(3, "carol asks 17 GB, over her own limit of 16")
+    .says(&["memory", "16"]);
+    lab.assert_unchanged(&before, "carol's refused booking");
+
+    // carol's own limits let her take what the default would refuse.
+    let booked = lab.new_booking("carol", "6", "16", "4", "1-day", "2-hour");
+    assert_eq!(booked["gpus"], serde_json::json!([0, 1, 2, 3]));
+}
+
+#[test]
+fn new_with_an_image_the_host_does_not_offer_is_refused() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    let args = [
+        "new",
+        "--cpus",
+        "1",
+        "--memory",
+        "1",
+        "--gpus",
+        "0",
+        "--start",
+        "1-day",
+        "--end",
+        "1-hour",
+        "--image",
+        "evil/miner:latest",
+    ];
+    lab.book_as("alice", &args)
+        .run()
+        .expect(3, "an image that is not in host_deploy.yaml")
+        .says(&["evil/miner:latest"]);
+    lab.assert_unchanged(&before, "a booking with a foreign image");
+}
+
+#[test]
+fn new_without_enough_gpus_names_gpus_and_offers_the_earliest_window() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("carol", "1", "1", "4", "2026 11 24 09 00", "2026 11 24 12 00");
+    let before = lab.snapshot();
+    lab.book_as(
+        "alice",
+        &["new", "--cpus", "1", "--memory", "1", "--gpus", "1", "--start", "2026 11 24 10 00", "--end", "1-hour"],
+    )
+    .run()
+    .expect(3, "every GPU is carol's from 09:00 to 12:00")
+    .says(&["GPU", "earliest", "2026-11-24 12:00 to 2026-11-24 13:00"]);
+    lab.assert_unchanged(&before, "a booking refused for lack of GPUs");
+}
+
+#[test]
+fn a_gpu_busy_for_part_of_the_window_is_not_handed_out() {
+    // 10:00–11:00 one GPU is free, but bob takes it at 11:00: no GPU is free for the whole
+    // 10:00–12:00 window (the original counted per slot and would have given it out).
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("carol", "1", "1", "3", "2026 11 24 09 00", "2026 11 24 12 00");
+    lab.new_booking("bob", "1", "1", "1", "2026 11 24 11 00", "2026 11 24 13 00");
+    let before = lab.snapshot();
+    lab.book_as(
+        "alice",
+        &["new", "--cpus", "1", "--memory", "1", "--gpus", "1", "--start", "2026 11 24 10 00", "--end", "2-hour"],
+    )
+    .run()
+    .expect(3, "no GPU free for the whole window")
+    .says(&["GPU", "2026-11-24 12:00 to 2026-11-24 14:00"]);
+    lab.assert_unchanged(&before, "a window with a GPU free for part of it");
+}
+
+#[test]
+fn new_with_earliest_takes_the_offered_window() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("carol", "1", "1", "4", "2026 11 24 09 00", "2026 11 24 12 00");
+    let args = [
+        "new",
+        "--cpus",
+        "1",
+        "--memory",
+        "1",
+        "--gpus",
+        "1",
+        "--start",
+        "2026 11 24 10 00",
+        "--end",
+        "1-hour",
+        "--earliest",
+        "--json",
+    ];
+    let booked = lab.book_as("alice", &args).run().expect(0, "--earliest takes the offered window").json();
+    assert_eq!(booked["start"], "2026-11-24 12:00");
+    assert_eq!(booked["end"], "2026-11-24 13:00", "the same length as asked");
+    let alice: Vec<_> = lab.rows(BOOKING).into_iter().filter(|row| row["user_id"] == "alice").collect();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0]["start"], "2026-11-24 12:00:00", "booking.csv shows the later start");
+    assert_eq!(alice[0]["end"], "2026-11-24 13:00:00");
+}
+
+#[test]
+fn new_overlapping_my_own_booking_is_refused() {
+    let lab = Lab::new();
+    lab.register("alice");
+    lab.new_booking("alice", "1", "1", "0", "2026 11 24 09 00", "2026 11 24 12 00");
+    let before = lab.snapshot();
+    lab.book_as(
+        "alice",
+        &[
+            "new",
+            "--cpus",
+            "1",
+            "--memory",
+            "1",
+            "--gpus",
+            "0",
+            "--start",
+            "2026 11 24 11 00",
+            "--end",
+            "2026 11 24 13 00",
+        ],
+    )
+    .run()
+    .expect(3, "alice's own bookings never overlap")
+    .says(&["2026-11-24 09:00", "overlap"]);
+    lab.assert_unchanged(&before, "an overlapping booking");
+    // Back to back is not an overlap.
+    lab.new_booking("alice", "1", "1", "0", "2026 11 24 12 00", "2026 11 24 13 00");
+    assert_eq!(lab.rows(BOOKING).len(), 2);
+}
+
+#[test]
+fn new_with_a_bad_time_is_a_usage_error() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    for (start, end, named) in [
+        ("yesterday", "1-hour", "yesterday"),
+        ("2026 11 24 09 15", "1-hour", "00 or 30"),
+        ("2026 11 24 09 00", "2026 11 24 10 45", "00 or 30"),
+        ("15-day", "1-hour", "15-day"),
+        ("2026 12 08 10 30", "1-hour", "14 days"),
+        ("2026 11 23 09 00", "1-hour", "past"),
+        ("2026 11 24 12 00", "2026 11 24 10 00", "not after"),
+        ("2026 11 24 12 00", "2026 12 09 12 00", "14 days"),
+        ("now", "now", "end"),
+    ] {
+        lab.book_as("alice", &["new", "--cpus", "1", "--memory", "1", "--gpus", "0", "--start", start, "--end", end])
+            .run()
+            .expect(2, &format!("--start {start:?} --end {end:?}"))
+            .says(&[named]);
+        lab.assert_unchanged(&before, &format!("--start {start:?} --end {end:?}"));
+    }
+}
+
+#[test]
+fn new_with_flags_missing_and_no_terminal_is_a_usage_error() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    lab.book_as("alice", &["new", "--cpus", "1", "--gpus", "0", "--start", "1-day"])
+        .run()
+        .expect(2, "book new without --memory and --end, and no terminal to ask on")
+        .says(&["--memory", "--end"]);
+    // `book` alone asks for everything: without a terminal it says how to do it with flags.
+    lab.book_as("alice", &[])
+        .run()
+        .expect(2, "book with no subcommand and no terminal")
+        .says(&["terminal", "book new"]);
+    lab.assert_unchanged(&before, "usage errors");
+}
+
+#[test]
+fn an_unknown_subcommand_or_flag_is_a_usage_error() {
+    let lab = Lab::new();
+    let before = lab.snapshot();
+    lab.book(&["frobnicate"]).run().expect(2, "an unknown subcommand").says(&["frobnicate"]);
+    lab.book(&["list", "--colour"]).run().expect(2, "an unknown flag").says(&["--colour"]);
+    lab.book(&["new", "--cpus", "many"]).run().expect(2, "a flag value that is not a number").says(&["many"]);
+    lab.book(&["list", "--timeline", "--days", "15"]).run().expect(2, "--days beyond 14").says(&["15"]);
+    lab.assert_unchanged(&before, "usage errors");
+}
+
+// ---- logging in --------------------------------------------------------------------------
+
+#[test]
+fn a_first_login_registers_the_user_with_a_hash_a_port_and_folders() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let users = lab.read(USERS_CONFIG);
+    assert!(users.contains("alice:"), "{users}");
+    assert!(users.contains("$6$"), "the password is stored as a crypt(3) hash:\n{users}");
+    assert!(!users.contains(password_of("alice")), "no plain-text password:\n{users}");
+    let port = lab.port_of("alice");
+    assert!((10001..=11000).contains(&port), "forward port {port}");
+    assert!(lab.path("volumes/work/alice").is_dir(), "alice's work folder is created");
+    assert!(lab.path("volumes/backup/alice").is_dir(), "alice's backup folder is created");
+
+    // A second user gets another port.
+    lab.register("bob");
+    assert_ne!(lab.port_of("bob"), port);
+
+    // Too easy a password is not taken, and nothing is registered.
+    let before = lab.snapshot();
+    lab.book(&["--user", "carol", "--password-stdin", "list"])
+        .stdin("1234\n")
+        .run()
+        .expect(2, "a new user choosing 1234")
+        .says(&["password"]);
+    lab.assert_unchanged(&before, "a refused first password");
+}
+
+#[test]
+fn a_wrong_password_fails_authentication() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    lab.book(&["--user", "alice", "--password-stdin", "status"])
+        .stdin("not-her-password\n")
+        .run()
+        .expect(4, "a wrong password")
+        .says(&["wrong password"]);
+    lab.book(&[
+        "--user",
+        "alice",
+        "--password-stdin",
+        "new",
+        "--cpus",
+        "1",
+        "--memory",
+        "1",
+        "--gpus",
+        "0",
+        "--start",
+        "now",
+        "--end",
+        "1-hour",
+    ])
+    .stdin(&format!("{}\n", password_of("bob")))
+    .run()
+    .expect(4, "another user's password");
+    lab.assert_unchanged(&before, "failed logins");
+}
+
+#[test]
+fn a_user_not_in_allow_user_ids_fails_authentication() {
+    let lab = Lab::new();
+    let before = lab.snapshot();
+    lab.book(&["--user", "mallory", "--password-stdin", "list", "--mine"])
+        .stdin("mallory-pass-1\n")
+        .run()
+        .expect(4, "mallory is not in allow_userIDs")
+        .says(&["mallory", "allow_userIDs"]);
+    lab.book(&[
+        "--user",
+        "mallory",
+        "--password-stdin",
+        "new",
+        "--cpus",
+        "1",
+        "--memory",
+        "1",
+        "--gpus",
+        "0",
+        "--start",
+        "now",
+        "--end",
+        "1-hour",
+    ])
+    .stdin("mallory-pass-1\n")
+    .run()
+    .expect(4, "mallory cannot book");
+    lab.assert_unchanged(&before, "a user who may not book");
+    assert!(!lab.read(USERS_CONFIG).contains("mallory"));
+}
+
+#[test]
+fn empty_stdin_with_password_stdin_fails_authentication() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    lab.book(&["--user", "alice", "--password-stdin", "status"])
+        .stdin("")
+        .run()
+        .expect(4, "a known user, nothing on stdin");
+    lab.book(&["--user", "bob", "--password-stdin", "status"])
+        .stdin("")
+        .run()
+        .expect(4, "a new user, nothing on stdin")
+        .says(&["password"]);
+    lab.assert_unchanged(&before, "empty stdin");
+}
+
+#[test]
+fn a_login_without_a_terminal_or_password_stdin_is_a_usage_error() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    lab.book(&["--user", "alice", "status"])
+        .run()
+        .expect(2, "--user without --password-stdin and no terminal")
+        .says(&["--password-stdin"]);
+    lab.book(&["status"]).run().expect(2, "no --user and no terminal").says(&["--user"]);
+    lab.assert_unchanged(&before, "logins without a terminal");
+}
+
+// ---- book list ---------------------------------------------------------------------------
+
+/// alice, bob and carol each hold a booking; carol's is running (in using.csv, as the monitor
+/// leaves it); they were booked in the reverse order of their starts.
+fn three_bookings(lab: &Lab) {
+    lab.register_all();
+    lab.new_booking("bob", "2", "4", "1", "2026 11 25 09 00", "2026 11 25 18 00");
+    lab.new_booking("alice", "2", "4", "1", "2026 11 24 09 00", "2026 11 24 18 00");
+    let carol_port = lab.port_of("carol");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 20:00:00,carol,2,4,\"[2, 3]\",{carol_port},,"));
+}
+
+#[test]
+fn list_needs_no_login_and_its_json_is_sorted_by_start_with_mine_marked() {
+    let lab = Lab::new();
+    three_bookings(&lab);
+    let before = lab.snapshot();
+
+    let table = lab.book(&["list"]).run().expect(0, "book list without a login");
+    for user in ["alice", "bob", "carol"] {
+        assert!(table.stdout.contains(user), "the table shows {user}:\n{table}");
+    }
+    let position = |user: &str| table.stdout.find(user).expect("shown");
+    assert!(position("carol") < position("alice") && position("alice") < position("bob"), "sorted by start:\n{table}");
+
+    let anonymous = lab.book(&["list", "--json"]).run().expect(0, "book list --json without a login").json();
+    let rows = anonymous.as_array().expect("a JSON array");
+    let users: Vec<&str> = rows.iter().map(|row| row["user_id"].as_str().expect("user_id")).collect();
+    assert_eq!(users, ["carol", "alice", "bob"], "sorted by start:\n{anonymous:#}");
+    let starts: Vec<&str> = rows.iter().map(|row| row["start"].as_str().expect("start")).collect();
+    assert_eq!(starts, ["2026-11-23 08:00", "2026-11-24 09:00", "2026-11-25 09:00"]);
+    assert!(rows.iter().all(|row| row["mine"] == false), "nobody is logged in:\n{anonymous:#}");
+    assert_eq!(rows[0]["state"], "running");
+    assert_eq!(rows[1]["state"], "booked");
+    assert_eq!(rows[0]["gpus"], serde_json::json!([2, 3]));
+
+    let as_alice = lab.book_as("alice", &["list", "--json"]).run().expect(0, "book list --json as alice").json();
+    let mine: Vec<(&str, bool)> = as_alice
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|row| (row["user_id"].as_str().expect("user_id"), row["mine"].as_bool().expect("mine")))
+        .collect();
+    assert_eq!(mine, [("carol", false), ("alice", true), ("bob", false)]);
+
+    let only_mine =
+        lab.book_as("alice", &["list", "--json", "--mine"]).run().expect(0, "book list --mine as alice").json();
+    let only_mine = only_mine.as_array().expect("a JSON array");
+    assert_eq!(only_mine.len(), 1);
+    assert_eq!(only_mine[0]["user_id"], "alice");
+    lab.assert_unchanged(&before, "listing");
+}
+
+#[test]
+fn list_mine_without_a_user_is_a_usage_error() {
+    let lab = Lab::new();
+    three_bookings(&lab);
+    let before = lab.snapshot();
+    lab.book(&["list", "--mine"]).run().expect(2, "--mine needs --user").says(&["--user"]);
+    lab.assert_unchanged(&before, "list --mine without --user");
+}
+
+#[test]
+fn list_timeline_fits_80_columns_with_a_row_per_gpu_and_a_legend() {
+    let lab = Lab::new();
+    three_bookings(&lab);
+    for (days, who) in
+        [(None, None), (None, Some("alice")), (Some("7"), None), (Some("7"), Some("alice")), (Some("14"), None)]
+    {
+        let mut args = vec!["list", "--timeline"];
+        if let Some(days) = days {
+            args.extend(["--days", days]);
+        }
+        let run = match who {
+            Some(user) => lab.book_as(user, &args),
+            None => lab.book(&args),
+        }
+        .run()
+        .expect(0, "book list --timeline");
+        for line in run.stdout.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "a line of {} columns (days {days:?}):\n{line}\n\n{run}",
+                line.chars().count()
+            );
+        }
+        for gpu in 0..4 {
+            assert!(
+                run.stdout.lines().any(|line| line.starts_with(&format!("GPU {gpu}"))),
+                "a row for GPU {gpu} (days {days:?}):\n{run}"
+            );
+        }
+        assert!(!run.stdout.lines().any(|line| line.starts_with("GPU 4")), "the host has 4 GPUs:\n{run}");
+        for user in ["alice", "bob", "carol"] {
+            assert!(run.stdout.contains(&format!("= {user}")), "the legend names {user} (days {days:?}):\n{run}");
+        }
+        // carol runs on GPUs 2 and 3 today: her mark is on those rows, not on GPU 0's.
+        let row = |gpu: u32| {
+            run.stdout.lines().find(|line| line.starts_with(&format!("GPU {gpu}"))).expect("a GPU row").to_string()
+        };
+        let carol_mark = run
+            .stdout
+            .lines()
+            .flat_map(|line| line.split([',', ';']))
+            .find_map(|entry| {
+                entry
+                    .trim()
+                    .trim_start_matches("Legend:")
+                    .trim()
+                    .strip_suffix("= carol")
+                    .map(|mark| mark.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("carol's mark in the legend:\n{run}"));
+        assert!(
+            row(2)[7..].contains(&carol_mark) && row(3)[7..].contains(&carol_mark),
+            "carol ({carol_mark}) on GPUs 2 and 3:\n{run}"
+        );
+        if who == Some("alice") {
+            assert!(run.stdout.contains("alice (you)"), "the legend marks me:\n{run}");
+        }
+    }
+}
+
+// ---- book free ---------------------------------------------------------------------------
+
+#[test]
+fn free_finds_the_earliest_window() {
+    let lab = Lab::new();
+    lab.register_all();
+    let window = lab
+        .book(&["free", "--cpus", "2", "--memory", "4", "--gpus", "1", "--duration", "4-hour", "--json"])
+        .run()
+        .expect(0, "an empty host")
+        .json();
+    assert_eq!(window["start"], "2026-11-23 10:00");
+    assert_eq!(window["end"], "2026-11-23 14:00");
+    assert_eq!(window["gpus"], serde_json::json!([0]));
+
+    // carol takes every GPU until tomorrow noon.
+    lab.new_booking("carol", "1", "1", "4", "now", "2026 11 24 12 00");
+    let before = lab.snapshot();
+    let window = lab
+        .book(&["free", "--cpus", "2", "--memory", "4", "--gpus", "1", "--duration", "4-hour", "--json"])
+        .run()
+        .expect(0, "a GPU is free from tomorrow noon")
+        .json();
+    assert_eq!(window["start"], "2026-11-24 12:00");
+    assert_eq!(window["end"], "2026-11-24 16:00");
+    let text = lab
+        .book(&["free", "--cpus", "2", "--memory", "4", "--gpus", "1", "--duration", "4-hour"])
+        .run()
+        .expect(0, "free as text");
+    assert!(text.stdout.contains("2026-11-24 12:00"), "{text}");
+    let window = lab
+        .book(&["free", "--cpus", "2", "--memory", "4", "--gpus", "0", "--duration", "1-day", "--json"])
+        .run()
+        .expect(0, "no GPU")
+        .json();
+    assert_eq!(window["start"], "2026-11-23 10:00", "without GPUs the window starts now");
+    // Logged in, my own bookings count: carol cannot hold two at once.
+    let window = lab
+        .book_as("carol", &["free", "--cpus", "1", "--memory", "1", "--gpus", "0", "--duration", "1-hour", "--json"])
+        .run()
+        .expect(0, "free as carol")
+        .json();
+    assert_eq!(window["start"], "2026-11-24 12:00", "carol's own booking runs until then");
+    lab.assert_unchanged(&before, "book free");
+}
+
+#[test]
+fn free_exits_3_when_no_window_fits() {
+    let lab = Lab::new();
+    lab.register("carol");
+    let before = lab.snapshot();
+    lab.book(&["free", "--cpus", "1", "--memory", "1", "--gpus", "5", "--duration", "1-hour"])
+        .run()
+        .expect(3, "5 GPUs on a 4-GPU host")
+        .says(&["1-hour"]);
+    lab.assert_unchanged(&before, "book free");
+    // carol holds every GPU, back to back, beyond the last start anyone may book.
+    lab.new_booking("carol", "1", "1", "4", "now", "2-week");
+    lab.new_booking("carol", "1", "1", "4", "2-week", "1-week");
+    let before = lab.snapshot();
+    lab.book(&["free", "--cpus", "1", "--memory", "1", "--gpus", "1", "--duration", "1-hour", "--json"])
+        .run()
+        .expect(3, "no GPU free within the booking horizon")
+        .says(&["14 days"]);
+    lab.assert_unchanged(&before, "book free");
+}
+
+#[test]
+fn free_exits_3_when_the_request_is_bigger_than_the_host() {
+    let lab = Lab::new();
+    let before = lab.snapshot();
+    lab.book(&["free", "--cpus", "9", "--memory", "1", "--duration", "1-hour", "--json"])
+        .run()
+        .expect(3, "9 CPUs on an 8-CPU host, empty schedule");
+    lab.book(&["free", "--cpus", "1", "--memory", "21", "--duration", "1-hour"])
+        .run()
+        .expect(3, "21 GB on a 20 GB host, empty schedule");
+    lab.assert_unchanged(&before, "book free");
+    // The same once the schedule holds something: no window opens after the last booking.
+    lab.register("alice");
+    lab.new_booking("alice", "1", "1", "0", "now", "1-day");
+    let before = lab.snapshot();
+    lab.book(&["free", "--cpus", "9", "--memory", "1", "--duration", "1-hour", "--json"])
+        .run()
+        .expect(3, "9 CPUs on an 8-CPU host, one booking");
+    lab.assert_unchanged(&before, "book free");
+}
+
+#[test]
+fn free_with_a_bad_request_is_a_usage_error() {
+    let lab = Lab::new();
+    let before = lab.snapshot();
+    lab.book(&["free", "--cpus", "1", "--memory", "1", "--duration", "soon"])
+        .run()
+        .expect(2, "a duration that is not one")
+        .says(&["soon"]);
+    lab.book(&["free", "--cpus", "1", "--memory", "1", "--duration", "now"]).run().expect(2, "`now` is not a length");
+    lab.book(&["free", "--cpus", "0", "--memory", "1", "--duration", "1-hour"]).run().expect(2, "no CPUs");
+    lab.book(&["free", "--cpus", "1", "--memory", "0", "--duration", "1-hour"]).run().expect(2, "no memory");
+    lab.book(&["free", "--cpus", "1", "--memory", "1"]).run().expect(2, "--duration is required");
+    lab.assert_unchanged(&before, "book free");
+}
+
+// ---- book cancel -------------------------------------------------------------------------
+
+#[test]
+fn cancel_removes_a_future_booking_and_records_it_in_history() {
+    let lab = Lab::new();
+    lab.register_all();
+    let history = format!("{HEADER}2026-11-20 09:00:00,2026-11-20 12:00:00,bob,1,1,[],10999,,\n");
+    lab.write(USED, &history);
+    lab.new_booking("alice", "2", "4", "1", "2026 11 24 09 00", "2026 11 24 12 00");
+    lab.new_booking("bob", "2", "4", "1", "2026 11 24 09 00", "2026 11 24 12 00");
+    let run = lab.book_as("alice", &["cancel"]).run().expect(0, "alice cancels her only booking");
+    assert!(run.stdout.contains("2026-11-24 09:00"), "{run}");
+
+    let rows = lab.rows(BOOKING);
+    assert!(rows.iter().all(|row| row["user_id"] != "alice"), "alice's booking is gone:\n{}", lab.read(BOOKING));
+    assert_eq!(rows.len(), 1, "bob's booking stays");
+    let used = lab.read(USED);
+    assert!(used.starts_with(&history), "used.csv is only appended to:\n{used}");
+    let history_rows = lab.rows(USED);
+    assert_eq!(history_rows.len(), 2, "{used}");
+    let record = &history_rows[1];
+    assert_eq!(record["user_id"], "alice");
+    assert_eq!(record["start"], "2026-11-24 09:00:00");
+    assert_eq!(record["end"], record["start"], "a cancelled booking is recorded with end == start");
+
+    // Nothing left to cancel.
+    let before = lab.snapshot();
+    lab.book_as("alice", &["cancel"]).run().expect(3, "alice has no booking left").says(&["no booking"]);
+    lab.assert_unchanged(&before, "cancelling nothing");
+}
+
+#[test]
+fn cancel_ends_a_running_booking_at_the_next_half_hour() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let port = lab.port_of("alice");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 18:00:00,alice,2,4,[1],{port},,"));
+    let run = lab.book_as("alice", &["cancel"]).now("2026-11-23 10:17").run().expect(0, "cancelling a running booking");
+    assert!(run.stdout.contains("10:30"), "says when it ends:\n{run}");
+    let rows = lab.rows(USING);
+    assert_eq!(rows.len(), 1, "the running booking stays for the monitor to stop:\n{}", lab.read(USING));
+    assert_eq!(rows[0]["start"], "2026-11-23 08:00:00");
+    assert_eq!(rows[0]["end"], "2026-11-23 10:30:00", "ends at the next half hour");
+    assert_eq!(rows[0]["gpus"], "[1]");
+    assert!(lab.rows(USED).is_empty(), "the monitor, not book, moves it to used.csv");
+}
+
+#[test]
+fn cancel_with_several_bookings_needs_start_and_start_selects() {
+    let lab = Lab::new();
+    lab.register("alice");
+    lab.new_booking("alice", "1", "1", "0", "2026 11 24 09 00", "2026 11 24 12 00");
+    lab.new_booking("alice", "1", "1", "0", "2026 11 25 09 00", "2026 11 25 12 00");
+    let before = lab.snapshot();
+    lab.book_as("alice", &["cancel"]).run().expect(2, "two bookings, no --start").says(&[
+        "--start",
+        "2026-11-24 09:00",
+        "2026-11-25 09:00",
+    ]);
+    lab.book_as("alice", &["cancel", "--start", "2026 11 26 09 00"]).run().expect(3, "no booking starts then");
+    lab.book_as("alice", &["cancel", "--start", "someday"]).run().expect(2, "--start that is not a time");
+    lab.assert_unchanged(&before, "cancels that chose nothing");
+
+    lab.book_as("alice", &["cancel", "--start", "2026 11 25 09 00"]).run().expect(0, "--start selects");
+    let rows = lab.rows(BOOKING);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["start"], "2026-11-24 09:00:00", "the other booking stays");
+    assert_eq!(lab.rows(USED)[0]["start"], "2026-11-25 09:00:00");
+}
+
+// ---- book extend -------------------------------------------------------------------------
+
+#[test]
+fn extend_moves_the_end_and_keeps_the_gpus() {
+    let lab = Lab::new();
+    lab.register_all();
+    let port = lab.port_of("alice");
+    // Written by hand on GPU 2, where a fresh placement would pick GPU 0.
+    lab.add_row(BOOKING, &format!("2026-11-24 09:00:00,2026-11-24 12:00:00,alice,2,4,[2],{port},,"));
+    lab.new_booking("bob", "1", "1", "1", "2026 11 24 12 00", "2026 11 24 14 00");
+    let run =
+        lab.book_as("alice", &["extend", "--end", "2026 11 24 14 00"]).run().expect(0, "GPU 2 is free until 14:00");
+    assert!(run.stdout.contains("2026-11-24 14:00"), "{run}");
+    let alice = || lab.rows(BOOKING).into_iter().find(|row| row["user_id"] == "alice").expect("alice's row");
+    assert_eq!(alice()["end"], "2026-11-24 14:00:00");
+    assert_eq!(alice()["start"], "2026-11-24 09:00:00");
+    assert_eq!(alice()["gpus"], "[2]", "the same GPU ids");
+
+    // A relative end counts from the current end.
+    lab.book_as("alice", &["extend", "--end", "2-hour"]).run().expect(0, "two more hours");
+    assert_eq!(alice()["end"], "2026-11-24 16:00:00");
+    assert_eq!(alice()["gpus"], "[2]");
+}
+
+#[test]
+fn extend_is_refused_when_another_booking_holds_the_gpu() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("alice", "1", "1", "1", "2026 11 24 09 00", "2026 11 24 12 00");
+    lab.new_booking("carol", "1", "1", "4", "2026 11 24 13 00", "2026 11 24 15 00");
+    let before = lab.snapshot();
+    lab.book_as("alice", &["extend", "--end", "2026 11 24 14 00"])
+        .run()
+        .expect(3, "carol holds every GPU from 13:00")
+        .says(&["2026-11-24 14:00", "GPU"]);
+    lab.book_as("alice", &["extend", "--end", "2026 11 24 12 15"]).run().expect(2, "an end off the half-hour grid");
+    lab.assert_unchanged(&before, "a refused extension");
+    // Up to carol's start is fine.
+    lab.book_as("alice", &["extend", "--end", "2026 11 24 13 00"]).run().expect(0, "until carol's start");
+    let alice = lab.rows(BOOKING).into_iter().find(|row| row["user_id"] == "alice").expect("alice's row");
+    assert_eq!(alice["end"], "2026-11-24 13:00:00");
+}
+
+#[test]
+fn extend_a_running_booking_changes_using_csv() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let port = lab.port_of("alice");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 12:00:00,alice,2,4,[3],{port},,"));
+    lab.book_as("alice", &["extend", "--end", "2026 11 23 20 00"]).run().expect(0, "extending a running booking");
+    let rows = lab.rows(USING);
+    assert_eq!(rows[0]["end"], "2026-11-23 20:00:00");
+    assert_eq!(rows[0]["gpus"], "[3]");
+    assert!(lab.rows(BOOKING).is_empty());
+}
+
+// ---- book status -------------------------------------------------------------------------
+
+#[test]
+fn status_shows_running_and_booked_with_container_and_minutes_left() {
+    let lab = Lab::new();
+    lab.register_all();
+    let port = lab.port_of("alice");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 18:00:00,alice,2,4,[1],{port},,"));
+    lab.new_booking("alice", "1", "2", "1", "2026 11 24 09 00", "2026 11 24 12 00");
+    lab.new_booking("bob", "1", "2", "1", "2026 11 24 09 00", "2026 11 24 12 00");
+    let before = lab.snapshot();
+
+    let status = lab.book_as("alice", &["status", "--json"]).run().expect(0, "status --json").json();
+    let rows = status.as_array().expect("a JSON array");
+    assert_eq!(rows.len(), 2, "only alice's bookings:\n{status:#}");
+    assert_eq!(rows[0]["state"], "running");
+    assert_eq!(rows[0]["container"], "alice", "the container is named after the user");
+    assert_eq!(rows[0]["minutes_left"], 480, "10:00 to 18:00");
+    assert_eq!(rows[0]["forward_port"], port);
+    assert_eq!(rows[1]["state"], "booked");
+    assert_eq!(rows[1]["start"], "2026-11-24 09:00");
+    assert_eq!(rows[1]["minutes_left"], 23 * 60, "until the start");
+    assert!(rows.iter().all(|row| row["user_id"] == "alice" && row["mine"] == true));
+
+    let text = lab.book_as("alice", &["status"]).run().expect(0, "status");
+    assert!(text.stdout.contains("running") && text.stdout.contains("booked"), "{text}");
+    assert!(text.stdout.contains("container alice"), "{text}");
+    assert!(text.stdout.contains(&port.to_string()), "{text}");
+    assert!(text.stdout.contains("8 h 00 min"), "time left:\n{text}");
+
+    let carol =
+        lab.book_as("carol", &["status", "--json"]).run().expect(0, "status of someone without bookings").json();
+    assert_eq!(carol, serde_json::json!([]));
+    lab.book_as("carol", &["status"]).run().expect(0, "status as text without bookings");
+    lab.assert_unchanged(&before, "book status");
+}
+
+// ---- book restart ------------------------------------------------------------------------
+
+#[test]
+fn restart_with_a_running_booking_asks_the_monitor() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let port = lab.port_of("alice");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 18:00:00,alice,2,4,[1],{port},,"));
+    let run = lab.book_as("alice", &["restart"]).run().expect(0, "restart a running container");
+    assert!(run.stdout.contains("alice"), "{run}");
+    assert_eq!(lab.read(MONITOR_EXEC), "restart alice\n");
+}
+
+#[test]
+fn restart_without_a_running_booking_is_refused() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("alice", "1", "1", "0", "2026 11 24 09 00", "2026 11 24 12 00");
+    let bob_port = lab.port_of("bob");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 18:00:00,bob,2,4,[1],{bob_port},,"));
+    let before = lab.snapshot();
+    lab.book_as("alice", &["restart"]).run().expect(3, "alice's booking has not started").says(&["running"]);
+    lab.book_as("carol", &["restart"]).run().expect(3, "carol has no booking");
+    lab.assert_unchanged(&before, "a refused restart");
+    assert!(!lab.exists(MONITOR_EXEC));
+}
+
+// ---- book options ------------------------------------------------------------------------
+
+#[test]
+fn options_forward_port_must_be_in_range_and_nobody_elses() {
+    let lab = Lab::new();
+    lab.register_all();
+    let (alice, bob) = (lab.port_of("alice"), lab.port_of("bob"));
+    let carol = lab.port_of("carol");
+    let wanted = free_port(&[alice, bob, carol]);
+    let changed = lab
+        .book_as("alice", &["options", "--forward-port", &wanted.to_string(), "--json"])
+        .run()
+        .expect(0, "a free port")
+        .json();
+    assert_eq!(changed["forward_port"], wanted);
+    assert_eq!(changed["user_id"], "alice");
+    assert_eq!(lab.port_of("alice"), wanted, "saved");
+    assert!(lab.read(USERS_CONFIG).contains(&format!("forward_port: {wanted}")));
+
+    // bob books with a port of his own for one booking only: it is in use during it.
+    let borrowed = free_port(&[wanted, bob, carol]);
+    let args =
+        ["new", "--cpus", "1", "--memory", "1", "--gpus", "0", "--start", "1-day", "--end", "2-hour", "--forward-port"];
+    let mut args: Vec<String> = args.iter().map(ToString::to_string).collect();
+    args.push(borrowed.to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.book_as("bob", &args).run().expect(0, "bob books with another port");
+
+    let before = lab.snapshot();
+    for (port, why, named) in [
+        (bob.to_string(), "bob's port", "bob"),
+        (borrowed.to_string(), "the port of bob's booking", "bob"),
+        ("10000".to_string(), "below 10001", "10001"),
+        ("11001".to_string(), "above 11000", "11000"),
+    ] {
+        lab.book_as("alice", &["options", "--forward-port", &port, "--json"])
+            .run()
+            .expect(3, why)
+            .says(&[&port, named]);
+    }
+    lab.book_as("alice", &["options", "--forward-port", "70000"]).run().expect(2, "not a port at all");
+    lab.assert_unchanged(&before, "refused ports");
+}
+
+#[test]
+fn options_image_must_be_one_of_the_hosts() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    lab.book_as("alice", &["options", "--image", "evil/miner:latest"])
+        .run()
+        .expect(3, "an image the host does not offer")
+        .says(&["evil/miner:latest"]);
+    lab.assert_unchanged(&before, "a refused image");
+    let changed = lab
+        .book_as("alice", &["options", "--image", "pytorch/pytorch:latest", "--json"])
+        .run()
+        .expect(0, "an offered image")
+        .json();
+    assert_eq!(changed["image"], "pytorch/pytorch:latest");
+    assert_eq!(lab.options_of("alice")["image"], "pytorch/pytorch:latest", "saved");
+    let changed = lab
+        .book_as("alice", &["options", "--image", "default", "--json"])
+        .run()
+        .expect(0, "back to the host's default")
+        .json();
+    assert_eq!(changed["image"], Value::Null);
+}
+
+#[test]
+fn options_extra_command_and_ssh_keys() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let changed = lab
+        .book_as("alice", &["options", "--extra-command", "jupyter lab --port 8888", "--json"])
+        .run()
+        .expect(0, "an extra command")
+        .json();
+    assert_eq!(changed["extra_command"], "jupyter lab --port 8888");
+    assert_eq!(lab.options_of("alice")["extra_command"], "jupyter lab --port 8888", "saved");
+
+    let changed = lab
+        .book_as("alice", &["options", "--add-ssh-key", ED25519_KEY, "--json"])
+        .run()
+        .expect(0, "a valid ed25519 key")
+        .json();
+    assert_eq!(changed["ssh_keys"], serde_json::json!([ED25519_KEY]));
+    let text = lab.book_as("alice", &["options"]).run().expect(0, "options as text");
+    assert!(text.stdout.contains("alice@laptop"), "the key is listed by its comment:\n{text}");
+
+    let before = lab.snapshot();
+    for garbage in ["not a key", "ssh-ed25519 not!base64 x", "ssh-dss AAAAB3NzaC1kc3MAAACBAP0 x", "ssh-ed25519"] {
+        lab.book_as("alice", &["options", "--add-ssh-key", garbage])
+            .run()
+            .expect(2, &format!("{garbage:?} is not a public key"));
+    }
+    lab.book_as("alice", &["options", "--remove-ssh-key", "2"]).run().expect(2, "there is no key 2");
+    lab.assert_unchanged(&before, "refused keys");
+
+    let changed =
+        lab.book_as("alice", &["options", "--remove-ssh-key", "1", "--json"]).run().expect(0, "remove key 1").json();
+    assert_eq!(changed["ssh_keys"], serde_json::json!([]));
+    let changed =
+        lab.book_as("alice", &["options", "--extra-command", "", "--json"]).run().expect(0, "no extra command").json();
+    assert_eq!(changed["extra_command"], Value::Null);
+}
+
+#[test]
+fn options_change_password_then_only_the_new_one_works() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let old = password_of("alice");
+    let new = "violet-alice-42";
+    let run = lab
+        .book(&["--user", "alice", "--password-stdin", "options", "--change-password", "--json"])
+        .stdin(&format!("{old}\n{new}\n"))
+        .run()
+        .expect(0, "--change-password with the new password on the second line of stdin");
+    assert!(run.json().is_object(), "--json shows the result as one object:\n{run}");
+    lab.book(&["--user", "alice", "--password-stdin", "status"])
+        .stdin(&format!("{new}\n"))
+        .run()
+        .expect(0, "the new password works");
+    lab.book(&["--user", "alice", "--password-stdin", "status"])
+        .stdin(&format!("{old}\n"))
+        .run()
+        .expect(4, "the old password no longer works");
+}
+
+#[test]
+fn options_change_password_refuses_an_easy_password() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    let run = lab
+        .book(&["--user", "alice", "--password-stdin", "options", "--change-password"])
+        .stdin(&format!("{}\npassword\n", password_of("alice")))
+        .run();
+    assert_ne!(run.code, Some(0), "`password` must not be accepted:\n{run}");
+    lab.assert_unchanged(&before, "a refused new password");
+    lab.book_as("alice", &["status"]).run().expect(0, "the old password still works");
+}
+
+// ---- SSH_ORIGINAL_COMMAND ----------------------------------------------------------------
+
+#[test]
+fn ssh_original_command_acts_as_the_arguments() {
+    let lab = Lab::new();
+    three_bookings(&lab);
+    let direct = lab.book(&["list", "--json"]).run().expect(0, "book list --json");
+    let over_ssh = lab
+        .book(&[])
+        .env("SSH_ORIGINAL_COMMAND", "list --json")
+        .run()
+        .expect(0, "SSH_ORIGINAL_COMMAND=\"list --json\"");
+    assert_eq!(over_ssh.stdout, direct.stdout);
+    let with_book = lab
+        .book(&[])
+        .env("SSH_ORIGINAL_COMMAND", "book list --json")
+        .run()
+        .expect(0, "SSH_ORIGINAL_COMMAND=\"book list --json\"");
+    assert_eq!(with_book.stdout, direct.stdout);
+    let login = lab
+        .book(&[])
+        .env("SSH_ORIGINAL_COMMAND", "--user alice --password-stdin status --json")
+        .stdin(&format!("{}\n", password_of("alice")))
+        .run()
+        .expect(0, "a login over SSH")
+        .json();
+    assert_eq!(login[0]["user_id"], "alice");
+}
+
+#[test]
+fn ssh_original_command_keeps_quoted_words_together() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let changed = lab
+        .book(&[])
+        .env(
+            "SSH_ORIGINAL_COMMAND",
+            r#"--user alice --password-stdin options --extra-command "python3 -m http.server 8888" --json"#,
+        )
+        .stdin(&format!("{}\n", password_of("alice")))
+        .run()
+        .expect(0, "a quoted extra command over SSH")
+        .json();
+    assert_eq!(changed["extra_command"], "python3 -m http.server 8888");
+    assert!(lab.read(USERS_CONFIG).contains("python3 -m http.server 8888"));
+    let before = lab.snapshot();
+    lab.book(&[])
+        .env("SSH_ORIGINAL_COMMAND", "options --extra-command \"unbalanced")
+        .run()
+        .expect(2, "an unbalanced quote")
+        .says(&["quote"]);
+    lab.assert_unchanged(&before, "an unbalanced quote");
+}
+
+#[test]
+fn ssh_original_command_cannot_move_the_root() {
+    let lab = Lab::new();
+    three_bookings(&lab);
+    let elsewhere = Lab::new();
+    let before = (lab.snapshot(), elsewhere.snapshot());
+    let other = elsewhere.root().display().to_string();
+    for command in
+        [format!("--root {other} list"), format!("list --root={other}"), format!("list --json --root {other}")]
+    {
+        lab.book(&[])
+            .env("SSH_ORIGINAL_COMMAND", &command)
+            .run()
+            .expect(2, &format!("SSH_ORIGINAL_COMMAND={command:?}"))
+            .says(&["--root"]);
+    }
+    lab.assert_unchanged(&before.0, "--root over SSH");
+    elsewhere.assert_unchanged(&before.1, "--root over SSH");
+}
+
+#[test]
+fn ssh_original_command_is_never_run_by_a_shell() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let marker = lab.path("PWNED");
+    let shown = marker.display().to_string();
+    let before = lab.snapshot();
+    for command in [
+        format!("list; touch {shown}"),
+        format!("list && touch {shown}"),
+        format!("list | touch {shown}"),
+        format!("list $(touch {shown})"),
+        format!("list `touch {shown}`"),
+        format!("$(touch {shown})"),
+        format!("list\ntouch {shown}"),
+    ] {
+        let run = lab.book(&[]).env("SSH_ORIGINAL_COMMAND", &command).run();
+        assert_eq!(run.code, Some(2), "{command:?} is just words, which clap rejects:\n{run}");
+        assert!(!marker.exists(), "{command:?} ran a shell");
+    }
+    lab.assert_unchanged(&before, "shell syntax over SSH");
+}
+
+// ---- a damaged configuration -------------------------------------------------------------
+
+#[test]
+fn a_damaged_capability_config_stops_every_subcommand_naming_the_file_and_line() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("alice", "1", "1", "1", "2026 11 24 09 00", "2026 11 24 12 00");
+    let port = lab.port_of("bob");
+    lab.add_row(USING, &format!("2026-11-23 08:00:00,2026-11-23 18:00:00,bob,2,4,[1],{port},,"));
+    let damaged = CAPABILITY.replacen("  cpus: 8 # cores", "  cpus: eight # cores", 1);
+    let line = damaged.lines().position(|line| line.contains("eight")).expect("the damaged line") + 1;
+    lab.write("cfg/capability_config.yaml", &damaged);
+    let before = lab.snapshot();
+    let commands: &[(&[&str], bool)] = &[
+        (&["list"], false),
+        (&["list", "--json"], false),
+        (&["list", "--timeline"], false),
+        (&["free", "--cpus", "1", "--memory", "1", "--duration", "1-hour"], false),
+        (&["list", "--mine"], true),
+        (&[], true),
+        (&["new", "--cpus", "1", "--memory", "1", "--gpus", "0", "--start", "now", "--end", "1-hour", "--json"], true),
+        (&["cancel"], true),
+        (&["extend", "--end", "2026 11 24 13 00"], true),
+        (&["status", "--json"], true),
+        (&["restart"], true),
+        (&["options", "--extra-command", "x", "--json"], true),
+    ];
+    for (args, login) in commands {
+        let book = if *login { lab.book_as("alice", args) } else { lab.book(args) };
+        book.run()
+            .expect(1, &format!("book {} with a damaged capability_config.yaml", args.join(" ")))
+            .says(&[&format!("cfg/capability_config.yaml:{line}"), "eight"]);
+    }
+    let over_ssh = lab.book(&[]).env("SSH_ORIGINAL_COMMAND", "list --json").run();
+    assert_eq!(over_ssh.code, Some(1), "{over_ssh}");
+    lab.assert_unchanged(&before, "a damaged configuration");
+}
+
+#[test]
+fn a_damaged_users_config_or_schedule_row_stops_book_naming_the_file_and_line() {
+    let lab = Lab::new();
+    lab.register_all();
+    let users = lab.read(USERS_CONFIG);
+    let damaged = users.replacen("forward_port: ", "forward_port: lots # was ", 1);
+    let line = damaged.lines().position(|line| line.contains("lots")).expect("the damaged line") + 1;
+    lab.write(USERS_CONFIG, &damaged);
+    let before = lab.snapshot();
+    lab.book(&["list", "--json"])
+        .run()
+        .expect(1, "a damaged users_config.yaml")
+        .says(&[&format!("cfg/users_config.yaml:{line}")]);
+    lab.book_as("bob", &["status"])
+        .run()
+        .expect(1, "a damaged users_config.yaml")
+        .says(&[&format!("cfg/users_config.yaml:{line}")]);
+    lab.assert_unchanged(&before, "a damaged users_config.yaml");
+
+    lab.write(USERS_CONFIG, &users);
+    lab.write(BOOKING, &format!("{HEADER}2026-11-24 09:00:00,2026-11-24 12:00:00,bob,two,4,[0],10999,,\n"));
+    let before = lab.snapshot();
+    for args in [&["list", "--json"][..], &["free", "--cpus", "1", "--memory", "1", "--duration", "1-hour"][..]] {
+        lab.book(args).run().expect(1, "a damaged booking.csv").says(&["jobs/booking.csv:2", "cpus"]);
+    }
+    let new = ["new", "--cpus", "1", "--memory", "1", "--gpus", "0", "--start", "1-day", "--end", "1-hour"];
+    lab.book_as("alice", &new).run().expect(1, "booking on a damaged booking.csv").says(&["jobs/booking.csv:2"]);
+    lab.assert_unchanged(&before, "a damaged booking.csv");
+}

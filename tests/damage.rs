@@ -1,0 +1,331 @@
+//! Damaged files: `enroll check` on a copy of the original's example root with one kind of
+//! damage must exit 1, name the file, the exact line and (where the file parsed that far)
+//! the field, never panic, and leave every file under the root byte-for-byte as it was.
+//!
+//! The snapshots compare every file and folder under the root except `jobs/.lock`: taking
+//! the state lock may create that file, and it never holds data (see `common::LOCK_FILE`).
+
+mod common;
+
+use std::fs;
+
+use gpu_booking::config::Config;
+use gpu_booking::lock::SharedLock;
+use gpu_booking::root::Root;
+use gpu_booking::schedule::{self, ActiveFile};
+
+use common::{Run, append, assert_unchanged, copy_fixture, edit_line, enroll_check, snapshot};
+
+const CAPABILITY: &str = "cfg/example/capability_config.yaml";
+const USERS: &str = "cfg/example/users_config.yaml";
+const HOST_DEPLOY: &str = "cfg/host_deploy.yaml";
+const BOOKING: &str = "jobs/booking.csv";
+const USING: &str = "jobs/using.csv";
+const USED: &str = "jobs/used.csv";
+
+/// One change to one line: in `file` at `line`, `from` becomes `to`.
+type Edit<'a> = (&'a str, usize, &'a str, &'a str);
+
+/// Damages a fresh copy of the upstream root, runs `enroll check` on it, and asserts the
+/// common promises: exit 1, no panic, every line of `expected` in the output, exactly
+/// `errors` errors counted, and no file changed.
+fn check_damaged(edits: &[Edit], expected: &[&str], errors: usize) -> Run {
+    let root = copy_fixture("upstream");
+    for (file, line, from, to) in edits {
+        edit_line(root.path(), file, *line, from, to);
+    }
+    let before = snapshot(root.path());
+    let run = enroll_check(root.path());
+    let after = snapshot(root.path());
+
+    run.assert_no_panic("enroll check on a damaged root");
+    assert_eq!(run.code, Some(1), "a damaged root must fail the check:\n{run}");
+    let output = run.all_output();
+    for wanted in expected {
+        assert!(output.contains(wanted), "the output should contain {wanted:?}:\n{run}");
+    }
+    assert!(run.stderr.contains(&format!("error: {errors} error(s)")), "expected exactly {errors} error(s):\n{run}");
+    assert_unchanged(&before, &after, "enroll check");
+    run
+}
+
+// ---- YAML syntax -------------------------------------------------------------------------
+
+#[test]
+fn bad_yaml_syntax_a_tab_names_its_line() {
+    // The parser stops before it knows a field: file and line are all it can give.
+    check_damaged(
+        &[(CAPABILITY, 20, "  cpus: 8", "\tcpus: 8")],
+        &["cfg/example/capability_config.yaml:20: found character that cannot start any token"],
+        1,
+    );
+}
+
+#[test]
+fn bad_yaml_syntax_a_second_colon_names_its_line() {
+    check_damaged(
+        &[(CAPABILITY, 21, "memory: 32", "memory: 32: 5")],
+        &["cfg/example/capability_config.yaml:21: mapping values are not allowed in this context"],
+        1,
+    );
+}
+
+#[test]
+fn bad_yaml_syntax_an_unclosed_quote_says_where_the_quote_opened() {
+    // The parser only notices at the end of the file (line 18); the message must still lead
+    // the admin to line 11, where the quote opens.
+    let run = check_damaged(
+        &[(USERS, 11, "\"0000\"", "\"0000")],
+        &["cfg/example/users_config.yaml:", "at line 11 column 13"],
+        1,
+    );
+    assert!(run.stdout.contains("while scanning a quoted scalar"), "{run}");
+}
+
+// ---- unknown keys ------------------------------------------------------------------------
+
+#[test]
+fn an_unknown_key_in_the_capability_config_names_line_and_section() {
+    check_damaged(
+        &[(CAPABILITY, 23, "", "  disk: 5")],
+        &["cfg/example/capability_config.yaml:23: max_default_capability: unknown field `disk`"],
+        1,
+    );
+}
+
+#[test]
+fn an_unknown_key_in_the_users_config_names_line_and_user() {
+    check_damaged(
+        &[(USERS, 11, "password:", "passwd:")],
+        &["cfg/example/users_config.yaml:11: m11007s05-1: unknown field `passwd`"],
+        1,
+    );
+}
+
+#[test]
+fn an_unknown_key_in_host_deploy_names_its_line() {
+    check_damaged(
+        &[(HOST_DEPLOY, 4, "", "volume_tmp_dir: /tmp")],
+        &["cfg/host_deploy.yaml:4: unknown field `volume_tmp_dir`"],
+        1,
+    );
+}
+
+// ---- wrong types -------------------------------------------------------------------------
+
+#[test]
+fn a_word_for_a_number_gives_the_exact_message() {
+    let run = check_damaged(&[(CAPABILITY, 20, "cpus: 8", "cpus: eight")], &[], 1);
+    assert!(
+        run.stdout.lines().any(|line| line
+            == "cfg/example/capability_config.yaml:20: max_default_capability.cpus: \
+                expected a number or \"max\", found \"eight\""),
+        "{run}"
+    );
+}
+
+#[test]
+fn the_library_gives_the_same_message_for_a_wrong_type() {
+    let root = copy_fixture("upstream");
+    edit_line(root.path(), CAPABILITY, 20, "cpus: 8", "cpus: eight");
+    let lock = SharedLock::acquire(&Root::new(root.path())).unwrap();
+    let error = Config::load(&lock).expect_err("a wrong type must not load");
+    assert_eq!(
+        error.to_string(),
+        "cfg/example/capability_config.yaml:20: max_default_capability.cpus: \
+         expected a number or \"max\", found \"eight\""
+    );
+}
+
+#[test]
+fn a_word_for_a_port_names_user_and_field() {
+    check_damaged(&[(USERS, 12, "10002", "ten")], &["cfg/example/users_config.yaml:12: m11007s05-1.forward_port: "], 1);
+}
+
+// ---- the schedule files ------------------------------------------------------------------
+
+#[test]
+fn a_bad_time_in_a_booking_names_row_and_column() {
+    check_damaged(
+        &[(BOOKING, 2, "2026-11-24 09:30:00", "2026-11-31 09:30:00")],
+        &["jobs/booking.csv:2: start: expected a time YYYY-MM-DD HH:MM:SS, found \"2026-11-31 09:30:00\""],
+        1,
+    );
+}
+
+#[test]
+fn a_bad_time_in_the_history_is_found_too() {
+    let root_edit: Edit =
+        (USED, 1, "extra_command", "extra_command\n2023-01-01 25:00:00,2023-01-02 13:30:00,m11007s05,2,8,[],10001,,");
+    check_damaged(&[root_edit], &["jobs/used.csv:2: start: expected a time"], 1);
+}
+
+#[test]
+fn a_bad_gpu_list_names_row_and_column() {
+    check_damaged(
+        &[(BOOKING, 3, "[3]", "[3; 4]")],
+        &["jobs/booking.csv:3: gpus: expected a list of GPU ids such as \"[0, 1]\", found \"[3; 4]\""],
+        1,
+    );
+    check_damaged(&[(BOOKING, 2, "\"[0, 1]\"", "\"[0, one]\"")], &["jobs/booking.csv:2: gpus: "], 1);
+}
+
+#[test]
+fn an_end_before_the_start_names_row_and_column() {
+    check_damaged(
+        &[(BOOKING, 2, "2026-11-25 09:30:00", "2026-11-24 09:00:00")],
+        &["jobs/booking.csv:2: end: 2026-11-24 09:00:00 ", "start 2026-11-24 09:30:00"],
+        1,
+    );
+}
+
+#[test]
+fn an_end_equal_to_the_start_is_refused_too() {
+    check_damaged(&[(BOOKING, 3, "2026-11-25 12:30:00", "2026-11-24 12:30:00")], &["jobs/booking.csv:3: end: "], 1);
+}
+
+#[test]
+fn negative_cpus_in_yaml_name_line_and_field() {
+    check_damaged(
+        &[(CAPABILITY, 20, "cpus: 8", "cpus: -8")],
+        &["cfg/example/capability_config.yaml:20: max_default_capability.cpus: "],
+        1,
+    );
+    check_damaged(
+        &[(CAPABILITY, 2, "cpus: 62", "cpus: -62")],
+        &["cfg/example/capability_config.yaml:2: max.cpus: "],
+        1,
+    );
+}
+
+#[test]
+fn negative_cpus_in_a_booking_name_row_and_column() {
+    check_damaged(
+        &[(BOOKING, 2, ",4.5,", ",-4.5,")],
+        &["jobs/booking.csv:2: cpus: expected a number of CPUs above 0, found \"-4.5\""],
+        1,
+    );
+}
+
+#[test]
+fn the_library_refuses_a_damaged_row_with_the_same_message() {
+    let root = copy_fixture("upstream");
+    edit_line(root.path(), BOOKING, 2, ",4.5,", ",-4.5,");
+    let lock = SharedLock::acquire(&Root::new(root.path())).unwrap();
+    let error = schedule::read(&lock, ActiveFile::Booking).expect_err("a bad row must not load");
+    assert_eq!(error.to_string(), "jobs/booking.csv:2: cpus: expected a number of CPUs above 0, found \"-4.5\"");
+}
+
+#[test]
+fn a_bad_header_names_line_one() {
+    check_damaged(&[(BOOKING, 1, ",cpus,", ",cpu,")], &["jobs/booking.csv:1: unknown column \"cpu\""], 1);
+}
+
+// ---- cross-file checks -------------------------------------------------------------------
+
+#[test]
+fn a_booking_of_a_user_who_may_not_book_is_reported() {
+    check_damaged(
+        &[(BOOKING, 3, "m11007s05-1,", "stranger,")],
+        &[
+            "jobs/booking.csv:3: user_id: stranger is not in allow_userIDs",
+            // The message points at the file that decides, by its path under the root.
+            CAPABILITY,
+        ],
+        1,
+    );
+}
+
+#[test]
+fn a_gpu_the_host_does_not_have_is_reported() {
+    check_damaged(
+        &[(BOOKING, 3, "[3]", "[4]")],
+        &["jobs/booking.csv:3: gpus: GPU 4 does not exist: the host has 4"],
+        1,
+    );
+}
+
+#[test]
+fn a_time_off_the_half_hour_grid_is_reported() {
+    check_damaged(
+        &[(BOOKING, 2, "2026-11-24 09:30:00", "2026-11-24 09:45:00")],
+        &["jobs/booking.csv:2: start: 2026-11-24 09:45:00 is off the 30-minute grid"],
+        1,
+    );
+}
+
+#[test]
+fn a_running_booking_on_a_gpu_booked_by_another_is_reported() {
+    check_damaged(
+        &[(
+            USING,
+            1,
+            "extra_command",
+            "extra_command\n2026-11-24 09:30:00,2026-11-24 10:00:00,m11007s05-2,2,8,[1],10003,,",
+        )],
+        &["jobs/using.csv:2: gpus: GPU 1 is also booked by m11007s05 at jobs/booking.csv:2"],
+        1,
+    );
+}
+
+#[test]
+fn duplicate_forward_ports_are_reported() {
+    check_damaged(
+        &[(USERS, 12, "10002", "10001")],
+        &["cfg/example/users_config.yaml:12: m11007s05-1.forward_port: 10001 is also m11007s05's forward port"],
+        1,
+    );
+}
+
+// ---- several problems at once ------------------------------------------------------------
+
+#[test]
+fn errors_in_two_files_are_both_reported_in_one_run() {
+    check_damaged(
+        &[(CAPABILITY, 20, "cpus: 8", "cpus: eight"), (BOOKING, 3, "[3]", "[3; 4]")],
+        &["cfg/example/capability_config.yaml:20: max_default_capability.cpus: ", "jobs/booking.csv:3: gpus: "],
+        2,
+    );
+}
+
+#[test]
+fn every_bad_row_of_a_file_is_reported() {
+    check_damaged(
+        &[(BOOKING, 2, ",4.5,", ",-4.5,"), (BOOKING, 3, "2026-11-24 12:30:00", "2026-11-24 12:31:00")],
+        &["jobs/booking.csv:2: cpus: ", "jobs/booking.csv:3: start: "],
+        2,
+    );
+}
+
+// ---- files that are not there or not text ------------------------------------------------
+
+#[test]
+fn a_missing_capability_config_says_which_file_and_who_points_at_it() {
+    let root = copy_fixture("upstream");
+    fs::remove_file(root.path().join(CAPABILITY)).unwrap();
+    let before = snapshot(root.path());
+    let run = enroll_check(root.path());
+    run.assert_no_panic("enroll check");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stdout.contains("cfg/example/capability_config.yaml: cannot read")
+            && run.stdout.contains("capability_config_yaml in cfg/host_deploy.yaml"),
+        "{run}"
+    );
+    assert_unchanged(&before, &snapshot(root.path()), "enroll check");
+}
+
+#[test]
+fn binary_garbage_in_a_booking_file_does_not_panic() {
+    let root = copy_fixture("upstream");
+    append(root.path(), BOOKING, "\u{0}\u{1}\"unterminated,\u{7f}\n\u{feff}");
+    let mut bytes = fs::read(root.path().join(BOOKING)).unwrap();
+    bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
+    fs::write(root.path().join(BOOKING), bytes).unwrap();
+    let before = snapshot(root.path());
+    let run = enroll_check(root.path());
+    run.assert_no_panic("enroll check");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stdout.contains("jobs/booking.csv:4"), "{run}");
+    assert_unchanged(&before, &snapshot(root.path()), "enroll check");
+}
