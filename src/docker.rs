@@ -236,6 +236,23 @@ impl Engine {
         Ok(true)
     }
 
+    /// Whether the container holds the setup files (a container created by a pass that was
+    /// killed before writing them does not, and would fail at every start).
+    pub async fn has_setup_files(&self, name: &str) -> Result<bool> {
+        let path = format!("{}/start", crate::container_spec::SETUP_DIR);
+        let options = DownloadFromContainerOptions { path: path.clone() };
+        let mut stream = self.docker.download_from_container(name, Some(options));
+        let mut found = false;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(_) => found = true,
+                Err(error) if is_not_found(&error) => return Ok(false),
+                Err(error) => return Err(error).with_context(|| format!("cannot look for {path} in container {name}")),
+            }
+        }
+        Ok(found)
+    }
+
     /// The host PIDs of the processes in a running container (to match NVML's GPU processes).
     pub async fn process_ids(&self, name: &str) -> Result<Vec<u32>> {
         let top = self

@@ -160,7 +160,7 @@ pub fn timeline(state: &State, now: NaiveDateTime, me: Option<&UserId>, options:
                 day_line[column + offset] = character;
             }
         }
-        if hours_per_column <= 6 {
+        if hours_per_column <= 2 {
             for hour in (0..24).step_by(6) {
                 let column = ((day * 24 + hour) / hours_per_column) as usize;
                 for (offset, character) in format!("{hour:02}").chars().enumerate() {

@@ -11,6 +11,7 @@ use std::path::{Component, Path};
 use serde::Deserialize;
 
 use super::yaml::{self, Findings, Parsed};
+use crate::error::FileProblem;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +44,9 @@ pub struct BackupList {
 
 impl BackupList {
     /// Parses the list. An entry that could reach outside the backup folder (`..`, an
-    /// absolute path) or that names a relative container path is reported as an error.
+    /// absolute path) or that names a relative container path is left out and reported as a
+    /// warning at its line; the other entries still count (one bad line must not stop a
+    /// user's dotfiles being saved).
     pub fn parse(shown_path: &str, text: &str) -> Parsed<BackupList> {
         let raw: Option<RawBackupList> = yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
         let raw = raw.unwrap_or_default();
@@ -51,12 +54,19 @@ impl BackupList {
         let mut entries = Vec::new();
         for (kind, key, list) in [(EntryKind::Dir, "Dir", raw.dirs), (EntryKind::File, "File", raw.files)] {
             for (backup_path, container_path) in list.unwrap_or_default() {
-                if let Err(reason) = check_backup_path(&backup_path) {
-                    findings.error(&[key], format!("{backup_path:?}: {reason}"));
-                    continue;
-                }
-                if !container_path.starts_with('/') {
-                    findings.error(&[key], format!("{container_path:?}: expected an absolute path in the container"));
+                let problem = match check_backup_path(&backup_path) {
+                    Err(reason) => Some(format!("{backup_path:?}: {reason}; entry left out")),
+                    Ok(()) if !container_path.starts_with('/') => {
+                        Some(format!("{container_path:?}: expected an absolute path in the container; entry left out"))
+                    }
+                    Ok(()) => None,
+                };
+                if let Some(message) = problem {
+                    let mut warning = FileProblem::warning(shown_path, line_of_text(text, &backup_path), key, message);
+                    if warning.line.is_none() {
+                        warning.line = crate::yaml_lines::line_of_key(text, &[key]);
+                    }
+                    findings.problems.push(warning);
                     continue;
                 }
                 entries.push(BackupEntry { kind, backup_path, container_path });
@@ -64,6 +74,11 @@ impl BackupList {
         }
         findings.finish(BackupList { entries })
     }
+}
+
+/// The first line holding `needle` (a list item has no key to look up).
+fn line_of_text(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|line| line.contains(needle)).map(|index| index + 1)
 }
 
 /// A backup path must stay inside the backup folder: relative, with no `..`.

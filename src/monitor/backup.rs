@@ -31,14 +31,24 @@ pub fn load_list(root: &Root, backup_dir: &Path) -> (BackupList, Vec<String>) {
     }
 }
 
+const SCRATCH_PREFIX: &str = ".gpu-booking-save-";
+
 /// A folder for scratch work inside the backup folder (same file system, so the final
 /// rename is atomic), removed when dropped.
 pub struct Scratch(PathBuf);
 
 impl Scratch {
     pub fn new(backup_dir: &Path) -> Result<Scratch> {
-        let path = backup_dir.join(format!(".gpu-booking-save-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
+        // Passes run one at a time (systemd's oneshot unit), so any scratch folder found here
+        // is debris of a killed pass: remove it, it sits in the user's quota and view.
+        if let Ok(entries) = fs::read_dir(backup_dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let path = backup_dir.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Scratch(path))
     }

@@ -213,18 +213,19 @@ pub async fn stop_container_of(
         }
         Ok(Some(_)) => {}
     }
-    let saved = save_backup(root, config, engine, user, log).await;
-    if let Err(error) = engine.stop_and_remove(name).await {
-        log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
-        return false;
-    }
-    if let Some((scratch, archives)) = saved {
+    // Saved into the backup folder before the container goes: a pass killed in between
+    // must not lose the user's dotfiles.
+    if let Some((scratch, archives)) = save_backup(root, config, engine, user, log).await {
         let backup_dir = backup_dir_of(config, user);
         for (entry, archive) in archives {
             if let Err(error) = backup::install_archive(&backup_dir, &entry, &archive, scratch.path()) {
                 log.warning("BackupWarning", &format!("{name}: {} was not saved: {error:#}", entry.container_path));
             }
         }
+    }
+    if let Err(error) = engine.stop_and_remove(name).await {
+        log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
+        return false;
     }
     log.info(&format!("{name}'s container was backed up, stopped and removed"));
     true
@@ -294,13 +295,11 @@ async fn start_booking(
             return false;
         }
         Ok(Some(container)) if container.labels.get(LABEL_START) == Some(&format_time(booking.start)) => {
-            if !container.running
-                && let Err(error) = engine.start_existing(name).await
-            {
-                log.error("StartError", &format!("{error:#}"));
-                return false;
+            // This booking's container, left by an interrupted pass: keep it if it was fully
+            // set up, else make it again.
+            if let Some(kept) = resume(engine, name, container.running, log).await {
+                return kept;
             }
-            return true;
         }
         Ok(Some(_)) => {
             // An earlier booking's container that was not stopped: make way.
@@ -369,6 +368,39 @@ async fn start_booking(
     }
 }
 
+/// Takes over a container this booking already has. `Some(true)` when it runs now,
+/// `Some(false)` when it could not be started, `None` when it was removed to be made again
+/// (it never received its setup files: a pass was killed between creating and starting it).
+async fn resume(engine: &Engine, name: &str, running: bool, log: &mut MonitorLog) -> Option<bool> {
+    match engine.has_setup_files(name).await {
+        Ok(true) if running => {
+            log.info(&format!("{name}'s container was already running for this booking"));
+            Some(true)
+        }
+        Ok(true) => match engine.start_existing(name).await {
+            Ok(()) => {
+                log.info(&format!("{name}'s container for this booking was started again"));
+                Some(true)
+            }
+            Err(error) => {
+                log.error("StartError", &format!("{error:#}"));
+                Some(false)
+            }
+        },
+        Ok(false) => match engine.stop_and_remove(name).await {
+            Ok(()) => None,
+            Err(error) => {
+                log.error("DockerError", &format!("{error:#}"));
+                Some(false)
+            }
+        },
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}"));
+            Some(false)
+        }
+    }
+}
+
 fn within_quota(config: &Config, user: &UserId, entry: &crate::config::UserEntry, log: &mut MonitorLog) -> bool {
     let limits = config.capability.limits_for(user);
     let mut over = Vec::new();
@@ -418,12 +450,8 @@ async fn reconcile_running(
         Ok(Some(container))
             if container.is_ours(label) && container.labels.get(LABEL_START) == Some(&format_time(booking.start)) =>
         {
-            match engine.start_existing(name).await {
-                Ok(()) => {
-                    log.warning("ContainerWarning", &format!("{name}'s container had stopped; it was started again"))
-                }
-                Err(error) => log.error("StartError", &format!("{error:#}")),
-            }
+            log.warning("ContainerWarning", &format!("{name}'s container had stopped; starting it again"));
+            start_booking(root, config, engine, booking, label, progress, log).await;
         }
         Ok(Some(container)) if !container.is_ours(label) => {
             log.error(
