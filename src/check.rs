@@ -54,6 +54,8 @@ pub fn count_errors(problems: &[FileProblem]) -> usize {
 
 fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], problems: &mut Vec<FileProblem>) {
     let host_gpus = config.capability.max.gpus;
+    // For line numbers only; the file already parsed.
+    let users_text = std::fs::read_to_string(&config.deploy.users_config_yaml).unwrap_or_default();
     // Named as everywhere else: relative to the root (`cfg/capability_config.yaml`).
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     for (path, row) in active {
@@ -123,7 +125,39 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
         }
     }
 
+    let users_path = root.display(&config.deploy.users_config_yaml);
     for (user, entry) in &config.users.users {
+        let line = crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]);
+        if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
+            problems.push(FileProblem::warning(
+                &users_path,
+                line,
+                format!("{user}.forward_port"),
+                format!(
+                    "{} is outside {}–{}, the range enroll and book hand out",
+                    entry.forward_port,
+                    crate::account::PORT_RANGE.start(),
+                    crate::account::PORT_RANGE.end()
+                ),
+            ));
+        }
+        // What `enroll add` creates and `enroll remove --purge` deletes: an allowed user
+        // whose folders are gone cannot start a container until the monitor recreates them.
+        if config.capability.is_allowed(user) {
+            for (field, folder) in [
+                ("volume_work_dir", entry.work_dir(&config.deploy, user)),
+                ("volume_backup_dir", entry.backup_dir(&config.deploy, user)),
+            ] {
+                if !folder.is_dir() {
+                    problems.push(FileProblem::warning(
+                        &users_path,
+                        crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
+                        format!("{user}.{field}"),
+                        format!("the folder {} does not exist", folder.display()),
+                    ));
+                }
+            }
+        }
         if !config.capability.is_allowed(user) && !by_user.contains_key(user.as_str()) {
             problems.push(FileProblem::warning(
                 root.display(&config.deploy.users_config_yaml),

@@ -29,7 +29,7 @@ pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
     None
 }
 
-fn strip_comment(line: &str) -> &str {
+pub(crate) fn strip_comment(line: &str) -> &str {
     let mut in_single = false;
     let mut in_double = false;
     let mut previous = ' ';
@@ -47,7 +47,7 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
-fn key_of(trimmed: &str) -> Option<String> {
+pub(crate) fn key_of(trimmed: &str) -> Option<String> {
     if trimmed.starts_with('-') {
         return None;
     }

@@ -1117,3 +1117,139 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     }
     assert!(lab.read(MONITOR_LOG).is_empty(), "a dry run writes no log");
 }
+
+// ---- requests, pulls, run-container, status ----------------------------------------------
+
+fn started_at(container: &Value) -> String {
+    container["State"]["StartedAt"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_restart_request_restarts_the_container_and_is_consumed() {
+    if !images::engine_or_skip("a_restart_request_restarts_the_container_and_is_consumed") {
+        return;
+    }
+    images::busybox_image();
+    let mut lab = Lab::new("restart", &["a"]);
+    lab.register_all();
+    let user = lab.user(0).to_string();
+    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
+    lab.monitor(NOW).expect(0, "the first pass starts the container");
+    let before = started_at(&inspect_existing(&user, "after the first pass"));
+    // Docker's StartedAt has nanoseconds; a restart always moves it on.
+    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    assert_eq!(lab.read(MONITOR_EXEC), format!("restart {user}\n"), "the request waits in monitor_exec");
+    lab.monitor(NOW).expect(0, "the pass that serves the request");
+    let after = inspect_existing(&user, "after the restart");
+    assert!(is_running(&after), "the container runs after the restart");
+    assert_ne!(started_at(&after), before, "the container was restarted");
+    assert_eq!(lab.read(MONITOR_EXEC), "", "the requests were consumed");
+    lab.assert_logged("[INFO]", &[&user, "restarted on request"], "the restart is logged");
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept() {
+    if !images::engine_or_skip("an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept") {
+        return;
+    }
+    images::busybox_image();
+    let mut lab = Lab::new("pull", &["a"]);
+    let absent = format!("gpu-booking-test/absent-{}:latest", std::process::id());
+    let deploy = lab.read("cfg/host_deploy.yaml").replace(
+        &format!("images:\n  - {}\n", images::BUSYBOX_IMAGE),
+        &format!("images:\n  - {}\n  - {absent}\n", images::BUSYBOX_IMAGE),
+    );
+    lab.write("cfg/host_deploy.yaml", &deploy);
+    lab.register_all();
+    let user = lab.user(0).to_string();
+    let args = ["new", "--start", "now", "--end", "2-hour", "--cpus", "1", "--memory", "2", "--gpus", "0"];
+    lab.book(&user, &[&args[..], &["--image", &absent]].concat(), NOW).expect(0, "book with an image the engine lacks");
+    lab.monitor(NOW).expect_failure("a pass whose image cannot be pulled");
+    lab.assert_logged("[ERROR] StartError", &[&user, "cannot pull image", &absent], "the failed pull is named");
+    assert!(lab.holds(BOOKING, &user, &full(NOW)), "the booking stays in booking.csv for the next pass");
+    assert!(inspect(&user).is_none(), "no container is left behind");
+}
+
+#[test]
+fn run_container_dry_run_prints_the_exact_spec_and_touches_nothing() {
+    let mut lab = Lab::new("rcdry", &["a"]);
+    let user = lab.user(0).to_string();
+    lab.register(&user);
+    let before = snapshot(lab.root());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_run-container"));
+    command.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "1.5", "--memory", "4", "--gpus", "0,1"]);
+    command.args(["--extra-command", "python3 -m http.server 8888", "--dry-run"]).env("DOCKER_HOST", DEAD_DOCKER_HOST);
+    let run = run(command, NOW, None);
+    run.expect(0, "run-container --dry-run with no engine");
+    let spec: Value = serde_json::from_str(&run.stdout).expect("the dry run prints one JSON object");
+    assert_eq!(spec["name"], user.as_str());
+    assert_eq!(spec["image"], images::BUSYBOX_IMAGE);
+    assert_eq!(spec["nano_cpus"], 1_500_000_000i64);
+    let (memory, swap, shm) = expected_memory(4);
+    assert_eq!((spec["memory_bytes"].as_i64(), spec["memory_swap_bytes"].as_i64()), (Some(memory), Some(swap)));
+    assert_eq!(spec["shm_size_bytes"].as_i64().unwrap_or(DOCKER_DEFAULT_SHM), shm);
+    assert_eq!(spec["device_request"]["driver"], "nvidia");
+    assert_eq!(spec["device_request"]["device_ids"], serde_json::json!(["0", "1"]));
+    assert_eq!(spec["port_bindings"][0]["host_port"], lab.port(&user));
+    assert_eq!(spec["port_bindings"][0]["container_port"], "22/tcp");
+    assert_eq!(spec["environment"], serde_json::json!([]), "no environment, so no secret in it");
+    assert_eq!(spec["labels"]["gpu-booking.manual"], "true");
+    assert_eq!(spec["labels"]["gpu-booking.user"], user.as_str());
+    let binds = spec["binds"].as_array().expect("binds");
+    let dataset = binds.iter().find(|bind| bind["container_path"] == "/root/Dataset").expect("the dataset bind");
+    assert_eq!(dataset["read_only"], true);
+    assert!(!run.stdout.contains("$6$") && !run.stdout.contains(PASSWORD), "no password or hash is printed");
+    assert!(run.stdout.contains("extra_command"), "the extra command file is listed by path");
+    assert_same_files(&before, &snapshot(lab.root()), "run-container --dry-run");
+
+    let mut over = Command::new(env!("CARGO_BIN_EXE_run-container"));
+    over.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "64", "--dry-run"]);
+    run_refused(over, "more CPUs than the host has");
+}
+
+fn run_refused(command: Command, context: &str) {
+    run(command, NOW, None).expect(3, context);
+}
+
+#[test]
+fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it() {
+    if !images::engine_or_skip("run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it") {
+        return;
+    }
+    images::busybox_image();
+    let mut lab = Lab::new("rc", &["a"]);
+    lab.register_all();
+    let user = lab.user(0).to_string();
+    let mut start = Command::new(env!("CARGO_BIN_EXE_run-container"));
+    start.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "1", "--memory", "2"]);
+    run(start, NOW, None).expect(0, "run-container starts a container");
+    let container = inspect_existing(&user, "after run-container");
+    assert!(is_running(&container));
+    assert_eq!(labels(&container).get("gpu-booking.manual").map(String::as_str), Some("true"));
+    assert_eq!(container["HostConfig"]["NanoCpus"], 1_000_000_000i64);
+
+    lab.monitor(NOW).expect(0, "a pass with a hand-started container and no booking");
+    let after = inspect_existing(&user, "after the pass");
+    assert!(is_running(&after), "the monitor leaves a run-container container alone");
+    assert_eq!(after["Id"], container["Id"]);
+
+    exec(&user, "echo 'alias ll=ls' > /root/.bashrc");
+    let mut stop = Command::new(env!("CARGO_BIN_EXE_run-container"));
+    stop.arg("--root").arg(lab.root()).args(["stop", "--user", &user]);
+    run(stop, NOW, None).expect(0, "run-container stop");
+    assert!(inspect(&user).is_none(), "the container is gone");
+    let saved = fs::read_to_string(lab.backup_dir(&user).join(".default/.bashrc")).expect("the dotfile was saved");
+    assert_eq!(saved, "alias ll=ls\n");
+}
+
+#[test]
+fn monitor_status_names_the_missing_driver_and_the_running_bookings() {
+    let mut lab = Lab::new("status", &["a"]);
+    lab.register_all();
+    let user = lab.user(0).to_string();
+    lab.add_row(USING, &user, &full("2026-11-23 09:00"), &full("2026-11-23 12:00"), "1", "2");
+    let run = lab.monitor_with(NOW, &["status"], &[("DOCKER_HOST", DEAD_DOCKER_HOST)]);
+    run.expect(0, "monitor status without a driver or an engine");
+    assert!(run.stdout.contains("no NVIDIA driver"), "the missing driver is one clear line\n{run}");
+    assert!(run.stdout.contains(&user) && run.stdout.contains("until 2026-11-23 12:00"), "the running booking\n{run}");
+}

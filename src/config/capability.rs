@@ -1,13 +1,31 @@
 //! `cfg/capability_config.yaml`: the host's size, who may book, and per-booking limits.
 //!
-//! Admin-authored; the tools only read it (never rewrite it), so the admin's comments and
-//! layout are always theirs. Read without the state lock: it is never written by a tool.
+//! Admin-authored. The one exception to "the tools never rewrite it" (issue 6): `enroll add`,
+//! `remove` and `limits` change `allow_userIDs` and a user's block under
+//! `max_custom_capability`, and nothing else. They do so by surgical text edits
+//! ([`super::capability_edit`]) that leave every other line byte for byte as the admin wrote
+//! it, comments and layout included; the edited text is parsed again and must mean exactly
+//! what was intended, or nothing is written. [`save`] writes it atomically under the
+//! [`ExclusiveLock`]. Plain readers need no lock: a reader sees the old file or the new one.
 
+use std::path::Path;
+
+use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::expression::Expression;
 use super::yaml::{self, Amount, Findings, Limit, Parsed, UserId, without_blanks};
+use crate::atomic_file;
+use crate::lock::ExclusiveLock;
+
+/// The keys a limits block may hold, in the order the original's files list them.
+pub const LIMIT_FIELDS: [&str; 5] = ["cpus", "memory", "gpus", "backup_space", "work_space"];
+
+/// Replaces the file with `text` (already checked by [`super::capability_edit`]), atomically.
+pub fn save(lock: &ExclusiveLock, path: &Path, text: &str) -> Result<()> {
+    atomic_file::write_atomically(lock, path, text.as_bytes())
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +170,17 @@ impl CapabilityConfig {
         }
     }
 
+    /// The keys written in the user's own block under `max_custom_capability`, as written
+    /// (`max` not replaced); `None` when the user has no block.
+    pub fn custom_entry(&self, user: &UserId) -> Option<Vec<(&'static str, Limit)>> {
+        self.custom_limits.get(user).map(RawLimits::written)
+    }
+
+    /// The keys written under `max_default_capability`.
+    pub fn default_entry(&self) -> Vec<(&'static str, Limit)> {
+        self.default_limits.written()
+    }
+
     /// Users with an entry of their own under `max_custom_capability`.
     pub fn users_with_custom_limits(&self) -> impl Iterator<Item = &UserId> {
         self.custom_limits.keys()
@@ -159,6 +188,10 @@ impl CapabilityConfig {
 }
 
 impl RawLimits {
+    fn written(&self) -> Vec<(&'static str, Limit)> {
+        LIMIT_FIELDS.iter().filter_map(|field| self.get(field).map(|limit| (*field, limit))).collect()
+    }
+
     fn get(&self, field: &str) -> Option<Limit> {
         match field {
             "cpus" => self.cpus,

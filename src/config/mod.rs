@@ -2,6 +2,7 @@
 
 pub mod backup_list;
 pub mod capability;
+pub mod capability_edit;
 pub mod expression;
 pub mod host_deploy;
 pub mod users;

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use gpu_booking::account::{self, DefaultsChange, Standing};
 use gpu_booking::booking::{self, BookingState, Cancelled, NewBooking, NoCapacity, State, format_minutes};
-use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, describe, finish};
+use gpu_booking::cli::book::{Cli, Command, FreeArgs, ListArgs, NewArgs, OptionsArgs};
+use gpu_booking::cli::{describe, finish};
 use gpu_booking::clock;
 use gpu_booking::config::{Config, UserId};
 use gpu_booking::error::{AuthenticationFailed, UsageError};
@@ -22,153 +23,6 @@ use gpu_booking::rules::time_input;
 use gpu_booking::schedule::{Booking, format_gpu_list};
 use gpu_booking::views::{self, BookingView, TimelineOptions};
 use serde::Serialize;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "book",
-    version,
-    about = "Book time on the shared GPU server",
-    long_about = "Book time on the shared GPU server. Without a command, asks for your booking step by step.\n\
-                  Over SSH (`ssh booking@server list --timeline`), the words after the host are the command.",
-    after_help = ENVIRONMENT_HELP
-)]
-struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    /// Your user id (asked when missing)
-    #[arg(long, global = true, value_name = "ID")]
-    user: Option<String>,
-    /// Read the password from the first line of standard input (a new user: the password to set)
-    #[arg(long, global = true)]
-    password_stdin: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Book a window (asks for anything not given as a flag)
-    New(NewArgs),
-    /// Show the active bookings (no login needed)
-    List(ListArgs),
-    /// Find the earliest window that fits a request (no login needed)
-    Free(FreeArgs),
-    /// Cancel a booking: a future one is removed, a running one ends at the next half hour
-    Cancel {
-        /// Which booking, by its start (needed when you hold several)
-        #[arg(long, value_name = "SPEC")]
-        start: Option<String>,
-    },
-    /// Move the end of a booking (checked for capacity, same GPUs)
-    Extend {
-        /// The new end: `YYYY MM DD hh mm`, or `N-hour`/`N-day` counted from the current end
-        #[arg(long, value_name = "SPEC")]
-        end: String,
-        /// Which booking, by its start (needed when you hold several)
-        #[arg(long, value_name = "SPEC")]
-        start: Option<String>,
-    },
-    /// Your bookings, container name, port and time left
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Ask the monitor to restart your running container
-    Restart,
-    /// Your saved defaults: forward port, image, extra command, password, SSH keys
-    Options(OptionsArgs),
-}
-
-#[derive(Debug, Args)]
-struct NewArgs {
-    /// CPUs (may be fractional, e.g. 4.5)
-    #[arg(long)]
-    cpus: Option<f64>,
-    /// Memory in GB (RAM + swap)
-    #[arg(long)]
-    memory: Option<u32>,
-    /// Number of GPUs
-    #[arg(long)]
-    gpus: Option<u32>,
-    /// Start: now, N-day, N-week, `1-week 2-day`, or `YYYY MM DD hh mm` (mm 00 or 30)
-    #[arg(long, value_name = "SPEC")]
-    start: Option<String>,
-    /// End: N-hour, N-day, N-week (counted from the start), or `YYYY MM DD hh mm`
-    #[arg(long, value_name = "SPEC")]
-    end: Option<String>,
-    /// Image for this booking only (one of the host's)
-    #[arg(long)]
-    image: Option<String>,
-    /// Command run in the container at start, for this booking only
-    #[arg(long, value_name = "CMD")]
-    extra_command: Option<String>,
-    /// Forward port for this booking only
-    #[arg(long, value_name = "PORT")]
-    forward_port: Option<u16>,
-    /// Do not ask for confirmation
-    #[arg(long)]
-    yes: bool,
-    /// If the window does not fit, take the earliest one that does
-    #[arg(long)]
-    earliest: bool,
-    /// Print the booking as one JSON object
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-struct ListArgs {
-    #[arg(long)]
-    json: bool,
-    /// Only my bookings (needs --user and a login)
-    #[arg(long)]
-    mine: bool,
-    /// A per-GPU timeline of the coming days
-    #[arg(long)]
-    timeline: bool,
-    /// Days the timeline shows
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=14))]
-    days: u32,
-}
-
-#[derive(Debug, Args)]
-struct FreeArgs {
-    #[arg(long)]
-    cpus: f64,
-    #[arg(long)]
-    memory: u32,
-    #[arg(long, default_value_t = 0)]
-    gpus: u32,
-    /// How long: N-hour, N-day, N-week, or combinations (`1-week 2-day`)
-    #[arg(long, value_name = "SPEC")]
-    duration: String,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-struct OptionsArgs {
-    /// Your forward port (10001-11000, not another user's)
-    #[arg(long, value_name = "PORT")]
-    forward_port: Option<u16>,
-    /// Your default image; `default` for the host's
-    #[arg(long)]
-    image: Option<String>,
-    /// Your default extra command; empty for none
-    #[arg(long, value_name = "CMD")]
-    extra_command: Option<String>,
-    /// Add an SSH public key (the whole line of your id_*.pub)
-    #[arg(long, value_name = "KEY")]
-    add_ssh_key: Vec<String>,
-    /// Remove a saved key, by its number or its comment
-    #[arg(long, value_name = "N|COMMENT")]
-    remove_ssh_key: Vec<String>,
-    /// Change your password (asked twice; with --password-stdin, the second line)
-    #[arg(long)]
-    change_password: bool,
-    #[arg(long)]
-    json: bool,
-}
 
 fn main() -> ExitCode {
     let arguments = match arguments() {
@@ -212,11 +66,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => {
             let user = session.login()?;
-            prompted_new(&session, &user, NewArgs::empty())
+            prompted_new(&session, &user, NewArgs::default())
         }
         Some(Command::New(arguments)) => {
             let user = session.login()?;
-            if arguments.is_complete() || !prompts::interactive() {
+            if is_complete(&arguments) || !prompts::interactive() {
                 scripted_new(&session, &user, arguments)
             } else {
                 prompted_new(&session, &user, arguments)
@@ -441,30 +295,13 @@ fn parse_existing_start(session: &Session, spec: &str) -> Result<NaiveDateTime> 
         .map_err(|message| UsageError(format!("--start: {message}")).into())
 }
 
-impl NewArgs {
-    fn empty() -> Self {
-        NewArgs {
-            cpus: None,
-            memory: None,
-            gpus: None,
-            start: None,
-            end: None,
-            image: None,
-            extra_command: None,
-            forward_port: None,
-            yes: false,
-            earliest: false,
-            json: false,
-        }
-    }
-
-    fn is_complete(&self) -> bool {
-        self.cpus.is_some()
-            && self.memory.is_some()
-            && self.gpus.is_some()
-            && self.start.is_some()
-            && self.end.is_some()
-    }
+/// True when every flag a booking needs was given, so nothing has to be asked.
+fn is_complete(arguments: &NewArgs) -> bool {
+    arguments.cpus.is_some()
+        && arguments.memory.is_some()
+        && arguments.gpus.is_some()
+        && arguments.start.is_some()
+        && arguments.end.is_some()
 }
 
 /// The object `book new --json` prints.

@@ -1,26 +1,24 @@
-//! `enroll`: the admin's tool.
+//! `enroll`: the admin's tool. This file parses, reads standard input and key files, and
+//! prints; the changes are made in the library (`enrollment`, `report`, `check`).
 
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::Parser;
 use gpu_booking::check;
-use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, finish};
-
-#[derive(Debug, Parser)]
-#[command(name = "enroll", version, about = "Enrol users, set their limits, and check the configuration", after_help = ENVIRONMENT_HELP)]
-struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Check every configuration and state file and list each problem with file, line and field
-    Check,
-}
+use gpu_booking::cli::enroll::{AddArgs, Cli, Command, LimitsArgs, ReportArgs};
+use gpu_booking::cli::{finish, generate};
+use gpu_booking::clock;
+use gpu_booking::config::UserId;
+use gpu_booking::enrollment::{self, NewUser, PasswordChoice, UserSummary};
+use gpu_booking::error::UsageError;
+use gpu_booking::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::monitor::space::gigabytes;
+use gpu_booking::report::Report;
+use gpu_booking::root::Root;
+use gpu_booking::schedule::{self, format_gpu_list};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,18 +28,243 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let root = cli.global.root();
     match cli.command {
-        Command::Check => {
-            let problems = check::check_root(&root)?;
-            for problem in &problems {
-                println!("{problem}");
+        Command::Check => run_check(&root),
+        Command::Add(arguments) => add(&root, arguments),
+        Command::Remove { id, purge, force } => {
+            let user = user_id(&id)?;
+            let now = clock::now()?;
+            let lock = ExclusiveLock::acquire(&root)?;
+            let removed = enrollment::remove(&lock, &user, force, purge, now)?;
+            for booking in &removed.cancelled {
+                println!("cancelled: {}", booking.describe());
             }
-            let errors = check::count_errors(&problems);
-            let warnings = problems.len() - errors;
-            if errors > 0 {
-                anyhow::bail!("{errors} error(s), {warnings} warning(s) under {}", root.dir().display());
+            for (booking, end) in &removed.ending {
+                println!("ends at {}: {}", schedule::format_time(*end), booking.describe());
             }
-            println!("ok: {} is consistent ({warnings} warning(s))", root.dir().display());
+            for folder in &removed.purged {
+                println!("deleted: {}", folder.display());
+            }
+            for folder in &removed.kept {
+                println!("kept: {} (use --purge to delete)", folder.display());
+            }
+            println!("removed {user}");
+            Ok(())
+        }
+        Command::List { json } => {
+            let lock = SharedLock::acquire(&root)?;
+            let users = enrollment::list(&lock, Duration::from_secs(2))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                print_list(&users);
+            }
+            Ok(())
+        }
+        Command::Passwd { id, password_stdin } => {
+            let user = user_id(&id)?;
+            let choice = password_choice(password_stdin)?;
+            let lock = ExclusiveLock::acquire(&root)?;
+            match enrollment::reset_password(&lock, &user, &choice)? {
+                Some(temporary) => print_temporary(&user, &temporary),
+                None => println!("password of {user} changed"),
+            }
+            Ok(())
+        }
+        Command::Limits(arguments) => limits(&root, arguments),
+        Command::Report(arguments) => report(&root, arguments),
+        Command::Completions { shell, binary } => {
+            std::io::stdout().write_all(&generate::completions(shell, binary)).context("cannot write the script")
+        }
+        Command::Man { out } => {
+            for path in generate::write_man_pages(&out)? {
+                println!("{}", path.display());
+            }
             Ok(())
         }
     }
+}
+
+fn run_check(root: &Root) -> Result<()> {
+    let problems = check::check_root(root)?;
+    for problem in &problems {
+        println!("{problem}");
+    }
+    let errors = check::count_errors(&problems);
+    let warnings = problems.len() - errors;
+    if errors > 0 {
+        bail!("{errors} error(s), {warnings} warning(s) under {}", root.dir().display());
+    }
+    println!("ok: {} is consistent ({warnings} warning(s))", root.dir().display());
+    Ok(())
+}
+
+fn user_id(text: &str) -> Result<UserId> {
+    UserId::parse(text).map_err(|message| UsageError(message).into())
+}
+
+/// The first line of standard input, or a temporary password.
+fn password_choice(from_stdin: bool) -> Result<PasswordChoice> {
+    if !from_stdin {
+        return Ok(PasswordChoice::Temporary);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!(UsageError("--password-stdin: standard input holds no password".into()));
+    }
+    Ok(PasswordChoice::Given(password))
+}
+
+fn print_temporary(user: &UserId, temporary: &str) {
+    println!("temporary password for {user}: {temporary}");
+    println!("(shown only now; {user} must choose their own at the first login)");
+}
+
+fn add(root: &Root, arguments: AddArgs) -> Result<()> {
+    let user = user_id(&arguments.id)?;
+    let mut ssh_keys = Vec::new();
+    for file in &arguments.key {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read the key file {}", file.display()))?;
+        let before = ssh_keys.len();
+        ssh_keys.extend(
+            text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).map(str::to_string),
+        );
+        if ssh_keys.len() == before {
+            bail!(UsageError(format!("the key file {} holds no key", file.display())));
+        }
+    }
+    let password = password_choice(arguments.password_stdin)?;
+    let limits = arguments.limits.given().into_iter().map(|(field, value)| (field, Some(value))).collect();
+    let new = NewUser { user: user.clone(), limits, forward_port: arguments.forward_port, password, ssh_keys };
+    let lock = ExclusiveLock::acquire(root)?;
+    let added = enrollment::add(&lock, &new)?;
+    println!("enrolled {user}: forward port {}", added.entry.forward_port);
+    if let Some(temporary) = &added.temporary_password {
+        print_temporary(&user, temporary);
+    }
+    Ok(())
+}
+
+fn limits(root: &Root, arguments: LimitsArgs) -> Result<()> {
+    let user = user_id(&arguments.id)?;
+    let mut changes: Vec<(&'static str, Option<_>)> =
+        arguments.limits.given().into_iter().map(|(field, value)| (field, Some(value))).collect();
+    for name in &arguments.clear {
+        if changes.iter().any(|(field, _)| *field == name.field()) {
+            bail!(UsageError(format!("--clear {} contradicts the value given for it", name.field())));
+        }
+        changes.push((name.field(), None));
+    }
+    let lock = ExclusiveLock::acquire(root)?;
+    let limits = enrollment::change_limits(&lock, &user, &changes)?;
+    let space = |value: Option<f64>| value.map_or("no quota".to_string(), |value| format!("{value} GB"));
+    println!(
+        "{user} may now book up to {} CPUs, {} GB memory, {} GPUs; work {}, backup {}",
+        limits.cpus,
+        limits.memory,
+        limits.gpus,
+        space(limits.work_space),
+        space(limits.backup_space)
+    );
+    Ok(())
+}
+
+fn print_list(users: &[UserSummary]) {
+    if users.is_empty() {
+        println!("no users");
+        return;
+    }
+    println!(
+        "{:<20} {:<7} {:>6} {:>7} {:>4} {:>6} {:>9} {:>9}  bookings",
+        "user", "allowed", "cpus", "memory", "gpus", "port", "work", "backup"
+    );
+    for user in users {
+        let size = |folder: &Option<enrollment::FolderSize>| match folder {
+            None => "-".to_string(),
+            Some(folder) => match folder.bytes {
+                None => "missing".to_string(),
+                Some(bytes) if folder.complete => gigabytes(bytes),
+                Some(bytes) => format!(">{}", gigabytes(bytes)),
+            },
+        };
+        let bookings: Vec<String> = user
+            .bookings
+            .iter()
+            .map(|booking| {
+                format!("{} {}–{} GPUs {}", booking.state, booking.start, booking.end, format_gpu_list(&booking.gpus))
+            })
+            .collect();
+        println!(
+            "{:<20} {:<7} {:>6} {:>7} {:>4} {:>6} {:>9} {:>9}  {}{}",
+            user.user,
+            if user.allowed { "yes" } else { "no" },
+            user.cpus,
+            user.memory,
+            user.gpus,
+            user.forward_port.map_or("-".to_string(), |port| port.to_string()),
+            size(&user.work),
+            size(&user.backup),
+            if bookings.is_empty() { "-".to_string() } else { bookings.join("; ") },
+            if user.must_change_password { "  (temporary password)" } else { "" },
+        );
+    }
+}
+
+fn report(root: &Root, arguments: ReportArgs) -> Result<()> {
+    if let (Some(from), Some(to)) = (arguments.from, arguments.to)
+        && from > to
+    {
+        bail!(UsageError(format!("--from {from} is after --to {to}")));
+    }
+    let mut report = Report::new(arguments.from, arguments.to);
+    let mut skipped = 0usize;
+    {
+        let _lock = SharedLock::acquire(root)?;
+        let path = schedule::history_path(root);
+        schedule::for_each_row(root, &path, |row| match row {
+            Ok(row) => report.add(&row.booking),
+            Err(problem) => {
+                // Shown, not stored: a long history with many bad rows must not fill memory.
+                skipped += 1;
+                if skipped <= 20 {
+                    eprintln!("warning: {problem} (row skipped)");
+                }
+            }
+        })?;
+    }
+    if skipped > 20 {
+        eprintln!("warning: {skipped} rows skipped in all");
+    }
+    let lines = report.lines();
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+    } else if arguments.csv {
+        let mut writer = csv::Writer::from_writer(std::io::stdout());
+        for line in &lines {
+            writer.serialize(line)?;
+        }
+        writer.flush()?;
+    } else if lines.is_empty() {
+        println!("no usage in the period");
+    } else {
+        println!(
+            "{:<20} {:<7} {:>8} {:>13} {:>10} {:>10} {:>12}",
+            "user", "month", "bookings", "cancellations", "GPU-hours", "CPU-hours", "memory-GB-h"
+        );
+        for line in &lines {
+            println!(
+                "{:<20} {:<7} {:>8} {:>13} {:>10} {:>10} {:>12}",
+                line.user,
+                line.month,
+                line.bookings,
+                line.cancellations,
+                line.gpu_hours,
+                line.cpu_hours,
+                line.memory_gb_hours
+            );
+        }
+    }
+    Ok(())
 }

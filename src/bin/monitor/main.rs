@@ -4,38 +4,16 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use gpu_booking::booking::{State, format_minutes};
-use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, finish};
+use gpu_booking::cli::finish;
+use gpu_booking::cli::monitor::{Cli, Command};
 use gpu_booking::clock;
 use gpu_booking::docker::Engine;
 use gpu_booking::gpu::{GpuInfo, Nvml};
 use gpu_booking::lock::SharedLock;
 use gpu_booking::monitor::{self, PassOptions};
 use gpu_booking::schedule::format_gpu_list;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "monitor",
-    version,
-    about = "Start and stop booked containers on time (one pass), or show the GPUs and running bookings",
-    after_help = ENVIRONMENT_HELP
-)]
-struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    /// Show what the pass would do, and change nothing (no Docker engine needed)
-    #[arg(long)]
-    dry_run: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Each GPU (memory, utilisation, who holds it, its processes) and the running bookings
-    Status,
-}
 
 fn main() -> ExitCode {
     finish(run(Cli::parse()))

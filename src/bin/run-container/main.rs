@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chrono::Duration;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use gpu_booking::booking::{State, host_of};
-use gpu_booking::cli::{ENVIRONMENT_HELP, GlobalArgs, finish};
+use gpu_booking::cli::finish;
+use gpu_booking::cli::run_container::{Cli, Command};
 use gpu_booking::clock;
 use gpu_booking::config::UserId;
 use gpu_booking::container_spec::{self, LABEL_MANUAL, SpecInputs};
@@ -18,60 +19,6 @@ use gpu_booking::monitor::{self, backup, log::MonitorLog};
 use gpu_booking::rules::capacity::{self, Request};
 use gpu_booking::rules::floor_to_slot;
 use gpu_booking::schedule::Booking;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "run-container",
-    version,
-    about = "Start a container for a user now, outside the schedule (admin), or stop it",
-    args_conflicts_with_subcommands = true,
-    after_help = ENVIRONMENT_HELP
-)]
-struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    #[command(flatten)]
-    start: StartArgs,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Args)]
-struct StartArgs {
-    /// The user whose container this is (they must have logged in or been enrolled once)
-    #[arg(long, value_name = "ID")]
-    user: Option<String>,
-    /// CPUs [default: the user's limit]
-    #[arg(long)]
-    cpus: Option<f64>,
-    /// Memory in GB, RAM + swap [default: the user's limit]
-    #[arg(long)]
-    memory: Option<u32>,
-    /// A number of GPUs (free ones are chosen) or a list of ids such as `0,2` (a single id: `3,`)
-    #[arg(long, default_value = "0")]
-    gpus: String,
-    /// Image [default: the user's, else the host's]
-    #[arg(long)]
-    image: Option<String>,
-    /// Command run in the container at start
-    #[arg(long, value_name = "CMD")]
-    extra_command: Option<String>,
-    /// Hours the container is labelled for (it runs until `run-container stop`)
-    #[arg(long, default_value_t = 24)]
-    hours: u32,
-    /// Print the container specification as JSON and touch nothing (no Docker engine needed)
-    #[arg(long)]
-    dry_run: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Back up, stop and remove the user's container
-    Stop {
-        #[arg(long, value_name = "ID")]
-        user: String,
-    },
-}
 
 fn main() -> ExitCode {
     finish(run(Cli::parse()))

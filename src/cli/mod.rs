@@ -1,5 +1,13 @@
 //! What the four binaries share on the command line: the global flags and the mapping from
-//! an error to an exit code (see [`crate::error`] for the table).
+//! an error to an exit code (see [`crate::error`] for the table). The submodules hold each
+//! binary's clap definitions (types only, no logic), so `enroll completions` and `enroll man`
+//! can generate shell completions and man pages for all four binaries from one place.
+
+pub mod book;
+pub mod enroll;
+pub mod generate;
+pub mod monitor;
+pub mod run_container;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +30,10 @@ impl GlobalArgs {
         // Absolute, because paths derived from it end up in users_config.yaml and in
         // container mounts, which must not depend on where a command was started.
         let dir = self.root.clone().unwrap_or_else(|| PathBuf::from("."));
-        Root::new(std::path::absolute(&dir).unwrap_or(dir))
+        // Canonical too: the root names this deployment's containers in their labels, and
+        // `/srv/x/` and `/srv/x` must be the same deployment.
+        let absolute = std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir)).unwrap_or(dir);
+        Root::new(absolute)
     }
 }
 

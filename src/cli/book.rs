@@ -1,0 +1,153 @@
+//! `book`'s command line (the student's tool). The types live in the library so `enroll` can
+//! generate completions and man pages for all four binaries from one place.
+
+use clap::{Args, Parser, Subcommand};
+
+use super::{ENVIRONMENT_HELP, GlobalArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "book",
+    version,
+    about = "Book time on the shared GPU server",
+    long_about = "Book time on the shared GPU server. Without a command, asks for your booking step by step.\n\
+                  Over SSH (`ssh booking@server list --timeline`), the words after the host are the command.",
+    after_help = ENVIRONMENT_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Your user id (asked when missing)
+    #[arg(long, global = true, value_name = "ID")]
+    pub user: Option<String>,
+    /// Read the password from the first line of standard input (a new user: the password to set)
+    #[arg(long, global = true)]
+    pub password_stdin: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Book a window (asks for anything not given as a flag)
+    New(NewArgs),
+    /// Show the active bookings (no login needed)
+    List(ListArgs),
+    /// Find the earliest window that fits a request (no login needed)
+    Free(FreeArgs),
+    /// Cancel a booking: a future one is removed, a running one ends at the next half hour
+    Cancel {
+        /// Which booking, by its start (needed when you hold several)
+        #[arg(long, value_name = "SPEC")]
+        start: Option<String>,
+    },
+    /// Move the end of a booking (checked for capacity, same GPUs)
+    Extend {
+        /// The new end: `YYYY MM DD hh mm`, or `N-hour`/`N-day` counted from the current end
+        #[arg(long, value_name = "SPEC")]
+        end: String,
+        /// Which booking, by its start (needed when you hold several)
+        #[arg(long, value_name = "SPEC")]
+        start: Option<String>,
+    },
+    /// Your bookings, container name, port and time left
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the monitor to restart your running container
+    Restart,
+    /// Your saved defaults: forward port, image, extra command, password, SSH keys
+    Options(OptionsArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct NewArgs {
+    /// CPUs (may be fractional, e.g. 4.5)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory in GB (RAM + swap)
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Number of GPUs
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// Start: now, N-day, N-week, `1-week 2-day`, or `YYYY MM DD hh mm` (mm 00 or 30)
+    #[arg(long, value_name = "SPEC")]
+    pub start: Option<String>,
+    /// End: N-hour, N-day, N-week (counted from the start), or `YYYY MM DD hh mm`
+    #[arg(long, value_name = "SPEC")]
+    pub end: Option<String>,
+    /// Image for this booking only (one of the host's)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Command run in the container at start, for this booking only
+    #[arg(long, value_name = "CMD")]
+    pub extra_command: Option<String>,
+    /// Forward port for this booking only
+    #[arg(long, value_name = "PORT")]
+    pub forward_port: Option<u16>,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
+    /// If the window does not fit, take the earliest one that does
+    #[arg(long)]
+    pub earliest: bool,
+    /// Print the booking as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Only my bookings (needs --user and a login)
+    #[arg(long)]
+    pub mine: bool,
+    /// A per-GPU timeline of the coming days
+    #[arg(long)]
+    pub timeline: bool,
+    /// Days the timeline shows
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=14))]
+    pub days: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct FreeArgs {
+    #[arg(long)]
+    pub cpus: f64,
+    #[arg(long)]
+    pub memory: u32,
+    #[arg(long, default_value_t = 0)]
+    pub gpus: u32,
+    /// How long: N-hour, N-day, N-week, or combinations (`1-week 2-day`)
+    #[arg(long, value_name = "SPEC")]
+    pub duration: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OptionsArgs {
+    /// Your forward port (10001-11000, not another user's)
+    #[arg(long, value_name = "PORT")]
+    pub forward_port: Option<u16>,
+    /// Your default image; `default` for the host's
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Your default extra command; empty for none
+    #[arg(long, value_name = "CMD")]
+    pub extra_command: Option<String>,
+    /// Add an SSH public key (the whole line of your id_*.pub)
+    #[arg(long, value_name = "KEY")]
+    pub add_ssh_key: Vec<String>,
+    /// Remove a saved key, by its number or its comment
+    #[arg(long, value_name = "N|COMMENT")]
+    pub remove_ssh_key: Vec<String>,
+    /// Change your password (asked twice; with --password-stdin, the second line)
+    #[arg(long)]
+    pub change_password: bool,
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,438 @@
+//! `enroll`'s admin subcommands on scratch roots: add, remove, list, passwd, limits, check,
+//! report, completions and man pages — with an admin-commented `capability_config.yaml`
+//! whose hand-written lines must survive every edit byte for byte.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{Run, assert_unchanged, snapshot};
+use tempfile::TempDir;
+
+const NOW: &str = "2030-01-10 10:10";
+
+const HOST_DEPLOY: &str = "\
+volume_work_dir: ./volumes/work
+volume_dataset_dir: ./volumes/dataset
+volume_backup_dir: ./volumes/backup
+users_config_yaml: ./cfg/users_config.yaml
+capability_config_yaml: ./cfg/capability_config.yaml
+images:
+  - lab/image:latest
+";
+
+/// Written the way an admin would: comments everywhere, odd spacing, a commented-out user.
+const CAPABILITY: &str = "\
+# Lab server, 4 GPUs. Ask Dana before changing the host section.
+max:
+  cpus: 62 # cores
+  ram: 30 # GB
+  swap_size: 10 # GB
+  gpus: 4
+
+  shm_rate: ram / (ram + swap_size)
+  memory: ram + swap_size
+
+  backup_space: 200 # GB
+  work_space: 500 # GB
+
+# Who may book. Keep alphabetical, please.
+allow_userIDs:
+  - bob      # PhD, until 2031
+  # - eve    # left the lab
+
+max_default_capability:
+  cpus: 8
+  memory: 32
+  gpus: 1   # one each by default
+
+  backup_space: 50
+  work_space: 200
+
+max_custom_capability:
+  # bob trains large models
+  bob:
+    cpus: max   # agreed 2029-05
+    gpus: 2
+
+# end of file: last reviewed 2029-12
+";
+
+const BACKUP_TEMPLATE: &str = "Dir:\n  - - .default/.ssh\n    - /root/.ssh\nFile:\n";
+
+fn scratch_root() -> TempDir {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("cfg/templates")).unwrap();
+    fs::create_dir_all(root.path().join("jobs")).unwrap();
+    fs::write(root.path().join("cfg/host_deploy.yaml"), HOST_DEPLOY).unwrap();
+    fs::write(root.path().join("cfg/capability_config.yaml"), CAPABILITY).unwrap();
+    fs::write(root.path().join("cfg/templates/backup.yaml"), BACKUP_TEMPLATE).unwrap();
+    root
+}
+
+/// `enroll --root <root> <args>` with the clock fixed and `input` on standard input.
+fn enroll_in(root: &Path, args: &[&str], input: &str) -> Run {
+    let mut child = Command::new(common::binary("enroll"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("GPU_BOOKING_ROOT")
+        .env("GPU_BOOKING_NOW", NOW)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A run refused before it reads its input closes the pipe early; that is not a failure.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let output = child.wait_with_output().unwrap();
+    let run = Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    run.assert_no_panic(&format!("enroll {args:?}"));
+    run
+}
+
+fn ok(root: &Path, args: &[&str], input: &str) -> Run {
+    let run = enroll_in(root, args, input);
+    assert_eq!(run.code, Some(0), "enroll {args:?}:\n{run}");
+    run
+}
+
+fn read(root: &Path, relative: &str) -> String {
+    fs::read_to_string(root.join(relative)).unwrap_or_else(|error| panic!("read {relative}: {error}"))
+}
+
+fn users_config(root: &Path) -> serde_yaml::Value {
+    serde_yaml::from_str(&read(root, "cfg/users_config.yaml")).unwrap()
+}
+
+/// Asserts every line of `before` is still in `after`, byte for byte and in order, except
+/// those listed in `edited`; returns the lines `after` added.
+fn assert_lines_kept(before: &str, after: &str, edited: &[&str]) -> Vec<String> {
+    let mut added = Vec::new();
+    let mut after_lines = after.split_inclusive('\n').peekable();
+    for line in before.split_inclusive('\n') {
+        if edited.contains(&line) {
+            continue;
+        }
+        loop {
+            match after_lines.next() {
+                Some(candidate) if candidate == line => break,
+                Some(candidate) => added.push(candidate.to_string()),
+                None => panic!("the line {line:?} was lost:\n{after}"),
+            }
+        }
+    }
+    added.extend(after_lines.map(str::to_string));
+    added
+}
+
+#[test]
+fn add_and_limits_keep_every_hand_written_line() {
+    let root = scratch_root();
+    let path = root.path();
+    let run = ok(
+        path,
+        &["add", "alice", "--cpus", "12", "--gpus", "max", "--work-space", "300", "--password-stdin"],
+        "tulip-42\n",
+    );
+    assert!(run.stdout.contains("enrolled alice"), "{run}");
+    assert!(!run.stdout.contains("temporary"), "{run}");
+
+    let after_add = read(path, "cfg/capability_config.yaml");
+    let mut added = assert_lines_kept(CAPABILITY, &after_add, &[]);
+    added.sort();
+    assert_eq!(
+        added,
+        ["\n", "    cpus: 12\n", "    gpus: max\n", "    work_space: 300\n", "  - alice\n", "  alice:\n"],
+        "{after_add}"
+    );
+    assert!(after_add.contains("  - bob      # PhD, until 2031\n  - alice\n  # - eve"), "{after_add}");
+    assert!(after_add.contains("    gpus: 2\n\n  alice:\n    cpus: 12\n"), "{after_add}");
+
+    let users = users_config(path);
+    let alice = &users["alice"];
+    let hash = alice["password"].as_str().unwrap();
+    assert!(gpu_booking::password::verify(hash, "tulip-42"), "{alice:?}");
+    let port = alice["forward_port"].as_u64().unwrap();
+    assert!((10001..=11000).contains(&port), "{port}");
+    assert!(alice.get("must_change_password").is_none());
+    assert!(path.join("volumes/work/alice").is_dir());
+    assert_eq!(read(path, "volumes/backup/alice/backup.yaml"), BACKUP_TEMPLATE);
+
+    let run = ok(path, &["limits", "alice", "--memory", "24.5", "--clear", "gpus", "--cpus", "max"], "");
+    assert!(run.stdout.contains("24 GB memory"), "{run}");
+    let after_limits = read(path, "cfg/capability_config.yaml");
+    let added = assert_lines_kept(&after_add, &after_limits, &["    cpus: 12\n", "    gpus: max\n"]);
+    assert_eq!(added, ["    cpus: max\n", "    memory: 24.5\n"], "{after_limits}");
+    // A key with its own comment keeps the comment when its value changes.
+    ok(path, &["limits", "bob", "--cpus", "16"], "");
+    let after_bob = read(path, "cfg/capability_config.yaml");
+    let added = assert_lines_kept(&after_limits, &after_bob, &["    cpus: max   # agreed 2029-05\n"]);
+    assert_eq!(added, ["    cpus: 16   # agreed 2029-05\n"]);
+
+    let check = ok(path, &["check"], "");
+    assert!(check.stdout.contains("ok:"), "{check}");
+}
+
+#[test]
+fn without_a_password_a_temporary_one_is_printed_once_and_must_be_changed() {
+    let root = scratch_root();
+    let run = ok(root.path(), &["add", "carol"], "");
+    let temporary = run
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("temporary password for carol: "))
+        .unwrap_or_else(|| panic!("no temporary password:\n{run}"))
+        .to_string();
+    let users = users_config(root.path());
+    assert!(gpu_booking::password::verify(users["carol"]["password"].as_str().unwrap(), &temporary));
+    assert_eq!(users["carol"]["must_change_password"].as_bool(), Some(true));
+    assert!(!read(root.path(), "cfg/users_config.yaml").contains(&temporary));
+
+    // passwd from standard input clears the flag; passwd without it sets a new temporary one.
+    ok(root.path(), &["passwd", "carol", "--password-stdin"], "orchid-77\n");
+    let users = users_config(root.path());
+    assert!(gpu_booking::password::verify(users["carol"]["password"].as_str().unwrap(), "orchid-77"));
+    assert!(users["carol"].get("must_change_password").is_none());
+    let run = ok(root.path(), &["passwd", "carol"], "");
+    assert!(run.stdout.contains("temporary password for carol: "), "{run}");
+    assert_eq!(users_config(root.path())["carol"]["must_change_password"].as_bool(), Some(true));
+
+    // bob is allowed by hand and never logged in: passwd gives him his settings.
+    let run = ok(root.path(), &["passwd", "bob"], "");
+    assert!(run.stdout.contains("temporary password for bob"), "{run}");
+    assert!(root.path().join("volumes/work/bob").is_dir());
+    // A password that breaks the rules is a usage error, and nothing changes.
+    let before = snapshot(root.path());
+    let run = enroll_in(root.path(), &["passwd", "carol", "--password-stdin"], "1234\n");
+    assert_eq!(run.code, Some(2), "{run}");
+    assert_unchanged(&before, &snapshot(root.path()), "passwd with a weak password");
+}
+
+#[test]
+fn duplicate_ids_and_ports_are_refused_with_exit_3_and_nothing_written() {
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--forward-port", "10050", "--password-stdin"], "tulip-42\n");
+    let before = snapshot(path);
+    for (args, expected) in [
+        (&["add", "alice", "--password-stdin"][..], "already"),
+        (&["add", "bob", "--password-stdin"][..], "already"),
+        (&["add", "dave", "--forward-port", "10050", "--password-stdin"][..], "10050"),
+        (&["add", "dave", "--forward-port", "80", "--password-stdin"][..], "outside"),
+    ] {
+        let run = enroll_in(path, args, "tulip-42\n");
+        assert_eq!(run.code, Some(3), "enroll {args:?}:\n{run}");
+        assert!(run.stderr.contains(expected), "enroll {args:?}:\n{run}");
+        assert_unchanged(&before, &snapshot(path), &format!("enroll {args:?}"));
+    }
+    // Usage errors: a bad id, a bad limit, a limit the checks reject; nothing written.
+    for args in [
+        &["add", "../etc", "--password-stdin"][..],
+        &["add", "dave", "--cpus", "lots", "--password-stdin"][..],
+        &["add", "dave", "--cpus", "0", "--password-stdin"][..],
+    ] {
+        let run = enroll_in(path, args, "tulip-42\n");
+        assert_eq!(run.code, Some(2), "enroll {args:?}:\n{run}");
+        assert_unchanged(&before, &snapshot(path), &format!("enroll {args:?}"));
+    }
+}
+
+fn write_bookings(root: &Path) {
+    let header = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n";
+    fs::write(
+        root.join("jobs/booking.csv"),
+        format!("{header}2030-01-12 09:00:00,2030-01-12 18:00:00,alice,4,16,[1],10050,,\n"),
+    )
+    .unwrap();
+    fs::write(
+        root.join("jobs/using.csv"),
+        format!("{header}2030-01-10 09:00:00,2030-01-11 09:00:00,alice,4,16,[0],10050,,\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn remove_is_refused_with_bookings_and_force_cancels_them() {
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--forward-port", "10050", "--memory", "64", "--password-stdin"], "tulip-42\n");
+    write_bookings(path);
+    let with_alice = read(path, "cfg/capability_config.yaml");
+
+    let before = snapshot(path);
+    let run = enroll_in(path, &["remove", "alice"], "");
+    assert_eq!(run.code, Some(3), "{run}");
+    assert!(run.stderr.contains("--force"), "{run}");
+    assert_unchanged(&before, &snapshot(path), "remove with bookings");
+    // --purge with a running container is refused outright.
+    let run = enroll_in(path, &["remove", "alice", "--force", "--purge"], "");
+    assert_eq!(run.code, Some(3), "{run}");
+    assert_unchanged(&before, &snapshot(path), "remove --force --purge with a running booking");
+
+    let list = ok(path, &["list", "--json"], "");
+    let users: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let alice = users.as_array().unwrap().iter().find(|user| user["user"] == "alice").unwrap();
+    assert_eq!(alice["bookings"].as_array().unwrap().len(), 2, "{alice}");
+    assert_eq!(alice["memory"], 40.0, "64 GB is capped at the host's 40:\n{alice}");
+    assert_eq!(alice["forward_port"], 10050);
+
+    let run = ok(path, &["remove", "alice", "--force"], "");
+    assert!(run.stdout.contains("kept:"), "{run}");
+    assert_eq!(read(path, "jobs/booking.csv"), "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
+    assert!(read(path, "jobs/using.csv").contains("2030-01-10 09:00:00,2030-01-10 10:30:00,alice"));
+    assert!(read(path, "jobs/used.csv").contains("2030-01-12 09:00:00,2030-01-12 09:00:00,alice"));
+    assert_eq!(read(path, "cfg/capability_config.yaml"), CAPABILITY, "removing alice restores the admin's file");
+    assert!(users_config(path).get("alice").is_none());
+    assert!(path.join("volumes/work/alice").is_dir(), "folders are kept without --purge");
+    assert_ne!(with_alice, CAPABILITY);
+
+    // Once the container has stopped, --purge deletes the folders of the removed user.
+    fs::write(path.join("jobs/using.csv"), "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n")
+        .unwrap();
+    let run = ok(path, &["remove", "alice", "--purge"], "");
+    assert!(run.stdout.contains("deleted:"), "{run}");
+    assert!(!path.join("volumes/work/alice").exists());
+    assert!(!path.join("volumes/backup/alice").exists());
+    assert!(path.join("volumes/dataset").is_dir(), "the shared dataset folder stays");
+    let run = enroll_in(path, &["remove", "alice"], "");
+    assert_eq!(run.code, Some(3), "nobody left to remove:\n{run}");
+}
+
+#[test]
+fn purge_refuses_a_folder_outside_the_volume_parents() {
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--password-stdin"], "tulip-42\n");
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("precious"), "keep me").unwrap();
+    let text = read(path, "cfg/users_config.yaml");
+    let work = path.join("volumes/work/alice");
+    let edited = text.replace(work.to_str().unwrap(), outside.path().to_str().unwrap());
+    assert_ne!(edited, text);
+    fs::write(path.join("cfg/users_config.yaml"), edited).unwrap();
+    let before = snapshot(path);
+    let run = enroll_in(path, &["remove", "alice", "--purge"], "");
+    assert_eq!(run.code, Some(3), "{run}");
+    assert!(run.stderr.contains("will not purge"), "{run}");
+    assert_unchanged(&before, &snapshot(path), "purge outside the volumes");
+    assert!(outside.path().join("precious").exists());
+}
+
+#[test]
+fn list_shows_limits_ports_and_folder_sizes() {
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--forward-port", "10077", "--gpus", "2", "--password-stdin"], "tulip-42\n");
+    fs::write(path.join("volumes/work/alice/data.bin"), vec![7u8; 200_000]).unwrap();
+    let list = ok(path, &["list"], "");
+    assert!(list.stdout.contains("alice"), "{list}");
+    assert!(list.stdout.contains("10077"), "{list}");
+    assert!(list.stdout.contains("bob"), "bob is allowed by hand:\n{list}");
+    let users: serde_json::Value = serde_json::from_str(&ok(path, &["list", "--json"], "").stdout).unwrap();
+    let alice = users.as_array().unwrap().iter().find(|user| user["user"] == "alice").unwrap();
+    assert_eq!((alice["gpus"].as_u64(), alice["cpus"].as_f64()), (Some(2), Some(8.0)));
+    assert!(alice["work"]["bytes"].as_u64().unwrap() >= 200_000, "{alice}");
+    let bob = users.as_array().unwrap().iter().find(|user| user["user"] == "bob").unwrap();
+    assert_eq!((bob["allowed"].as_bool(), bob["custom_limits"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(bob["cpus"].as_f64(), Some(62.0));
+}
+
+#[test]
+fn check_warns_about_missing_folders_and_ports_out_of_range() {
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--forward-port", "10050", "--password-stdin"], "tulip-42\n");
+    fs::remove_dir_all(path.join("volumes/backup/alice")).unwrap();
+    let text = read(path, "cfg/users_config.yaml").replace("forward_port: 10050", "forward_port: 2222");
+    fs::write(path.join("cfg/users_config.yaml"), text).unwrap();
+    let run = ok(path, &["check"], "");
+    assert!(run.stdout.contains("alice.volume_backup_dir: the folder"), "{run}");
+    assert!(run.stdout.contains("alice.forward_port: 2222 is outside"), "{run}");
+}
+
+#[test]
+fn report_counts_hours_per_user_and_month_exactly() {
+    let root = scratch_root();
+    let path = root.path();
+    fs::write(
+        path.join("jobs/used.csv"),
+        "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n\
+         2030-01-31 20:00:00,2030-02-01 04:00:00,alice,4.5,16,\"[0, 1]\",10050,,\n\
+         2030-02-03 10:00:00,2030-02-03 10:00:00,alice,2,8,[2],10050,,\n\
+         2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n\
+         2030-03-01 00:00:00,2030-03-02 00:00:00,bob,1,1,[3],10051,,\n",
+    )
+    .unwrap();
+    let run = ok(path, &["report", "--csv"], "");
+    assert_eq!(
+        run.stdout,
+        "user,month,bookings,cancellations,gpu_hours,cpu_hours,memory_gb_hours\n\
+         alice,2030-01,1,0,8.0,18.0,64.0\n\
+         alice,2030-02,0,1,8.0,18.0,64.0\n\
+         bob,2030-02,1,0,0.0,20.0,80.0\n\
+         bob,2030-03,1,0,24.0,24.0,24.0\n"
+    );
+    // Clipped to February: alice's January start is not counted, her hours after midnight are.
+    let run = ok(path, &["report", "--from", "2030-02-01", "--to", "2030-02-28", "--json"], "");
+    let lines: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let lines = lines.as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["user"], "alice");
+    assert_eq!((lines[0]["bookings"].as_u64(), lines[0]["cancellations"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(lines[0]["gpu_hours"].as_f64(), Some(8.0));
+    assert_eq!(lines[1]["cpu_hours"].as_f64(), Some(20.0));
+    let table = ok(path, &["report"], "");
+    assert!(table.stdout.contains("GPU-hours"), "{table}");
+    let run = enroll_in(path, &["report", "--from", "2030-03-01", "--to", "2030-02-01"], "");
+    assert_eq!(run.code, Some(2), "{run}");
+}
+
+#[test]
+fn bash_loads_the_completions_of_every_binary() {
+    let root = scratch_root();
+    for binary in ["book", "monitor", "run-container", "enroll"] {
+        let script = ok(root.path(), &["completions", "bash", "--binary", binary], "").stdout;
+        assert!(script.contains(binary), "{script}");
+        let file = root.path().join(format!("{binary}.bash"));
+        fs::write(&file, &script).unwrap();
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(format!("source {} && complete -p {binary}", file.display()))
+            .output()
+            .expect("bash runs");
+        assert!(output.status.success(), "bash could not load {binary}'s completions: {output:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains(binary));
+    }
+    for shell in ["zsh", "fish"] {
+        let script = ok(root.path(), &["completions", shell], "").stdout;
+        assert!(script.contains("enroll") && script.contains("limits"), "{shell}:\n{script}");
+    }
+    let run = enroll_in(root.path(), &["completions", "tcsh"], "");
+    assert_eq!(run.code, Some(2), "{run}");
+}
+
+#[test]
+fn man_writes_a_page_per_binary_and_subcommand() {
+    let out = tempfile::tempdir().unwrap();
+    let root = scratch_root();
+    let folder = out.path().join("man1");
+    ok(root.path(), &["man", "--out", folder.to_str().unwrap()], "");
+    for page in ["book.1", "monitor.1", "run-container.1", "enroll.1", "enroll-add.1", "enroll-report.1"] {
+        let text = fs::read_to_string(folder.join(page)).unwrap_or_else(|error| panic!("{page}: {error}"));
+        assert!(text.starts_with(".ie") || text.contains("\n.TH "), "{page} has no .TH header:\n{text}");
+        let has_man = Command::new("man").arg("--version").output().is_ok_and(|output| output.status.success());
+        if has_man {
+            let output = Command::new("man").arg("-l").arg(folder.join(page)).env("MANPAGER", "cat").output().unwrap();
+            assert!(output.status.success(), "man -l {page}: {output:?}");
+        }
+    }
+}
