@@ -42,7 +42,8 @@ pub fn not_allowed(user: &UserId) -> anyhow::Error {
         .into()
 }
 
-/// Checks a password. A legacy plain-text password that matches is replaced by its hash.
+/// Checks a password. A legacy plain-text password (or a hash crypt(3) cannot read) that
+/// matches is replaced by a fresh hash.
 pub fn verify_password(lock: &ExclusiveLock, user: &UserId, typed: &str) -> Result<bool> {
     let mut config = Config::load(lock)?;
     let Some(entry) = config.users.users.get_mut(user) else {
@@ -54,7 +55,7 @@ pub fn verify_password(lock: &ExclusiveLock, user: &UserId, typed: &str) -> Resu
     if !password::verify(&stored, typed) {
         return Ok(false);
     }
-    if !password::is_hash(&stored) {
+    if password::needs_rehash(&stored) {
         entry.password = Some(password::hash(typed)?);
         config.users.save(lock, &config.deploy.users_config_yaml)?;
     }

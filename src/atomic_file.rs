@@ -4,30 +4,60 @@
 //! A whole-file rewrite goes to a temporary file in the same folder, is flushed to disk, and
 //! is renamed over the old file; then the folder itself is flushed so the rename survives a
 //! power cut. A reader therefore sees either the old file or the new one, never half of it.
+//!
+//! Ownership: the monitor and `enroll` run as root, `book` as the shared `booking` account.
+//! A file root replaces keeps the old file's owner and mode; a file root creates gets the
+//! owner of its folder. Otherwise one monitor pass would leave `jobs/` full of root-owned
+//! files that `book` can no longer change.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::lock::ExclusiveLock;
 
-pub fn write_atomically(_lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> Result<()> {
+pub fn write_atomically(lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> Result<()> {
+    write_with_mode(lock, path, contents, 0o644)
+}
+
+/// Like [`write_atomically`], but a file that does not exist yet is created readable by its
+/// owner only (`users_config.yaml` holds password hashes).
+pub fn write_atomically_private(lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> Result<()> {
+    write_with_mode(lock, path, contents, 0o600)
+}
+
+fn write_with_mode(_lock: &ExclusiveLock, path: &Path, contents: &[u8], new_file_mode: u32) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let folder = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(folder).with_context(|| format!("cannot create the folder {}", folder.display()))?;
     let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut file = File::create(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
+        // Private while being written; the final permissions are set before the rename.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .with_context(|| format!("cannot create {}", temporary.display()))?;
         file.write_all(contents).with_context(|| format!("cannot write {}", temporary.display()))?;
         file.sync_all().with_context(|| format!("cannot flush {} to disk", temporary.display()))?;
-        // Keep the old file's permissions: users_config.yaml holds password hashes and an
-        // admin may have made it private.
-        if let Ok(metadata) = fs::metadata(path) {
-            fs::set_permissions(&temporary, metadata.permissions())
-                .with_context(|| format!("cannot set permissions on {}", temporary.display()))?;
-        }
+        // Keep the old file's permissions (users_config.yaml holds password hashes and an
+        // admin may have made it private) and its owner.
+        let (permissions, owner) = match fs::metadata(path) {
+            Ok(metadata) => (metadata.permissions(), metadata),
+            Err(_) => (
+                fs::Permissions::from_mode(new_file_mode),
+                fs::metadata(folder).with_context(|| format!("cannot read the owner of {}", folder.display()))?,
+            ),
+        };
+        give_owner(&file, &temporary, &owner)?;
+        fs::set_permissions(&temporary, permissions)
+            .with_context(|| format!("cannot set permissions on {}", temporary.display()))?;
         fs::rename(&temporary, path)
             .with_context(|| format!("cannot replace {} with {}", path.display(), temporary.display()))?;
         sync_folder(folder)
@@ -41,12 +71,7 @@ pub fn write_atomically(_lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> 
 /// Appends to a file that only ever grows (`used.csv`, the log), creating it with `header`
 /// first when it does not exist yet.
 pub fn append_durably(_lock: &ExclusiveLock, path: &Path, header: &[u8], contents: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .with_context(|| format!("cannot open {} for appending", path.display()))?;
+    let mut file = open_for_appending(path)?;
     let length = file.metadata().with_context(|| format!("cannot read the size of {}", path.display()))?.len();
     let mut bytes = Vec::with_capacity(header.len() + contents.len());
     if length == 0 {
@@ -59,6 +84,40 @@ pub fn append_durably(_lock: &ExclusiveLock, path: &Path, header: &[u8], content
     file.write_all(&bytes).with_context(|| format!("cannot append to {}", path.display()))?;
     file.sync_data().with_context(|| format!("cannot flush {} to disk", path.display()))?;
     Ok(())
+}
+
+/// Opens `path` for appending, creating it (owned like its folder, see the module comment)
+/// when it does not exist yet.
+pub fn open_for_appending(path: &Path) -> Result<File> {
+    open_creating(path, OpenOptions::new().read(true).append(true).create(true))
+        .with_context(|| format!("cannot open {} for appending", path.display()))
+}
+
+/// Opens `path` with `options` (which must include `create`); a file this call creates is
+/// given the owner of its folder.
+pub fn open_creating(path: &Path, options: &OpenOptions) -> Result<File> {
+    let existed = fs::symlink_metadata(path).is_ok();
+    let file = options.open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    if !existed {
+        let folder = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let owner = fs::metadata(folder).with_context(|| format!("cannot read the owner of {}", folder.display()))?;
+        give_owner(&file, path, &owner)?;
+    }
+    Ok(file)
+}
+
+/// Gives `file` the owner and group of `owner`. Only root may give a file away; for anyone
+/// else the file already belongs to them and a refusal is not an error.
+fn give_owner(file: &File, path: &Path, owner: &Metadata) -> Result<()> {
+    let current = file.metadata().with_context(|| format!("cannot read the owner of {}", path.display()))?;
+    if (current.uid(), current.gid()) == (owner.uid(), owner.gid()) {
+        return Ok(());
+    }
+    match std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid())) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == ErrorKind::PermissionDenied => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("cannot change the owner of {}", path.display())),
+    }
 }
 
 fn ends_with_newline(file: &mut File, length: u64) -> bool {

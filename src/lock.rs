@@ -43,13 +43,12 @@ fn open_lock_file(root: &Root) -> Result<(File, PathBuf)> {
     let jobs = root.jobs_dir();
     fs::create_dir_all(&jobs).with_context(|| format!("cannot create the state folder {}", jobs.display()))?;
     let path = jobs.join(LOCK_FILE_NAME);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // Created by root (the monitor) or by `booking` (book): either must open it afterwards.
+    let file = crate::atomic_file::open_creating(
+        &path,
+        OpenOptions::new().read(true).write(true).create(true).truncate(false),
+    )
+    .with_context(|| format!("cannot open the lock file {}", path.display()))?;
     Ok((file, path))
 }
 

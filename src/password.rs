@@ -35,9 +35,18 @@ const OBVIOUS: &[&str] = &[
     "welcome",
 ];
 
+/// glibc's crypt(3) reads at most 16 salt characters and ignores the rest, so a longer salt
+/// makes a hash that `chpasswd -e` accepts but no login ever matches.
+const CRYPT_SALT_CHARACTERS: usize = 16;
+
+/// Random bytes whose crypt-base64 form is exactly [`CRYPT_SALT_CHARACTERS`] long.
+const SALT_BYTES: usize = CRYPT_SALT_CHARACTERS / 4 * 3;
+
 pub fn hash(password: &str) -> Result<String> {
-    let hashed = ShaCrypt::default()
-        .hash_password(password.as_bytes())
+    let mut salt = [0u8; SALT_BYTES];
+    getrandom::fill(&mut salt).map_err(|error| anyhow!("cannot get random bytes for a password salt: {error}"))?;
+    let hashed = ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &salt)
         .map_err(|error| anyhow!("cannot hash the password: {error}"))?;
     Ok(hashed.as_str().to_string())
 }
@@ -53,6 +62,21 @@ pub fn verify(stored: &str, typed: &str) -> bool {
 
 pub fn is_hash(stored: &str) -> bool {
     stored.starts_with("$6$") || stored.starts_with("$5$")
+}
+
+/// True when a stored password should be replaced by a fresh hash at the next successful
+/// login: a legacy plain-text entry, or a hash whose salt is longer than crypt(3) reads
+/// (early builds wrote 22 characters), which would fail inside the container.
+pub fn needs_rehash(stored: &str) -> bool {
+    if !is_hash(stored) {
+        return true;
+    }
+    let mut fields = stored.split('$').skip(2);
+    let salt = match fields.next() {
+        Some(field) if field.starts_with("rounds=") => fields.next(),
+        other => other,
+    };
+    salt.is_none_or(|salt| salt.len() > CRYPT_SALT_CHARACTERS)
 }
 
 /// Why `password` may not be chosen, if it may not.
@@ -98,6 +122,37 @@ mod tests {
         assert!(!verify(&stored, "wrong horse"));
         assert!(verify("0000", "0000"));
         assert!(!verify("0000", "00000"));
+    }
+
+    #[test]
+    fn new_hashes_carry_a_salt_crypt3_reads_whole() {
+        let stored = hash("correct horse").unwrap();
+        let salt = stored.split('$').filter(|field| !field.starts_with("rounds=")).nth(2).unwrap();
+        assert_eq!(salt.len(), 16, "{stored}");
+        assert!(!needs_rehash(&stored));
+        assert_ne!(stored, hash("correct horse").unwrap(), "each hash gets its own salt");
+    }
+
+    #[test]
+    fn verifies_hashes_written_by_glibc() {
+        // The SHA-crypt specification's own examples, as glibc writes them.
+        assert!(verify(
+            "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+            "Hello world!"
+        ));
+        assert!(verify(
+            "$6$rounds=5000$toolongsaltstrin$lQ8jolhgVRVhY4b5pZKaysCLi0QBxGoNeKQzQ3glMhwllF7oGDZxUhx1yxdYcz/e1JSbq3y6JMxxl8audkUEm0",
+            "This is just a test"
+        ));
+    }
+
+    #[test]
+    fn plain_text_and_over_long_salts_are_renewed() {
+        assert!(needs_rehash("0000"));
+        assert!(needs_rehash("$6$abcdefghijklmnopqrstuv$hash"));
+        assert!(needs_rehash("$6$rounds=5000$abcdefghijklmnopqrstuv$hash"));
+        assert!(!needs_rehash("$6$saltstring$hash"));
+        assert!(!needs_rehash("$6$rounds=5000$abcdefghijklmnop$hash"));
     }
 
     #[test]

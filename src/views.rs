@@ -287,8 +287,50 @@ fn trim_number(value: f64) -> String {
     if rounded.fract() == 0.0 { format!("{}", rounded as i64) } else { format!("{rounded}") }
 }
 
+/// `1 CPU`, `2 CPUs`, `0.5 CPUs`: a count of CPUs for messages.
+pub fn cpus_text(cpus: f64) -> String {
+    if cpus == 1.0 { "1 CPU".to_string() } else { format!("{cpus} CPUs") }
+}
+
+/// `no GPU`, `1 GPU`, `2 GPUs`: how many GPUs a request asks for.
+pub fn gpu_count_text(gpus: u32) -> String {
+    match gpus {
+        0 => "no GPU".to_string(),
+        1 => "1 GPU".to_string(),
+        count => format!("{count} GPUs"),
+    }
+}
+
+/// `no GPU`, `GPU 3`, `GPUs 0, 1`: which GPUs a booking holds.
+pub fn gpu_ids_text(gpus: &[u32]) -> String {
+    let ids: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    match ids.len() {
+        0 => "no GPU".to_string(),
+        1 => format!("GPU {}", ids[0]),
+        _ => format!("GPUs {}", ids.join(", ")),
+    }
+}
+
 /// The day name and time, for messages (`Tue 24 Nov 09:30`).
 pub fn friendly(time: NaiveDateTime) -> String {
     let _ = (time.weekday(), time.hour());
     time.format("%a %d %b %H:%M").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_words_read_naturally() {
+        assert_eq!(cpus_text(1.0), "1 CPU");
+        assert_eq!(cpus_text(2.0), "2 CPUs");
+        assert_eq!(cpus_text(0.5), "0.5 CPUs");
+        assert_eq!(gpu_count_text(0), "no GPU");
+        assert_eq!(gpu_count_text(1), "1 GPU");
+        assert_eq!(gpu_count_text(4), "4 GPUs");
+        assert_eq!(gpu_ids_text(&[]), "no GPU");
+        assert_eq!(gpu_ids_text(&[3]), "GPU 3");
+        assert_eq!(gpu_ids_text(&[0, 1]), "GPUs 0, 1");
+    }
 }

@@ -423,13 +423,13 @@ fn a_new_user_chooses_a_password_and_books_with_wrong_answers_on_the_way() {
     // No options; confirm with one key each.
     terminal.expect("Change options for this booking");
     terminal.type_text("n");
-    terminal.expect("Book 2 CPUs, 8 GB, 1 GPU(s) from Mon 23 Nov 10:00 to Mon 23 Nov 12:00?");
+    terminal.expect("Book 2 CPUs, 8 GB, 1 GPU from Mon 23 Nov 10:00 to Mon 23 Nov 12:00?");
     terminal.type_text("y");
 
     terminal.expect("Booking successful!");
     terminal.expect("from Mon 23 Nov 10:00 to Mon 23 Nov 12:00");
-    let gpus = terminal.expect_line_after("GPUs");
-    assert_eq!(gpus, "[0]", "the GPU ids printed");
+    let gpus = terminal.expect_line_after("GB memory, ");
+    assert_eq!(gpus, "GPU 0", "the GPU ids printed");
     let login = terminal.expect_line_after("ssh root@");
     assert!(login.contains(&format!("-p {port}")), "the login line names port {port}: {login:?}");
     let (code, rest) = terminal.finish();
@@ -504,7 +504,7 @@ fn a_refused_request_is_offered_the_earliest_window_and_takes_it_with_one_key() 
     terminal.answer("1-hour");
     terminal.expect("Change options for this booking");
     terminal.type_text("n");
-    terminal.expect("Book 2 CPUs, 8 GB, 4 GPU(s) from Tue 24 Nov 10:00 to Tue 24 Nov 11:00?");
+    terminal.expect("Book 2 CPUs, 8 GB, 4 GPUs from Tue 24 Nov 10:00 to Tue 24 Nov 11:00?");
     terminal.type_text("y");
 
     terminal.expect("Not available:");
@@ -517,7 +517,7 @@ fn a_refused_request_is_offered_the_earliest_window_and_takes_it_with_one_key() 
     terminal.type_text("y");
     terminal.expect("Booking successful!");
     terminal.expect("from Tue 24 Nov 12:00 to Tue 24 Nov 13:00");
-    assert_eq!(terminal.expect_line_after("GPUs"), "[0, 1, 2, 3]", "the GPU ids printed");
+    assert_eq!(terminal.expect_line_after("GB memory, "), "GPUs 0, 1, 2, 3", "the GPU ids printed");
     let (code, rest) = terminal.finish();
     assert_eq!(code, 0, "exit status; the end of the output:\n{rest}");
 

@@ -122,7 +122,7 @@ impl UsersConfig {
         } else {
             serde_yaml::to_string(&self.users).with_context(|| format!("cannot encode {}", path.display()))?
         };
-        atomic_file::write_atomically(lock, path, text.as_bytes())
+        atomic_file::write_atomically_private(lock, path, text.as_bytes())
     }
 }
 

@@ -6,7 +6,6 @@
 //! lines from the monitor and `run-container` never mix; no lock is needed and none is
 //! taken, so logging never waits on a booking.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -71,13 +70,10 @@ impl MonitorLog {
         if self.echo {
             println!("{line}");
         }
-        let appended = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
+        let appended = crate::atomic_file::open_for_appending(&self.path)
+            .and_then(|mut file| Ok(file.write_all(format!("{line}\n").as_bytes())?));
         if let Err(error) = appended {
-            eprintln!("cannot write {}: {error}", self.path.display());
+            eprintln!("cannot write {}: {error:#}", self.path.display());
         }
     }
 }

@@ -104,6 +104,18 @@ pub fn parse_start(text: &str, now: NaiveDateTime, horizon: Horizon) -> Result<N
     Ok(start)
 }
 
+/// The start of a booking a student already holds (for `cancel --start`, `extend --start`):
+/// relative forms count from the current slot like a new start, but a date may be in the
+/// past, since a running booking started before now.
+pub fn parse_existing_start(text: &str, now: NaiveDateTime) -> Result<NaiveDateTime, String> {
+    let current_slot = floor_to_slot(now);
+    Ok(match parse_spec(text)? {
+        Spec::Now => current_slot,
+        Spec::After(length) => current_slot + length,
+        Spec::At(time) => time,
+    })
+}
+
 /// The end a student asked for: relative forms count from `start`.
 pub fn parse_end(text: &str, start: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime, String> {
     let end = match parse_spec(text)? {
@@ -175,6 +187,15 @@ mod tests {
         assert!(parse_start("2026 02 30 09 30", now, horizon).unwrap_err().contains("no such date"));
         assert!(parse_start("tomorrow", now, horizon).is_err());
         assert!(parse_start("", now, horizon).is_err());
+    }
+
+    #[test]
+    fn starts_of_existing_bookings_count_from_now_and_may_be_past() {
+        let now = at(NOW);
+        assert_eq!(parse_existing_start("2-day", now), Ok(at("2026-11-25 10:30")));
+        assert_eq!(parse_existing_start("now", now), Ok(at("2026-11-23 10:30")));
+        assert_eq!(parse_existing_start("2026 11 20 09 30", now), Ok(at("2026-11-20 09:30")));
+        assert!(parse_existing_start("yesterday", now).is_err());
     }
 
     #[test]

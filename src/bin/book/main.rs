@@ -283,15 +283,8 @@ fn host_name() -> String {
 }
 
 fn parse_existing_start(session: &Session, spec: &str) -> Result<NaiveDateTime> {
-    // An existing booking may have started already, so the past is allowed here.
     gpu_booking::schedule::parse_time(spec.trim())
-        .or_else(|_| {
-            time_input::parse_start(
-                spec,
-                session.now - chrono::Duration::days(14),
-                time_input::Horizon { start_within_days: 28, length_within_days: 14 },
-            )
-        })
+        .or_else(|_| time_input::parse_existing_start(spec, session.now))
         .map_err(|message| UsageError(format!("--start: {message}")).into())
 }
 
@@ -336,7 +329,12 @@ fn print_booked(booking: &Booking, json: bool, default_image: &str) -> Result<()
     }
     println!("{}", console::style("Booking successful!").green().bold());
     println!("  from {} to {}", views::friendly(booking.start), views::friendly(booking.end));
-    println!("  {} CPUs, {} GB memory, GPUs {}", booking.cpus, booking.memory, format_gpu_list(&booking.gpus));
+    println!(
+        "  {}, {} GB memory, {}",
+        views::cpus_text(booking.cpus),
+        booking.memory,
+        views::gpu_ids_text(&booking.gpus)
+    );
     println!("  image {}", booking.image.as_deref().unwrap_or(default_image));
     println!(
         "  log in once it has started: ssh root@{} -p {}   (your booking password or SSH key)",
@@ -451,10 +449,10 @@ fn prompted_new(session: &Session, user: &UserId, arguments: NewArgs) -> Result<
     }
     if !arguments.yes
         && !prompts::confirm(&format!(
-            "Book {} CPUs, {} GB, {} GPU(s) from {} to {}?",
-            request.cpus,
+            "Book {}, {} GB, {} from {} to {}?",
+            views::cpus_text(request.cpus),
             request.memory,
-            request.gpus,
+            views::gpu_count_text(request.gpus),
             views::friendly(request.start),
             views::friendly(request.end)
         ))?

@@ -1,0 +1,151 @@
+//! On a server, `monitor` and `enroll` run as root while `book` runs as the shared `booking`
+//! account, all on the same `cfg/` and `jobs/`. Every file root rewrites or creates there must
+//! stay owned by whoever owns it (or its folder), or the next `book` fails with "Permission
+//! denied". Only root can hand files to another owner, so these tests need root; as anyone
+//! else they print why they skip.
+
+mod common;
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::Run;
+
+/// `nobody`/`nogroup` on Debian: an owner that is surely not the one running the test.
+const OTHER_OWNER: u32 = 65534;
+
+const NOW: &str = "2026-11-23 10:00";
+
+fn running_as_root() -> bool {
+    // The owner of /proc/self is the process's effective user.
+    fs::metadata("/proc/self").map(|metadata| metadata.uid() == 0).unwrap_or(false)
+}
+
+fn shipped_root() -> tempfile::TempDir {
+    let scratch = tempfile::tempdir().expect("create a temporary folder");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg");
+    fs::create_dir_all(scratch.path().join("cfg")).unwrap();
+    for name in ["host_deploy.yaml", "capability_config.yaml", "users_config.yaml"] {
+        fs::copy(shipped.join(name), scratch.path().join("cfg").join(name)).unwrap();
+    }
+    fs::create_dir_all(scratch.path().join("cfg/templates")).unwrap();
+    fs::copy(shipped.join("templates/backup.yaml"), scratch.path().join("cfg/templates/backup.yaml")).unwrap();
+    fs::create_dir_all(scratch.path().join("jobs")).unwrap();
+    scratch
+}
+
+fn give_tree_to(path: &Path, owner: u32) {
+    std::os::unix::fs::lchown(path, Some(owner), Some(owner)).unwrap();
+    if path.is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            give_tree_to(&entry.unwrap().path(), owner);
+        }
+    }
+}
+
+fn run_with_input(name: &str, root: &Path, args: &[&str], input: &str) -> Run {
+    let mut child = Command::new(common::binary(name))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("GPU_BOOKING_NOW", NOW)
+        .env_remove("GPU_BOOKING_ROOT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("run {name}: {error}"));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Every file under `cfg/` and `jobs/` whose owner is not `owner`, with its owner.
+fn files_not_owned_by(root: &Path, owner: u32) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for folder in ["cfg", "jobs"] {
+        for entry in fs::read_dir(root.join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_file() && (metadata.uid(), metadata.gid()) != (owner, owner) {
+                wrong.push(format!(
+                    "{folder}/{} ({}:{})",
+                    entry.file_name().to_string_lossy(),
+                    metadata.uid(),
+                    metadata.gid()
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+#[test]
+fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
+    if !running_as_root() {
+        eprintln!("skipped: only root can give files to another owner, and this test runs as a normal user");
+        return;
+    }
+    let scratch = shipped_root();
+    let root = scratch.path();
+    fs::set_permissions(root.join("cfg/users_config.yaml"), fs::Permissions::from_mode(0o600)).unwrap();
+    give_tree_to(root, OTHER_OWNER);
+
+    // As root, the way an admin and the monitor's side of the tools would write: a new user
+    // (users_config.yaml and capability_config.yaml rewritten), a booking that starts now
+    // (booking.csv created, monitor_exec appended to, the lock file created), a cancellation
+    // of a future one (used.csv created).
+    let added = run_with_input("enroll", root, &["add", "erin", "--password-stdin"], "tulip-42\n");
+    added.assert_no_panic("enroll add");
+    assert_eq!(added.code, Some(0), "enroll add:\n{added}");
+    for (start, end) in [("now", "1-day"), ("2-day", "3-day")] {
+        let booked = run_with_input(
+            "book",
+            root,
+            &[
+                "--user",
+                "erin",
+                "--password-stdin",
+                "new",
+                "--cpus",
+                "1",
+                "--memory",
+                "1",
+                "--gpus",
+                "0",
+                "--start",
+                start,
+                "--end",
+                end,
+                "--yes",
+            ],
+            "tulip-42\n",
+        );
+        assert_eq!(booked.code, Some(0), "book new --start {start}:\n{booked}");
+    }
+    let cancelled = run_with_input(
+        "book",
+        root,
+        &["--user", "erin", "--password-stdin", "cancel", "--start", "2-day"],
+        "tulip-42\n",
+    );
+    assert_eq!(cancelled.code, Some(0), "book cancel:\n{cancelled}");
+
+    for written in ["jobs/booking.csv", "jobs/used.csv", "jobs/monitor_exec", "jobs/.lock", "cfg/users_config.yaml"] {
+        assert!(root.join(written).is_file(), "{written} should have been written");
+    }
+    assert_eq!(
+        files_not_owned_by(root, OTHER_OWNER),
+        Vec::<String>::new(),
+        "files root left behind with its own owner"
+    );
+    let mode = fs::metadata(root.join("cfg/users_config.yaml")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "users_config.yaml holds password hashes and must stay private");
+}
