@@ -17,16 +17,20 @@
 //!   transcript so far. `BOOK_DIALOGUE_TRANSCRIPT=1 cargo test --test book_dialogue --
 //!   --nocapture` prints each transcript even when the tests pass.
 
+#[path = "support/screen.rs"]
+mod screen;
+#[path = "support/terminal.rs"]
+mod terminal;
+
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession;
-use expectrl::{Expect, Session};
 use tempfile::TempDir;
+use terminal::Terminal;
 
 const BOOK: &str = env!("CARGO_BIN_EXE_book");
 const NOW: &str = "2026-11-23 10:00";
@@ -157,233 +161,42 @@ fn login_code(root: &Path, user: &str, password: &str) -> i32 {
     child.wait().expect("wait for book").code().expect("an exit code")
 }
 
-/// Output bytes as a person reads them: escape sequences (CSI, OSC, two-byte ESC x) and
-/// carriage returns removed. An unfinished sequence at the end is dropped; it is read in
-/// full next time, because the whole buffer is cleaned again.
-fn readable(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(character) = chars.next() {
-        match character {
-            '\u{1b}' => match chars.next() {
-                Some('[') => {
-                    for next in chars.by_ref() {
-                        if ('\u{40}'..='\u{7e}').contains(&next) {
-                            break;
-                        }
-                    }
-                }
-                Some(']') => {
-                    while let Some(next) = chars.next() {
-                        if next == '\u{7}' {
-                            break;
-                        }
-                        if next == '\u{1b}' && chars.peek() == Some(&'\\') {
-                            chars.next();
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            '\r' => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// One `book` process on a pseudo-terminal, and everything it has written so far.
-struct Terminal {
-    session: OsSession,
-    raw: Vec<u8>,
-    /// How far into `readable(raw)` the test has read.
-    cursor: usize,
-    eof: bool,
-}
-
-impl Terminal {
-    /// Starts `book --root ROOT ARGS…` on an 80x24 terminal with echo on, `TERM=xterm` and
-    /// the clock at [`NOW`].
-    fn start(root: &Path, arguments: &[&str]) -> Terminal {
-        let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(r#"stty echo cols 80 rows 24 && exec "$0" "$@""#)
-            .arg(BOOK)
-            .arg("--root")
-            .arg(root)
-            .args(arguments)
-            .env("TERM", "xterm")
-            .env("GPU_BOOKING_NOW", NOW)
-            .env_remove("GPU_BOOKING_ROOT")
-            .env_remove("SSH_ORIGINAL_COMMAND")
-            .env_remove("NO_COLOR")
-            .env_remove("COLUMNS")
-            .env_remove("LINES");
-        let mut session = Session::spawn(command).expect("start book on a pseudo-terminal");
-        session.get_process_mut().set_window_size(80, 24).expect("set the terminal size");
-        Terminal { session, raw: Vec::new(), cursor: 0, eof: false }
-    }
-
-    /// Reads whatever the terminal has for us now; false when nothing came.
-    fn pump(&mut self) -> bool {
-        if self.eof {
-            return false;
-        }
-        let mut buffer = [0u8; 4096];
-        match self.session.try_read(&mut buffer) {
-            Ok(0) => {
-                self.eof = true;
-                true
-            }
-            Ok(count) => {
-                self.raw.extend_from_slice(&buffer[..count]);
-                true
-            }
-            Err(error) if error.kind() == ErrorKind::WouldBlock => false,
-            Err(error) if error.raw_os_error() == Some(5) => {
-                // EIO: the other side is closed.
-                self.eof = true;
-                true
-            }
-            Err(error) => panic!("reading the terminal failed: {error}"),
-        }
-    }
-
-    /// Waits (polling, up to [`TIMEOUT`]) until `condition` holds on the unread text;
-    /// returns what it returned.
-    fn wait_for<T>(&mut self, what: &str, mut condition: impl FnMut(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let text = readable(&self.raw);
-            if let Some(found) = condition(&text[self.cursor.min(text.len())..]) {
-                return found;
-            }
-            if self.eof {
-                self.fail(&format!("{what}: the program ended first"));
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("{what}: not seen within {TIMEOUT:?}"));
-            }
-            if !self.pump() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-
-    /// Waits for `needle` on the screen and reads past it. Returns the text before it.
-    fn expect(&mut self, needle: &str) -> String {
-        let (before, after) = self.wait_for(&format!("expected {needle:?}"), |text| {
-            text.find(needle).map(|at| (text[..at].to_string(), at + needle.len()))
-        });
-        self.cursor += after;
-        before
-    }
-
-    /// Waits for `needle` and returns the rest of its line (trimmed); reads past the line.
-    fn expect_line_after(&mut self, needle: &str) -> String {
-        let (rest, after) = self.wait_for(&format!("expected a line with {needle:?}"), |text| {
-            let at = text.find(needle)? + needle.len();
-            let end = text[at..].find('\n')? + at;
-            Some((text[at..end].trim().to_string(), end + 1))
-        });
-        self.cursor += after;
-        rest
-    }
-
-    /// Types text (a `\r` in it is the Enter key).
-    fn type_text(&mut self, text: &str) {
-        self.session.send(text).unwrap_or_else(|error| self.fail(&format!("typing {text:?} failed: {error}")));
-    }
-
-    /// Types a line and presses Enter.
-    fn answer(&mut self, text: &str) {
-        self.type_text(&format!("{text}\r"));
-    }
-
-    /// Types a hidden password once the prompt is reading (echo off), then Enter.
-    fn answer_hidden(&mut self, password: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let echo = self.session.get_process().get_echo().expect("read the terminal's echo flag");
-            if !echo {
-                break;
-            }
-            if Instant::now() > deadline {
-                self.fail("the password prompt never switched echo off");
-            }
-            self.pump();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.answer(password);
-    }
-
-    /// Waits for the program to end; returns how it ended and what it wrote since the last
-    /// match.
-    fn end(&mut self) -> (WaitStatus, String) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !self.eof {
-            if Instant::now() > deadline {
-                self.fail("the program did not end");
-            }
-            if !self.pump() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let text = readable(&self.raw);
-        let rest = text[self.cursor.min(text.len())..].to_string();
-        self.cursor = text.len();
-        if std::env::var_os("BOOK_DIALOGUE_TRANSCRIPT").is_some() {
-            eprintln!("----- terminal transcript -----\n{text}\n-------------------------------");
-        }
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self.session.get_process().status() {
-                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-                Ok(status) => return (status, rest),
-                Err(error) => self.fail(&format!("cannot learn how the program ended: {error}")),
-            }
-        }
-    }
-
-    /// Waits for the program to exit; returns its exit code and what it wrote since the last
-    /// match.
-    fn finish(&mut self) -> (i32, String) {
-        match self.end() {
-            (WaitStatus::Exited(_, code), rest) => (code, rest),
-            (other, _) => self.fail(&format!("the program did not exit normally: {other:?}")),
-        }
-    }
-
-    fn transcript(&self) -> String {
-        let text = readable(&self.raw);
-        let (read, unread) = text.split_at(self.cursor.min(text.len()));
-        format!("{read}<<<read up to here>>>{unread}")
-    }
-
-    fn fail(&self, message: &str) -> ! {
-        panic!("{message}\n----- terminal transcript -----\n{}\n-------------------------------", self.transcript())
-    }
+/// Starts `book --root ROOT ARGS…` on an 80x24 terminal with echo on, `TERM=xterm` and the
+/// clock at [`NOW`]. `stty` runs just before `book` is executed, so nothing races the first
+/// prompt; the terminal starts the way a login terminal does.
+fn start_book(root: &Path, arguments: &[&str]) -> Terminal {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(r#"stty echo cols 80 rows 24 && exec "$0" "$@""#)
+        .arg(BOOK)
+        .arg("--root")
+        .arg(root)
+        .args(arguments)
+        .env("GPU_BOOKING_NOW", NOW)
+        .env_remove("GPU_BOOKING_ROOT")
+        .env_remove("SSH_ORIGINAL_COMMAND");
+    Terminal::start(command)
+        .with_timeout(TIMEOUT)
+        .printing_transcript_at_end(std::env::var_os("BOOK_DIALOGUE_TRANSCRIPT").is_some())
 }
 
 /// Test 1: a new user's first login and first booking, with wrong answers on the way.
 #[test]
 fn a_new_user_chooses_a_password_and_books_with_wrong_answers_on_the_way() {
     let root = root_with_users("");
-    let mut terminal = Terminal::start(root.path(), &["--user", "alice"]);
+    let mut terminal = start_book(root.path(), &["--user", "alice"]);
 
     // First login: choose a password. Too short (refused before the confirmation), then a
     // good one, typed twice.
     terminal.expect("choose a password");
     terminal.expect("New password: ");
-    terminal.answer_hidden("ab");
+    terminal.answer_hidden_when_echo_off("ab");
     terminal.expect("a password needs at least 4 characters");
     terminal.expect("New password: ");
-    terminal.answer_hidden("Tr1cky-horse");
+    terminal.answer_hidden_when_echo_off("Tr1cky-horse");
     terminal.expect("The same password again: ");
-    terminal.answer_hidden("Tr1cky-horse");
+    terminal.answer_hidden_when_echo_off("Tr1cky-horse");
 
     // The settings a new user is told.
     terminal.expect("Your settings:");
@@ -460,15 +273,15 @@ fn three_wrong_passwords_end_the_session_with_status_4() {
     register(root.path(), "bob", "bobs-secret");
     let users_before = read(root.path(), "cfg/users_config.yaml");
 
-    let mut terminal = Terminal::start(root.path(), &["--user", "bob"]);
+    let mut terminal = start_book(root.path(), &["--user", "bob"]);
     terminal.expect("Password: ");
-    terminal.answer_hidden("wrong-1");
+    terminal.answer_hidden_when_echo_off("wrong-1");
     terminal.expect("Wrong password.");
     terminal.expect("Password (try 2 of 3): ");
-    terminal.answer_hidden("wrong-2");
+    terminal.answer_hidden_when_echo_off("wrong-2");
     terminal.expect("Wrong password.");
     terminal.expect("Password (try 3 of 3): ");
-    terminal.answer_hidden("wrong-3");
+    terminal.answer_hidden_when_echo_off("wrong-3");
     terminal.expect("wrong password for bob");
     let (code, rest) = terminal.finish();
     assert_eq!(code, 4, "exit status after three wrong passwords; the end of the output:\n{rest}");
@@ -492,9 +305,9 @@ fn a_refused_request_is_offered_the_earliest_window_and_takes_it_with_one_key() 
     let dave_port =
         user_entry(root.path(), "dave").get("forward_port").and_then(serde_yaml::Value::as_u64).expect("dave's port");
 
-    let mut terminal = Terminal::start(root.path(), &["--user", "dave"]);
+    let mut terminal = start_book(root.path(), &["--user", "dave"]);
     terminal.expect("Password: ");
-    terminal.answer_hidden("daves-secret");
+    terminal.answer_hidden_when_echo_off("daves-secret");
     terminal.expect("Your maximum per booking: cpus=4 memory=16 GB gpus=4");
     terminal.expect("cpus memory gpus (e.g. 4 16 1)");
     terminal.answer("2 8 4");
@@ -552,9 +365,9 @@ fn a_legacy_plain_text_password_is_accepted_and_replaced_by_a_hash() {
          volume_backup_dir: ./volumes/backup/erin\n",
     );
 
-    let mut terminal = Terminal::start(root.path(), &["--user", "erin"]);
+    let mut terminal = start_book(root.path(), &["--user", "erin"]);
     terminal.expect("Password: ");
-    terminal.answer_hidden("0000");
+    terminal.answer_hidden_when_echo_off("0000");
     // Logged in: the booking dialogue begins, and the file already holds the hash.
     terminal.expect("Your maximum per booking: cpus=4 memory=16 GB gpus=2");
     terminal.expect("cpus memory gpus (e.g. 4 16 1)");

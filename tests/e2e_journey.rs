@@ -27,7 +27,9 @@
 mod debian_image;
 #[path = "support/images.rs"]
 mod images;
-#[path = "e2e/terminal.rs"]
+#[path = "support/screen.rs"]
+mod screen;
+#[path = "support/terminal.rs"]
 mod terminal;
 
 use std::fs;
@@ -228,31 +230,6 @@ impl Journal {
 
 // ---- the server: binaries, root, account, sshd ---------------------------------------------
 
-/// Removes the journey's containers when dropped — also when the test fails.
-struct Containers {
-    user: String,
-    root_label: String,
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let mut names = vec![self.user.clone()];
-        if let Ok(output) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=gpu-booking.root={}", self.root_label)])
-            .output()
-        {
-            names.extend(String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_string));
-        }
-        let _ = Command::new("docker")
-            .arg("rm")
-            .arg("-f")
-            .args(&names)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// The test's sshd, stopped when dropped.
 struct Sshd {
     child: Child,
@@ -410,7 +387,7 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |time| time.as_secs() % 100_000)
     );
-    let _containers = Containers { user: user.clone(), root_label: root.display().to_string() };
+    let _containers = images::TestContainers { names: vec![user.clone()], root_label: root.display().to_string() };
     // As `cargo install --path . --root /usr/local` would: the four binaries in bin/.
     fs::create_dir_all(&bin).expect("create bin/");
     for name in ["book", "monitor", "enroll", "run-container"] {
@@ -575,8 +552,8 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     screen.answer(&user);
     screen.expect("choose a password");
     screen.expect("New password");
-    screen.answer_hidden(PASSWORD, "The same password again");
-    screen.answer_hidden(PASSWORD, "Your settings:");
+    screen.answer_hidden_retrying(PASSWORD, "The same password again");
+    screen.answer_hidden_retrying(PASSWORD, "Your settings:");
     screen.expect("cpus memory gpus");
     screen.answer("1 2 0");
     screen.expect("Start (");
@@ -597,7 +574,7 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     screen.expect("Book 1 CPU, 2 GB, no GPU");
     screen.type_text("y");
     screen.expect("Booking successful!");
-    let code = screen.finish();
+    let (code, _) = screen.finish();
     for line in screen.transcript().lines() {
         println!("    ▏{line}");
     }

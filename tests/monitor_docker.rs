@@ -58,41 +58,10 @@ const DEAD_DOCKER_HOST: &str = "unix:///nonexistent/docker.sock";
 
 // ---- the temporary root ------------------------------------------------------------------
 
-/// Removes this test's containers when dropped — also when the test fails.
-struct Containers {
-    names: Vec<String>,
-    root_label: String,
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        if images::docker_engine().is_err() {
-            return;
-        }
-        let mut names = self.names.clone();
-        // And whatever else the monitor started for this root.
-        if let Ok(output) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=gpu-booking.root={}", self.root_label)])
-            .output()
-        {
-            names.extend(String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_string));
-        }
-        if !names.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&names)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 /// A temporary root (`cfg/`, `jobs/`, the volume folders) for one test, and its users.
 struct Lab {
     // Dropped first: the containers go before the folders they mount.
-    _containers: Containers,
+    _containers: images::TestContainers,
     dir: TempDir,
     users: Vec<String>,
     ports: BTreeMap<String, u16>,
@@ -106,9 +75,9 @@ impl Lab {
         for user in &users {
             assert!(user.len() <= 64, "user id {user} is too long");
         }
-        let containers = Containers { names: users.clone(), root_label: dir.path().display().to_string() };
+        let containers = images::TestContainers { names: users.clone(), root_label: dir.path().display().to_string() };
         // A container left by an earlier run that had this process id would hold a name.
-        drop(Containers { names: users.clone(), root_label: containers.root_label.clone() });
+        drop(images::TestContainers { names: users.clone(), root_label: containers.root_label.clone() });
         let lab = Lab { _containers: containers, dir, users, ports: BTreeMap::new() };
         lab.write(
             "cfg/host_deploy.yaml",
@@ -1124,19 +1093,26 @@ fn started_at(container: &Value) -> String {
     container["State"]["StartedAt"].as_str().unwrap_or_default().to_string()
 }
 
+/// A lab whose one user has a running container (started by a first pass), and that user's
+/// id. The container's `StartedAt` is returned too: Docker keeps nanoseconds, so a restart
+/// always moves it on.
+fn lab_with_a_running_container(name: &str) -> (Lab, String, String) {
+    let mut lab = Lab::new(name, &["a"]);
+    lab.register_all();
+    let user = lab.user(0).to_string();
+    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
+    lab.monitor(NOW).expect(0, "the first pass starts the container");
+    let started = started_at(&inspect_existing(&user, "after the first pass"));
+    (lab, user, started)
+}
+
 #[test]
 fn a_restart_request_restarts_the_container_and_is_consumed() {
     if !images::engine_or_skip("a_restart_request_restarts_the_container_and_is_consumed") {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("restart", &["a"]);
-    lab.register_all();
-    let user = lab.user(0).to_string();
-    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.monitor(NOW).expect(0, "the first pass starts the container");
-    let before = started_at(&inspect_existing(&user, "after the first pass"));
-    // Docker's StartedAt has nanoseconds; a restart always moves it on.
+    let (lab, user, before) = lab_with_a_running_container("restart");
     lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
     assert_eq!(lab.read(MONITOR_EXEC), format!("restart {user}\n"), "the request waits in monitor_exec");
     lab.monitor(NOW).expect(0, "the pass that serves the request");
@@ -1145,6 +1121,50 @@ fn a_restart_request_restarts_the_container_and_is_consumed() {
     assert_ne!(started_at(&after), before, "the container was restarted");
     assert_eq!(lab.read(MONITOR_EXEC), "", "the requests were consumed");
     lab.assert_logged("[INFO]", &[&user, "restarted on request"], "the restart is logged");
+}
+
+/// A restart Docker fails to do is not lost: the request goes back into `jobs/monitor_exec`
+/// for the next pass, and the failure is logged.
+#[test]
+fn a_restart_that_docker_fails_is_kept_for_the_next_pass() {
+    if !images::engine_or_skip("a_restart_that_docker_fails_is_kept_for_the_next_pass") {
+        return;
+    }
+    images::busybox_image();
+    let (lab, user, _) = lab_with_a_running_container("restart-fails");
+    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    // The container's entrypoint is `/bin/sh …`: without it, Docker cannot start it again.
+    exec(&user, "rm -f /bin/sh");
+
+    lab.monitor(NOW).expect_failure("a pass whose restart fails");
+
+    assert_eq!(lab.read(MONITOR_EXEC), format!("restart {user}\n"), "the request waits for the next pass");
+    lab.assert_logged("[ERROR] DockerError", &[&user, "tried again at the next pass"], "the failed restart is logged");
+}
+
+/// A restart request never reaches a container gpu-booking did not start, even one that took
+/// the name of a running booking's container.
+#[test]
+fn a_restart_request_leaves_a_foreign_container_alone() {
+    if !images::engine_or_skip("a_restart_request_leaves_a_foreign_container_alone") {
+        return;
+    }
+    let image = images::busybox_image();
+    let (lab, user, _) = lab_with_a_running_container("restart-foreign");
+    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    // Someone replaces the booking's container with one of their own, under the same name.
+    docker_ok(&["rm", "-f", &user]);
+    docker_ok(&["run", "-d", "--name", &user, image, "sleep", "600"]);
+    let before = inspect_existing(&user, "the foreign container");
+
+    let pass = lab.monitor(NOW);
+    pass.assert_no_panic("a pass with a restart request for a foreign container's name");
+
+    let after = inspect_existing(&user, "the foreign container after the pass");
+    assert_eq!(after["Id"], before["Id"], "the same container");
+    assert_eq!(started_at(&after), started_at(&before), "the foreign container was not restarted");
+    lab.assert_logged("[ERROR] ForeignContainerError", &[&user, "not restarted"], "the refused restart is reported");
+    assert_eq!(lab.read(MONITOR_EXEC), "", "the request was answered, not kept for a retry");
 }
 
 #[test]

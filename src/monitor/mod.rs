@@ -153,15 +153,19 @@ async fn pass(
     for booking in &plan.continuing {
         reconcile_running(root, config, engine, booking, &label, options.progress, log).await;
     }
+    let mut failed_restarts = Vec::new();
     for request in &requests {
-        if let Request::Restart(user) = request {
-            restart(engine, &running_now, user, log).await;
+        if let Request::Restart(user) = request
+            && !restart(engine, &running_now, user, &label, log).await
+        {
+            failed_restarts.push(request.clone());
         }
     }
     stop_orphans(engine, &label, &running_now, &plan, log).await;
     check_gpus(engine, gpus, &running_now, log).await;
 
     record(root, &plan, &ended_ok, &started_ok, log)?;
+    requeue(root, &failed_restarts, log)?;
     summary.started += started_ok.len();
     summary.stopped += ended_ok.len();
     summary.missed += plan.missed.len();
@@ -470,15 +474,60 @@ async fn reconcile_running(
     }
 }
 
-async fn restart(engine: &Engine, running: &[Booking], user: &UserId, log: &mut MonitorLog) {
+/// `false` when Docker failed, so the request should be tried again; a request from a user
+/// with nothing running is answered (with a warning), not retried.
+async fn restart(engine: &Engine, running: &[Booking], user: &UserId, label: &str, log: &mut MonitorLog) -> bool {
     if !running.iter().any(|booking| &booking.user_id == user) {
         log.warning("RestartWarning", &format!("{user} asked for a restart but has no running booking"));
-        return;
+        return true;
     }
-    match engine.restart(user.as_str()).await {
-        Ok(()) => log.info(&format!("{user}'s container was restarted on request")),
-        Err(error) => log.error("DockerError", &format!("{error:#}")),
+    let name = user.as_str();
+    match engine.container(name).await {
+        Ok(Some(container)) if container.is_ours(label) => {}
+        Ok(Some(_)) => {
+            log.error(
+                "ForeignContainerError",
+                &format!("a container named {name} exists but was not started by gpu-booking; it was not restarted"),
+            );
+            return true;
+        }
+        Ok(None) => {
+            log.warning("RestartWarning", &format!("{user} asked for a restart but has no container to restart"));
+            return true;
+        }
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}; the restart is tried again at the next pass"));
+            return false;
+        }
     }
+    match engine.restart(name).await {
+        Ok(()) => {
+            log.info(&format!("{user}'s container was restarted on request"));
+            true
+        }
+        Err(error) => {
+            log.error("DockerError", &format!("{error:#}; the restart is tried again at the next pass"));
+            false
+        }
+    }
+}
+
+/// Puts requests that failed back into `jobs/monitor_exec` for the next pass. Written while
+/// this pass runs, they do not set off the path unit again (systemd does not watch the file
+/// while the service runs): the timer's next pass takes them, so a Docker engine that keeps
+/// failing is not hammered.
+fn requeue(root: &Root, requests: &[Request], log: &mut MonitorLog) -> Result<()> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let lock = ExclusiveLock::acquire(root)?;
+    for request in requests {
+        if let Err(error) = monitor_exec::append(&lock, request) {
+            log.error("RequestError", &format!("cannot keep a failed request for the next pass: {error:#}"));
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 /// Stops containers of ours that no running booking accounts for (a hand-deleted row, a

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 /// The image's tag.
 pub const DEBIAN_SSH_IMAGE: &str = "gpu-booking-test/debian-ssh:bookworm";
 
-/// The label holding the recipe; bump [`RECIPE`] when the recipe below changes.
-const RECIPE_LABEL: &str = "gpu-booking-test.recipe";
+use super::images::{RECIPE_LABEL, image_recipe, import_command};
+
+/// The image's recipe (in its label); bump it when the recipe below changes.
 const RECIPE: &str = "e2e-v1-debootstrap-minbase-bookworm-openssh-server,passwd";
 
 /// Where the packages come from; `GPU_BOOKING_E2E_MIRROR` overrides it.
@@ -28,11 +29,7 @@ const BUILD_LIMIT: Duration = Duration::from_secs(600);
 
 /// Whether the engine holds an image of this tag built from this very recipe.
 pub fn cached() -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", "--format", &format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}")])
-        .arg(DEBIAN_SSH_IMAGE)
-        .output()
-        .is_ok_and(|output| output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == RECIPE)
+    image_recipe(DEBIAN_SSH_IMAGE).as_deref() == Some(RECIPE)
 }
 
 /// The image's tag, built if the engine has none of this recipe. `log` receives a line per
@@ -136,18 +133,7 @@ pub fn debian_ssh_image(debootstrap: &Path, log: &mut dyn FnMut(&str)) -> Result
         .spawn()
         .map_err(|error| format!("cannot run tar: {error}"))?;
     let archive = tar.stdout.take().expect("a piped stdout");
-    let import = Command::new("docker")
-        .args([
-            "import",
-            "--change",
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            "--change",
-            &format!("LABEL {RECIPE_LABEL}={RECIPE}"),
-            "-",
-            DEBIAN_SSH_IMAGE,
-        ])
+    let import = import_command(DEBIAN_SSH_IMAGE, RECIPE)
         .stdin(Stdio::from(archive))
         .output()
         .map_err(|error| format!("cannot run docker import: {error}"))?;

@@ -27,8 +27,8 @@ const APPLETS: &[&str] = &["sh", "sleep", "cat", "printf", "grep", "mkdir", "chm
 /// rebuilt rather than reused.
 const RECIPE_VERSION: &str = "1";
 
-/// The image label holding the recipe's fingerprint.
-const RECIPE_LABEL: &str = "gpu-booking-test.recipe";
+/// The image label holding the recipe's fingerprint, so an image of the same recipe is reused.
+pub const RECIPE_LABEL: &str = "gpu-booking-test.recipe";
 
 /// Set to `1` to make a missing engine a failure instead of a skip (CI with Docker).
 pub const REQUIRE_DOCKER: &str = "GPU_BOOKING_REQUIRE_DOCKER";
@@ -89,32 +89,11 @@ fn build_busybox() -> Result<(), String> {
     let fingerprint = fingerprint()?;
     // An image of this very recipe is reused: importing again would only leave the old one
     // dangling on every run.
-    let existing = Command::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            &format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}"),
-            BUSYBOX_IMAGE,
-        ])
-        .output()
-        .map_err(|error| format!("cannot run docker: {error}"))?;
-    if existing.status.success() && String::from_utf8_lossy(&existing.stdout).trim() == fingerprint {
+    if image_recipe(BUSYBOX_IMAGE).as_deref() == Some(fingerprint.as_str()) {
         return Ok(());
     }
     let archive = root_filesystem()?;
-    let mut import = Command::new("docker")
-        .args([
-            "import",
-            "--change",
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            "--change",
-            &format!("LABEL {RECIPE_LABEL}={fingerprint}"),
-            "-",
-            BUSYBOX_IMAGE,
-        ])
+    let mut import = import_command(BUSYBOX_IMAGE, &fingerprint)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -131,6 +110,64 @@ fn build_busybox() -> Result<(), String> {
         return Err(format!("docker import failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
     }
     Ok(())
+}
+
+/// The recipe label of the image `tag` on the engine; `None` when there is no such image.
+pub fn image_recipe(tag: &str) -> Option<String> {
+    let output = Command::new("docker")
+        .args(["image", "inspect", "--format", &format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}"), tag])
+        .output()
+        .ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// `docker import - TAG` of a root file system tar on stdin (the caller connects it), with a
+/// standard `PATH`, a shell as the command, and `recipe` in [`RECIPE_LABEL`].
+pub fn import_command(tag: &str, recipe: &str) -> Command {
+    let mut command = Command::new("docker");
+    command.args([
+        "import",
+        "--change",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--change",
+        "CMD [\"/bin/sh\"]",
+        "--change",
+        &format!("LABEL {RECIPE_LABEL}={recipe}"),
+        "-",
+        tag,
+    ]);
+    command
+}
+
+/// Removes, when dropped (also when a test fails), the containers named here and every
+/// container the monitor labelled with this root.
+pub struct TestContainers {
+    pub names: Vec<String>,
+    pub root_label: String,
+}
+
+impl Drop for TestContainers {
+    fn drop(&mut self) {
+        if docker_engine().is_err() {
+            return;
+        }
+        let mut names = self.names.clone();
+        if let Ok(output) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=gpu-booking.root={}", self.root_label)])
+            .output()
+        {
+            names.extend(String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_string));
+        }
+        if !names.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&names)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// A tar archive of the image's root file system.
