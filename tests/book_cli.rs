@@ -1216,6 +1216,19 @@ fn status_shows_running_and_booked_with_container_and_minutes_left() {
     lab.assert_unchanged(&before, "book status");
 }
 
+/// A booking whose start has come but that no monitor pass has moved yet says so, instead
+/// of "starts in 0 min".
+#[test]
+fn status_of_a_booking_due_now_says_the_monitor_starts_it() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("alice", "1", "2", "0", "now", "2-hour");
+    let text = lab.book_as("alice", &["status"]).run().expect(0, "status");
+    assert!(text.stdout.contains("due now: the monitor's next pass starts the container"), "{text}");
+    assert!(text.stdout.contains("1 CPU, 2 GB, no GPU"), "{text}");
+    assert!(!text.stdout.contains("starts in 0 min"), "{text}");
+}
+
 // ---- book restart ------------------------------------------------------------------------
 
 #[test]

@@ -593,6 +593,12 @@ fn status(session: &Session, user: &UserId, json: bool) -> Result<()> {
                 human_duration(booking.end - session.now),
                 format_minutes(booking.end)
             ),
+            // Its start has come but no monitor pass has moved it yet.
+            BookingState::Booked if booking.start <= session.now => println!(
+                "booked   due now: the monitor's next pass starts the container; ends {}, port {}",
+                format_minutes(booking.end),
+                booking.forward_port
+            ),
             BookingState::Booked => println!(
                 "booked   starts in {} ({}), ends {}, port {}",
                 human_duration(booking.start - session.now),
@@ -601,7 +607,12 @@ fn status(session: &Session, user: &UserId, json: bool) -> Result<()> {
                 booking.forward_port
             ),
         }
-        println!("         {} CPUs, {} GB, GPUs {}", booking.cpus, booking.memory, format_gpu_list(&booking.gpus));
+        println!(
+            "         {}, {} GB, {}",
+            views::cpus_text(booking.cpus),
+            booking.memory,
+            views::gpu_ids_text(&booking.gpus)
+        );
     }
     Ok(())
 }
