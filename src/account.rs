@@ -74,17 +74,7 @@ pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> R
         bail!(Refused(format!("{user} is already registered; log in with your password")));
     }
     let forward_port = free_port(lock, &config)?;
-    let entry = UserEntry {
-        password: Some(password::hash(chosen_password)?),
-        forward_port,
-        image: None,
-        extra_command: None,
-        volume_work_dir: Some(config.deploy.volume_work_dir.join(user.as_str())),
-        volume_dataset_dir: Some(config.deploy.volume_dataset_dir.clone()),
-        volume_backup_dir: Some(config.deploy.volume_backup_dir.join(user.as_str())),
-        ssh_keys: Vec::new(),
-        must_change_password: false,
-    };
+    let entry = UserEntry::fresh(&config.deploy, user, forward_port, password::hash(chosen_password)?);
     volumes::create_user_folders(lock.root(), &config, user, &entry)?;
     config.users.users.insert(user.clone(), entry.clone());
     config.users.save(lock, &config.deploy.users_config_yaml)?;

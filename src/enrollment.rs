@@ -88,21 +88,6 @@ fn port_in_active_bookings(lock: &impl LockHeld, user: &UserId, port: u16) -> Re
     Ok(None)
 }
 
-/// A fresh entry with the folders the original would use.
-fn fresh_entry(config: &Config, user: &UserId, forward_port: u16, password_hash: String) -> UserEntry {
-    UserEntry {
-        password: Some(password_hash),
-        forward_port,
-        image: None,
-        extra_command: None,
-        volume_work_dir: Some(config.deploy.volume_work_dir.join(user.as_str())),
-        volume_dataset_dir: Some(config.deploy.volume_dataset_dir.clone()),
-        volume_backup_dir: Some(config.deploy.volume_backup_dir.join(user.as_str())),
-        ssh_keys: Vec::new(),
-        must_change_password: false,
-    }
-}
-
 /// Enrols a new user: allowed, limits set, folders created, a port and a password.
 pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
     let mut config = Config::load(lock)?;
@@ -136,7 +121,7 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
     }
     let edited = capability_edit::apply(&shown, &text, &edits)?;
 
-    let mut entry = fresh_entry(&config, user, forward_port, hash);
+    let mut entry = UserEntry::fresh(&config.deploy, user, forward_port, hash);
     entry.ssh_keys = keys;
     entry.must_change_password = temporary_password.is_some();
     volumes::create_user_folders(lock.root(), &config, user, &entry)?;
@@ -291,7 +276,7 @@ pub fn reset_password(lock: &ExclusiveLock, user: &UserId, choice: &PasswordChoi
                 bail!(Refused(format!("{user} is not enrolled; use enroll add {user}")));
             }
             let port = account::free_port(lock, &config)?;
-            let mut entry = fresh_entry(&config, user, port, hash);
+            let mut entry = UserEntry::fresh(&config.deploy, user, port, hash);
             entry.must_change_password = temporary.is_some();
             volumes::create_user_folders(lock.root(), &config, user, &entry)?;
             config.users.users.insert(user.clone(), entry);

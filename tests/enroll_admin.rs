@@ -315,8 +315,8 @@ fn purge_refuses_a_folder_outside_the_volume_parents() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("precious"), "keep me").unwrap();
     let text = read(path, "cfg/users_config.yaml");
-    let work = path.join("volumes/work/alice");
-    let edited = text.replace(work.to_str().unwrap(), outside.path().to_str().unwrap());
+    // New entries keep host_deploy.yaml's relative form; the admin's edit points elsewhere.
+    let edited = text.replace("./volumes/work/alice", outside.path().to_str().unwrap());
     assert_ne!(edited, text);
     fs::write(path.join("cfg/users_config.yaml"), edited).unwrap();
     let before = snapshot(path);
@@ -435,4 +435,44 @@ fn man_writes_a_page_per_binary_and_subcommand() {
             assert!(output.status.success(), "man -l {page}: {output:?}");
         }
     }
+}
+
+/// New users' folders are written the original's way, `<volume_work_dir>/<user>` as
+/// `host_deploy.yaml` spells it; relative ones are relative to the root, so a root copied or
+/// moved elsewhere (a test install promoted to /srv, a restored backup) uses its own folders.
+#[test]
+fn relative_user_folders_follow_the_root_when_it_moves() {
+    let first = scratch_root();
+    ok(first.path(), &["add", "alice", "--password-stdin"], "tulip-42\n");
+    let users = read(first.path(), "cfg/users_config.yaml");
+    assert!(users.contains("volume_work_dir: ./volumes/work/alice"), "{users}");
+    assert!(users.contains("volume_backup_dir: ./volumes/backup/alice"), "{users}");
+    assert!(!users.contains(first.path().to_str().unwrap()), "no absolute path of the first root:\n{users}");
+
+    let moved = tempfile::tempdir().unwrap();
+    for name in ["host_deploy.yaml", "capability_config.yaml", "users_config.yaml", "templates/backup.yaml"] {
+        let target = moved.path().join("cfg").join(name);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::copy(first.path().join("cfg").join(name), target).unwrap();
+    }
+    fs::create_dir_all(moved.path().join("jobs")).unwrap();
+    let output = Command::new(common::binary("run-container"))
+        .arg("--root")
+        .arg(moved.path())
+        .args(["--user", "alice", "--dry-run"])
+        .env("GPU_BOOKING_NOW", NOW)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "run-container --dry-run: {}", String::from_utf8_lossy(&output.stderr));
+    let spec: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let work = spec["binds"]
+        .as_array()
+        .expect("binds")
+        .iter()
+        .find(|bind| bind["container_path"] == "/root/Work")
+        .expect("the work folder bind")["host_path"]
+        .as_str()
+        .expect("a path")
+        .to_string();
+    assert_eq!(Path::new(&work), moved.path().join("volumes/work/alice"), "the moved root's own folder");
 }

@@ -3,7 +3,7 @@
 //!
 //! Admin-authored; the tools only read it. Read without the state lock: no tool writes it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -35,6 +35,14 @@ pub struct HostDeploy {
     pub capability_config_yaml: PathBuf,
     /// The images users may pick; the first is the default.
     pub images: Vec<String>,
+    /// What relative paths are resolved against.
+    root: Root,
+    /// The three volume paths as the file writes them (`./volumes/work`), for new user
+    /// entries: the original stores `<volume_work_dir>/<user>` as written, so a root that
+    /// uses relative paths can be moved or copied without rewriting `users_config.yaml`.
+    written_work_dir: PathBuf,
+    written_dataset_dir: PathBuf,
+    written_backup_dir: PathBuf,
 }
 
 impl HostDeploy {
@@ -66,7 +74,22 @@ impl HostDeploy {
             users_config_yaml: root.resolve(&raw.users_config_yaml),
             capability_config_yaml: root.resolve(&raw.capability_config_yaml),
             images,
+            root: root.clone(),
+            written_work_dir: raw.volume_work_dir,
+            written_dataset_dir: raw.volume_dataset_dir,
+            written_backup_dir: raw.volume_backup_dir,
         })
+    }
+
+    /// A path from a configuration file: relative ones are relative to the root.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.root.resolve(path)
+    }
+
+    /// A new user's work, dataset and backup folders as the original writes them in
+    /// `users_config.yaml`: this file's paths as written, with the user id appended.
+    pub fn new_user_folders(&self, user: &str) -> (PathBuf, PathBuf, PathBuf) {
+        (self.written_work_dir.join(user), self.written_dataset_dir.clone(), self.written_backup_dir.join(user))
     }
 
     pub fn default_image(&self) -> &str {

@@ -47,17 +47,44 @@ pub struct UserEntry {
 }
 
 impl UserEntry {
-    /// The user's work folder: their entry's, else `<volume_work_dir>/<user>`.
+    /// A new user's entry: no image or extra command of their own, and the folders the
+    /// original would write.
+    pub fn fresh(deploy: &HostDeploy, user: &UserId, forward_port: u16, password_hash: String) -> UserEntry {
+        let (work, dataset, backup) = deploy.new_user_folders(user.as_str());
+        UserEntry {
+            password: Some(password_hash),
+            forward_port,
+            image: None,
+            extra_command: None,
+            volume_work_dir: Some(work),
+            volume_dataset_dir: Some(dataset),
+            volume_backup_dir: Some(backup),
+            ssh_keys: Vec::new(),
+            must_change_password: false,
+        }
+    }
+
+    /// The user's work folder: their entry's (relative to the root when relative), else
+    /// `<volume_work_dir>/<user>`.
     pub fn work_dir(&self, deploy: &HostDeploy, user: &UserId) -> PathBuf {
-        self.volume_work_dir.clone().unwrap_or_else(|| deploy.volume_work_dir.join(user.as_str()))
+        match &self.volume_work_dir {
+            Some(folder) => deploy.resolve(folder),
+            None => deploy.volume_work_dir.join(user.as_str()),
+        }
     }
 
     pub fn backup_dir(&self, deploy: &HostDeploy, user: &UserId) -> PathBuf {
-        self.volume_backup_dir.clone().unwrap_or_else(|| deploy.volume_backup_dir.join(user.as_str()))
+        match &self.volume_backup_dir {
+            Some(folder) => deploy.resolve(folder),
+            None => deploy.volume_backup_dir.join(user.as_str()),
+        }
     }
 
     pub fn dataset_dir(&self, deploy: &HostDeploy) -> PathBuf {
-        self.volume_dataset_dir.clone().unwrap_or_else(|| deploy.volume_dataset_dir.clone())
+        match &self.volume_dataset_dir {
+            Some(folder) => deploy.resolve(folder),
+            None => deploy.volume_dataset_dir.clone(),
+        }
     }
 
     /// True when the stored password is a crypt(3) hash rather than legacy plain text.
