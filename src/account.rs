@@ -11,7 +11,6 @@ use crate::error::{AuthenticationFailed, Refused, UsageError};
 use crate::lock::{ExclusiveLock, LockHeld};
 use crate::password;
 use crate::schedule::{self, ActiveFile};
-use crate::volumes;
 
 /// The forward ports users get: the original's application range, above the well-known ports.
 pub const PORT_RANGE: std::ops::RangeInclusive<u16> = 10001..=11000;
@@ -63,7 +62,7 @@ pub fn verify_password(lock: &ExclusiveLock, user: &UserId, typed: &str) -> Resu
 }
 
 /// Registers a new user (allowed, no entry yet): hashes their password, gives them a free
-/// random forward port, creates their folders. Returns their new entry.
+/// random forward port. Returns their new entry.
 pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> Result<UserEntry> {
     password::check_new(chosen_password, user.as_str()).map_err(UsageError)?;
     let mut config = Config::load(lock)?;
@@ -74,8 +73,9 @@ pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> R
         bail!(Refused(format!("{user} is already registered; log in with your password")));
     }
     let forward_port = free_port(lock, &config)?;
+    // No folders here: `book` runs as the unprivileged booking account, which may not write
+    // the volume parents; the monitor (root) makes them before the first container starts.
     let entry = UserEntry::fresh(&config.deploy, user, forward_port, password::hash(chosen_password)?);
-    volumes::create_user_folders(lock.root(), &config, user, &entry)?;
     config.users.users.insert(user.clone(), entry.clone());
     config.users.save(lock, &config.deploy.users_config_yaml)?;
     Ok(entry)

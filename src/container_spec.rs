@@ -7,11 +7,10 @@
 //! hash and the user's public keys), never in its environment, command line or labels.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::backup_list::{BackupEntry, BackupList, EntryKind};
 use crate::config::{Config, HostMax, UserEntry, UserId};
 use crate::schedule::{Booking, format_gpu_list, format_time};
 
@@ -50,7 +49,7 @@ pub struct ContainerSpec {
     pub shm_size_bytes: Option<i64>,
     pub device_request: Option<GpuRequest>,
     pub port_bindings: Vec<PortBinding>,
-    pub binds: Vec<Bind>,
+    pub mounts: Vec<FolderMount>,
     pub environment: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub restart_policy: String,
@@ -72,19 +71,13 @@ pub struct PortBinding {
     pub container_port: String,
 }
 
+/// One of the user's folders, mounted by Docker as data (a bollard `Mount`), never as a
+/// `host:container:options` string.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Bind {
+pub struct FolderMount {
     pub host_path: PathBuf,
     pub container_path: String,
     pub read_only: bool,
-}
-
-impl Bind {
-    /// Docker's `host:container[:ro]` form.
-    pub fn to_docker(&self) -> String {
-        let mode = if self.read_only { ":ro" } else { "" };
-        format!("{}:{}{mode}", self.host_path.display(), self.container_path)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,20 +88,14 @@ pub struct FileToInstall {
     pub contents: Vec<u8>,
 }
 
-/// A `backup.yaml` entry refused because it could reach outside the backup folder.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RefusedBackupEntry {
-    pub entry: String,
-    pub reason: String,
-}
-
 /// What the builder needs besides the booking.
 pub struct SpecInputs<'a> {
     pub config: &'a Config,
     pub root_label: String,
     pub user: &'a UserId,
     pub entry: &'a UserEntry,
-    pub backup_list: &'a BackupList,
+    /// The user's work, backup and dataset folders, checked by [`crate::volumes::UserFolders`].
+    pub folders: (PathBuf, PathBuf, PathBuf),
 }
 
 /// The memory rule: RAM `ceil(memory × shm_rate)` GB, RAM + swap `memory` GB, shared
@@ -130,9 +117,9 @@ pub fn gpu_request(gpus: &[u32]) -> Option<GpuRequest> {
     })
 }
 
-/// Builds the container for `booking`. Backup entries that could lead outside the backup
-/// folder are left out and returned, so the caller can log them.
-pub fn build(booking: &Booking, inputs: &SpecInputs) -> (ContainerSpec, Vec<RefusedBackupEntry>) {
+/// Builds the container for `booking`. The saved `backup.yaml` paths are not mounted: they
+/// are copied into the container before it starts (see [`crate::monitor::backup`]).
+pub fn build(booking: &Booking, inputs: &SpecInputs) -> ContainerSpec {
     let config = inputs.config;
     let deploy = &config.deploy;
     let image = booking
@@ -141,26 +128,12 @@ pub fn build(booking: &Booking, inputs: &SpecInputs) -> (ContainerSpec, Vec<Refu
         .or_else(|| inputs.entry.image.clone())
         .unwrap_or_else(|| deploy.default_image().to_string());
     let (memory_bytes, memory_swap_bytes, shm_size_bytes) = memory_limits(booking.memory, &config.capability.max);
-    let backup_dir = inputs.entry.backup_dir(deploy, inputs.user);
-    let mut binds = vec![
-        Bind {
-            host_path: inputs.entry.work_dir(deploy, inputs.user),
-            container_path: WORK_MOUNT.into(),
-            read_only: false,
-        },
-        Bind { host_path: backup_dir.clone(), container_path: BACKUP_MOUNT.into(), read_only: false },
-        Bind { host_path: inputs.entry.dataset_dir(deploy), container_path: DATASET_MOUNT.into(), read_only: true },
+    let (work, backup, dataset) = inputs.folders.clone();
+    let mounts = vec![
+        FolderMount { host_path: work, container_path: WORK_MOUNT.into(), read_only: false },
+        FolderMount { host_path: backup, container_path: BACKUP_MOUNT.into(), read_only: false },
+        FolderMount { host_path: dataset, container_path: DATASET_MOUNT.into(), read_only: true },
     ];
-    let mut refused = Vec::new();
-    for entry in &inputs.backup_list.entries {
-        match saved_copy(&backup_dir, entry) {
-            Ok(Some(host_path)) => {
-                binds.push(Bind { host_path, container_path: entry.container_path.clone(), read_only: false })
-            }
-            Ok(None) => {}
-            Err(reason) => refused.push(RefusedBackupEntry { entry: entry.backup_path.clone(), reason }),
-        }
-    }
     let mut labels = BTreeMap::new();
     labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
     labels.insert(LABEL_ROOT.to_string(), inputs.root_label.clone());
@@ -198,51 +171,23 @@ pub fn build(booking: &Booking, inputs: &SpecInputs) -> (ContainerSpec, Vec<Refu
         });
     }
 
-    let spec = ContainerSpec {
+    ContainerSpec {
         name: booking.user_id.to_string(),
         image,
         entrypoint: vec!["/bin/sh".into(), format!("{SETUP_DIR}/start")],
         command: Vec::new(),
-        nano_cpus: (booking.cpus * 1e9).round() as i64,
+        // Docker reads 0 as "no limit": whatever a hand-edited row says, never ask for that.
+        nano_cpus: ((booking.cpus * 1e9).round() as i64).max(10_000_000),
         memory_bytes,
         memory_swap_bytes,
         shm_size_bytes,
         device_request: gpu_request(&booking.gpus),
         port_bindings: vec![PortBinding { host_port: booking.forward_port, container_port: "22/tcp".into() }],
-        binds,
+        mounts,
         environment: Vec::new(),
         labels,
         restart_policy: "unless-stopped".into(),
         files,
-    };
-    (spec, refused)
-}
-
-/// The host path of a backup entry's saved copy, if one was saved. `Err` when the entry
-/// could reach outside the backup folder — through `..`, an absolute path or a symlink
-/// (the user controls the folder's contents from inside their container).
-pub fn saved_copy(backup_dir: &Path, entry: &BackupEntry) -> Result<Option<PathBuf>, String> {
-    crate::config::backup_list::check_backup_path(&entry.backup_path)?;
-    let path = backup_dir.join(&entry.backup_path);
-    let mut walked = backup_dir.to_path_buf();
-    for component in Path::new(&entry.backup_path).components() {
-        walked.push(component);
-        match std::fs::symlink_metadata(&walked) {
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symbolic link; it could lead outside the backup folder",
-                    walked.display()
-                ));
-            }
-            Ok(_) => {}
-            Err(_) => return Ok(None),
-        }
-    }
-    let is_dir = path.is_dir();
-    match entry.kind {
-        EntryKind::Dir if !is_dir => Err(format!("{} is not a folder", path.display())),
-        EntryKind::File if is_dir => Err(format!("{} is a folder, not a file", path.display())),
-        _ => Ok(Some(path)),
     }
 }
 

@@ -10,8 +10,8 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, PortBinding as DockerPortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountBindOptions, MountType,
+    PortBinding as DockerPortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions, ListContainersOptions,
@@ -109,10 +109,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates and starts a booking's container: image pulled if missing, the setup files
-    /// written in before the start. Returns the parts of the image contract the container
-    /// lacks (`sshd`, `chpasswd`): it runs all the same, and the caller warns.
-    pub async fn start_booking_container(&self, spec: &ContainerSpec, progress: bool) -> Result<Vec<String>> {
+    /// Creates and starts a booking's container: image pulled if missing, the setup files and
+    /// the user's saved files (`restore`, a tar archive rooted at `/`) copied in before the
+    /// start. Returns what went wrong with the saved files (the container starts without
+    /// them) and the parts of the image contract the container lacks (`sshd`, `chpasswd`):
+    /// it runs all the same, and the caller warns.
+    pub async fn start_booking_container(
+        &self,
+        spec: &ContainerSpec,
+        restore: Option<&std::path::Path>,
+        progress: bool,
+    ) -> Result<Started> {
         self.ensure_image(&spec.image, progress).await?;
         let body = create_body(spec);
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
@@ -127,19 +134,52 @@ impl Engine {
                 .upload_to_container(&spec.name, Some(upload), bollard::body_full(archive.into()))
                 .await
                 .with_context(|| format!("cannot write the setup files into container {}", spec.name))?;
+            let mut restore_problem = None;
+            if let Some(archive) = restore {
+                restore_problem = self.upload_file(&spec.name, archive).await.err();
+            }
             self.docker
                 .start_container(&spec.name, None::<StartContainerOptions>)
                 .await
-                .with_context(|| format!("cannot start container {}", spec.name))
+                .with_context(|| format!("cannot start container {}", spec.name))?;
+            Ok(restore_problem)
         }
         .await;
-        if let Err(error) = started {
-            // A container that never ran holds the name; remove it so the next pass can retry.
-            let _ = self.remove(&spec.name).await;
-            return Err(error);
-        }
+        let restore_problem = match started {
+            Ok(problem) => problem,
+            Err(error) => {
+                // A container that never ran holds the name; remove it so the next pass can retry.
+                let _ = self.remove(&spec.name).await;
+                return Err(error);
+            }
+        };
         let missing = self.run(&spec.name, CONTRACT_CHECK).await.unwrap_or_default();
-        Ok(missing.split_whitespace().map(str::to_string).collect())
+        Ok(Started {
+            restore_problem: restore_problem.map(|error| format!("{error:#}")),
+            missing: missing.split_whitespace().map(str::to_string).collect(),
+        })
+    }
+
+    /// Copies a tar archive (rooted at `/`) into a container, streamed from the file.
+    async fn upload_file(&self, name: &str, archive: &std::path::Path) -> Result<()> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+        let chunks = futures_util::stream::poll_fn(move |_| {
+            let mut buffer = vec![0u8; 256 * 1024];
+            std::task::Poll::Ready(match file.read(&mut buffer) {
+                Ok(0) => None,
+                Ok(read) => {
+                    buffer.truncate(read);
+                    Some(Ok(buffer.into()))
+                }
+                Err(error) => Some(Err(error)),
+            })
+        });
+        let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
+        self.docker
+            .upload_to_container(name, Some(upload), bollard::body_try_stream(chunks))
+            .await
+            .with_context(|| format!("cannot copy the saved files into container {name}"))
     }
 
     /// The container called `name`, if any.
@@ -182,17 +222,23 @@ impl Engine {
 
     /// Stops (with a grace period) and removes a container; one that is gone already is fine.
     pub async fn stop_and_remove(&self, name: &str) -> Result<()> {
-        let options = StopContainerOptions { t: Some(STOP_GRACE_SECONDS), ..Default::default() };
-        match self.docker.stop_container(name, Some(options)).await {
-            Ok(()) => {}
-            Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => {}
-            Err(error) if is_not_found(&error) => return Ok(()),
-            Err(error) => return Err(error).with_context(|| format!("cannot stop container {name}")),
-        }
+        self.stop(name).await?;
         self.remove(name).await
     }
 
-    async fn remove(&self, name: &str) -> Result<()> {
+    /// Stops a container (with a grace period) and keeps it; one that is stopped or gone
+    /// already is fine.
+    pub async fn stop(&self, name: &str) -> Result<()> {
+        let options = StopContainerOptions { t: Some(STOP_GRACE_SECONDS), ..Default::default() };
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("cannot stop container {name}")),
+        }
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<()> {
         let options = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
@@ -218,16 +264,24 @@ impl Engine {
     }
 
     /// Writes a tar archive of `path` inside the container to `archive`; `false` when the
-    /// path does not exist there. Streamed to disk: a saved folder can be large.
-    pub async fn copy_out(&self, name: &str, path: &str, archive: &std::path::Path) -> Result<bool> {
+    /// path does not exist there. Streamed to disk (a saved folder can be large), and given
+    /// up past `limit` bytes.
+    pub async fn copy_out(&self, name: &str, path: &str, archive: &std::path::Path, limit: u64) -> Result<bool> {
         use std::io::Write;
         let options = DownloadFromContainerOptions { path: path.to_string() };
         let mut stream = self.docker.download_from_container(name, Some(options));
         let mut file =
             std::fs::File::create(archive).with_context(|| format!("cannot create {}", archive.display()))?;
+        let mut written: u64 = 0;
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(bytes) => file.write_all(&bytes).with_context(|| format!("cannot write {}", archive.display()))?,
+                Ok(bytes) => {
+                    written += bytes.len() as u64;
+                    if written > limit {
+                        bail!("{path} is larger than the {limit} bytes the backup quota leaves; not saved");
+                    }
+                    file.write_all(&bytes).with_context(|| format!("cannot write {}", archive.display()))?
+                }
                 Err(error) if is_not_found(&error) => return Ok(false),
                 Err(error) => return Err(error).with_context(|| format!("cannot copy {path} out of container {name}")),
             }
@@ -325,13 +379,35 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             shm_size: spec.shm_size_bytes,
             device_requests,
             port_bindings: Some(port_bindings),
-            binds: Some(spec.binds.iter().map(|bind| bind.to_docker()).collect()),
+            mounts: Some(spec.mounts.iter().map(folder_mount).collect()),
             restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
             privileged: Some(false),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// A bind mount as data: Docker never parses a path as options, and refuses a source that
+/// does not exist instead of creating it.
+fn folder_mount(mount: &crate::container_spec::FolderMount) -> Mount {
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(mount.host_path.display().to_string()),
+        target: Some(mount.container_path.clone()),
+        read_only: Some(mount.read_only),
+        bind_options: Some(MountBindOptions { create_mountpoint: Some(false), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// What [`Engine::start_booking_container`] reports besides success.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Why the saved files could not be copied in (the container runs without them).
+    pub restore_problem: Option<String>,
+    /// Parts of the image contract the container lacks.
+    pub missing: Vec<String>,
 }
 
 /// The setup files as a tar archive rooted at `/`.

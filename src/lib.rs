@@ -24,6 +24,7 @@ pub mod password;
 pub mod report;
 pub mod root;
 pub mod rules;
+pub mod safe_folder;
 pub mod schedule;
 pub mod views;
 pub mod volumes;

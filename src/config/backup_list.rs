@@ -28,6 +28,15 @@ pub enum EntryKind {
     File,
 }
 
+impl EntryKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            EntryKind::Dir => "folder",
+            EntryKind::File => "file",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupEntry {
     pub kind: EntryKind,
@@ -54,12 +63,10 @@ impl BackupList {
         let mut entries = Vec::new();
         for (kind, key, list) in [(EntryKind::Dir, "Dir", raw.dirs), (EntryKind::File, "File", raw.files)] {
             for (backup_path, container_path) in list.unwrap_or_default() {
-                let problem = match check_backup_path(&backup_path) {
-                    Err(reason) => Some(format!("{backup_path:?}: {reason}; entry left out")),
-                    Ok(()) if !container_path.starts_with('/') => {
-                        Some(format!("{container_path:?}: expected an absolute path in the container; entry left out"))
-                    }
-                    Ok(()) => None,
+                let problem = match (check_backup_path(&backup_path), check_container_path(&container_path)) {
+                    (Err(reason), _) => Some(format!("{backup_path:?}: {reason}; entry left out")),
+                    (Ok(()), Err(reason)) => Some(format!("{container_path:?}: {reason}; entry left out")),
+                    (Ok(()), Ok(())) => None,
                 };
                 if let Some(message) = problem {
                     let mut warning = FileProblem::warning(shown_path, line_of_text(text, &backup_path), key, message);
@@ -81,6 +88,31 @@ fn line_of_text(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|line| line.contains(needle)).map(|index| index + 1)
 }
 
+/// Where nothing is restored: the kernel's file systems, the setup files, and the user's
+/// own folders (mounted from the host already).
+const RESERVED_CONTAINER_PATHS: &[&str] =
+    &["/proc", "/sys", "/dev", "/.gpu-booking", "/root/Work", "/root/Backup", "/root/Dataset"];
+
+/// A container path must be clean and absolute: `/` then plain names, no `.`, `..`, empty
+/// part or trailing `/`, no control character or `:` (which Docker's own syntax would read as
+/// an option), and not inside the places the container's setup owns.
+pub fn check_container_path(path: &str) -> Result<(), String> {
+    let clean = path.len() > 1
+        && path.starts_with('/')
+        && path[1..].split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && !path.chars().any(|character| character.is_control() || character == ':');
+    if !clean {
+        return Err("expected a clean absolute path in the container, such as /root/.ssh".into());
+    }
+    if let Some(reserved) = RESERVED_CONTAINER_PATHS
+        .iter()
+        .find(|reserved| path == **reserved || path.strip_prefix(**reserved).is_some_and(|rest| rest.starts_with('/')))
+    {
+        return Err(format!("{reserved} is not a place files are restored to"));
+    }
+    Ok(())
+}
+
 /// A backup path must stay inside the backup folder: relative, with no `..`.
 pub fn check_backup_path(path: &str) -> Result<(), String> {
     let candidate = Path::new(path);
@@ -97,4 +129,34 @@ pub fn check_backup_path(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths_must_be_clean_and_absolute() {
+        for good in ["/root/.ssh", "/root/.local/share/virtualenvs", "/etc/hosts.d", "/root/Workshop"] {
+            assert_eq!(check_container_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "/",
+            "",
+            "root/.ssh",
+            "/root/ok:ro",
+            "/root/../etc",
+            "/root/./x",
+            "/root//x",
+            "/root/x/",
+            "/root/a\nb",
+            "/proc/self",
+            "/root/Work",
+            "/root/Work/x",
+            "/.gpu-booking/start",
+            "/dev/sda",
+        ] {
+            assert!(check_container_path(bad).is_err(), "{bad:?} is accepted");
+        }
+    }
 }

@@ -1,112 +1,406 @@
-//! Saving a container's `backup.yaml` paths into the user's backup folder before removal,
-//! and reading the list. The user controls both the container and the folder (it is
-//! mounted in the container), so nothing is written through a symbolic link and nothing
-//! lands outside the folder.
+//! The `backup.yaml` paths of a container: copied *out* of the stopped container into the
+//! user's backup folder when a booking ends, and copied *into* the next container before it
+//! starts.
+//!
+//! The user controls their backup folder from inside the container, so the folder is never
+//! bind-mounted piecewise (Docker would resolve a planted link again at every restart) and
+//! never walked by path: everything goes through [`SafeFolder`] handles that refuse links.
+//! Saved copies never carry setuid/setgid bits, device files or fifos.
 
-use std::fs;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
-use crate::config::backup_list::{BackupEntry, BackupList, check_backup_path};
-use crate::config::read_text;
+use crate::config::backup_list::{BackupEntry, BackupList, EntryKind};
 use crate::root::Root;
+use crate::safe_folder::{EntryType, SafeFolder, plain_components};
 
-/// The user's list (`<backup folder>/backup.yaml`), else the template; with the problems of
-/// a list that did not parse (then no path is backed up).
-pub fn load_list(root: &Root, backup_dir: &Path) -> (BackupList, Vec<String>) {
-    let own = backup_dir.join("backup.yaml");
-    let path = if own.exists() { own } else { root.templates_dir().join("backup.yaml") };
-    if !path.exists() {
-        return (BackupList::default(), Vec::new());
+/// A user's `backup.yaml` is a short list; anything larger is not read.
+const LIST_SIZE_LIMIT: u64 = 256 * 1024;
+
+/// Permission bits a saved or restored copy may carry: no setuid, setgid or sticky bit.
+const PLAIN_MODE_BITS: u32 = 0o777;
+
+/// The user's list (`<backup folder>/backup.yaml`, read without following a link), else the
+/// template; with the problems found (a list that did not parse saves nothing).
+pub fn load_list(root: &Root, backup: &SafeFolder) -> (BackupList, Vec<String>) {
+    let own_shown = root.display(&backup.path().join("backup.yaml"));
+    match backup.read_file(OsStr::new("backup.yaml"), LIST_SIZE_LIMIT) {
+        Ok(Some(bytes)) => parse_list(&own_shown, &String::from_utf8_lossy(&bytes)),
+        Ok(None) => {
+            let template = root.templates_dir().join("backup.yaml");
+            if !template.exists() {
+                return (BackupList::default(), Vec::new());
+            }
+            let shown = root.display(&template);
+            match crate::config::read_text(&template, &shown) {
+                Ok(text) => parse_list(&shown, &text),
+                Err(problems) => (BackupList::default(), problems.iter().map(ToString::to_string).collect()),
+            }
+        }
+        Err(error) => (BackupList::default(), vec![format!("{error:#}; nothing is saved or restored")]),
     }
-    let shown = root.display(&path);
-    match read_text(&path, &shown).and_then(|text| BackupList::parse(&shown, &text)) {
+}
+
+fn parse_list(shown: &str, text: &str) -> (BackupList, Vec<String>) {
+    match BackupList::parse(shown, text) {
         Ok((list, warnings)) => (list, warnings.iter().map(ToString::to_string).collect()),
-        Err(problems) => {
-            // Keep the entries that are fine: parse again without the bad ones is not
-            // possible for a syntax error, so report and back up nothing from this list.
-            (BackupList::default(), problems.iter().map(ToString::to_string).collect())
-        }
+        Err(problems) => (BackupList::default(), problems.iter().map(ToString::to_string).collect()),
     }
 }
 
-const SCRATCH_PREFIX: &str = ".gpu-booking-save-";
-
-/// A folder for scratch work inside the backup folder (same file system, so the final
-/// rename is atomic), removed when dropped.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    pub fn new(backup_dir: &Path) -> Result<Scratch> {
-        // Passes run one at a time (systemd's oneshot unit), so any scratch folder found here
-        // is debris of a killed pass: remove it, it sits in the user's quota and view.
-        if let Ok(entries) = fs::read_dir(backup_dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
-                    let _ = fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let path = backup_dir.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
-        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Scratch(path))
+/// Seeds the user's `backup.yaml` from the template when they have none. Created with
+/// `O_EXCL | O_NOFOLLOW`: a link planted under the name is never written through.
+pub fn seed_list(root: &Root, backup: &SafeFolder) -> Result<()> {
+    let template = root.templates_dir().join("backup.yaml");
+    if backup.entry_type(OsStr::new("backup.yaml"))?.is_some() || !template.exists() {
+        return Ok(());
     }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Unpacks `archive` (what Docker's archive API returned for the entry's container path: one
-/// top-level member named after its last component) and puts it at
-/// `<backup_dir>/<entry.backup_path>`, replacing what was there.
-pub fn install_archive(backup_dir: &Path, entry: &BackupEntry, archive: &Path, scratch: &Path) -> Result<()> {
-    check_backup_path(&entry.backup_path).map_err(anyhow::Error::msg)?;
-    let destination = backup_dir.join(&entry.backup_path);
-    // Every folder on the way must be a real folder inside the backup folder.
-    let mut walked = backup_dir.to_path_buf();
-    let components: Vec<_> = Path::new(&entry.backup_path).components().collect();
-    for component in &components[..components.len().saturating_sub(1)] {
-        walked.push(component);
-        match fs::symlink_metadata(&walked) {
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                bail!("{} is a symbolic link; not written through", walked.display())
-            }
-            Ok(metadata) if !metadata.is_dir() => bail!("{} is not a folder", walked.display()),
-            Ok(_) => {}
-            Err(_) => fs::create_dir(&walked).with_context(|| format!("cannot create {}", walked.display()))?,
-        }
-    }
-    let unpack_dir = scratch.join("unpack");
-    let _ = fs::remove_dir_all(&unpack_dir);
-    fs::create_dir_all(&unpack_dir).with_context(|| format!("cannot create {}", unpack_dir.display()))?;
-    let file = fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
-    let mut reader = tar::Archive::new(file);
-    reader.set_preserve_permissions(true);
-    reader.set_overwrite(true);
-    // `unpack` refuses members that would land outside unpack_dir (`..`, absolute paths,
-    // writing through a link the archive made).
-    reader.unpack(&unpack_dir).with_context(|| format!("cannot unpack the saved copy of {}", entry.container_path))?;
-    let name = Path::new(&entry.container_path).file_name().context("the container path has no last component")?;
-    let unpacked = unpack_dir.join(name);
-    if fs::symlink_metadata(&unpacked).is_err() {
-        bail!("the archive of {} did not hold {}", entry.container_path, name.to_string_lossy());
-    }
-    // Replace: move the old copy aside first, so a failure never leaves neither.
-    let old = scratch.join("old");
-    let _ = fs::remove_dir_all(&old);
-    if fs::symlink_metadata(&destination).is_ok() {
-        fs::rename(&destination, &old).with_context(|| format!("cannot move {} aside", destination.display()))?;
-    }
-    fs::rename(&unpacked, &destination)
-        .with_context(|| format!("cannot put the saved copy at {}", destination.display()))?;
-    let _ = fs::remove_dir_all(&old).or_else(|_| fs::remove_file(&old));
+    let text = std::fs::read(&template).with_context(|| format!("cannot read {}", template.display()))?;
+    let mut file = backup.create_new_file(OsStr::new("backup.yaml"), 0o644)?;
+    file.write_all(&text).with_context(|| format!("cannot write {}/backup.yaml", backup.path().display()))?;
     Ok(())
+}
+
+/// The saved copies as one tar archive rooted at `/`, ready to be copied into a new
+/// container before it starts, with a warning for each entry left out. Writes at most
+/// `limit` bytes of file contents.
+pub fn restore_archive(backup: &SafeFolder, list: &BackupList, limit: u64, out: impl Write) -> Result<Restored> {
+    let mut writer = ArchiveWriter { builder: tar::Builder::new(out), budget: limit, skipped: Vec::new() };
+    let mut restored = Restored::default();
+    for entry in &list.entries {
+        match writer.add_entry(backup, entry) {
+            Ok(true) => restored.entries.push(entry.container_path.clone()),
+            Ok(false) => {}
+            Err(error) => restored.warnings.push(format!("{} was not restored: {error:#}", entry.container_path)),
+        }
+    }
+    writer.builder.finish().context("cannot write the archive of saved files")?;
+    restored.warnings.extend(writer.skipped);
+    Ok(restored)
+}
+
+/// What [`restore_archive`] put in the archive.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Container paths restored.
+    pub entries: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+struct ArchiveWriter<W: Write> {
+    builder: tar::Builder<W>,
+    budget: u64,
+    skipped: Vec<String>,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    /// `false` when nothing is saved for the entry yet.
+    fn add_entry(&mut self, backup: &SafeFolder, entry: &BackupEntry) -> Result<bool> {
+        let (parent, name) = split_backup_path(backup, &entry.backup_path, false)?;
+        let Some(parent) = parent else { return Ok(false) };
+        let Some(kind) = parent.entry_type(&name)? else { return Ok(false) };
+        let member = entry.container_path.trim_start_matches('/').to_string();
+        match (entry.kind, kind) {
+            (EntryKind::Dir, EntryType::Folder) => {
+                let folder = parent.child_folder(&name, false)?.ok_or_else(|| anyhow!("vanished"))?;
+                self.add_folder(&folder, &member)?;
+            }
+            (EntryKind::File, EntryType::File) => self.add_file(&parent, &name, &member)?,
+            (_, EntryType::SymbolicLink) => {
+                bail!("{} is a symbolic link; it is not followed", parent.path().join(&name).display())
+            }
+            (EntryKind::Dir, _) => bail!("{} is not a folder", parent.path().join(&name).display()),
+            (EntryKind::File, _) => bail!("{} is not a regular file", parent.path().join(&name).display()),
+        }
+        Ok(true)
+    }
+
+    fn add_folder(&mut self, folder: &SafeFolder, member: &str) -> Result<()> {
+        let stat = rustix::fs::fstat(folder.as_fd()).context("cannot look at a saved folder")?;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(stat.st_mode & PLAIN_MODE_BITS);
+        header.set_mtime(stat.st_mtime.max(0) as u64);
+        header.set_size(0);
+        self.builder
+            .append_data(&mut header, format!("{member}/"), io::empty())
+            .context("cannot write the archive of saved files")?;
+        for (name, kind) in folder.entries()? {
+            let child = format!("{member}/{}", name.to_string_lossy());
+            match kind {
+                EntryType::Folder => {
+                    if let Some(sub) = folder.child_folder(&name, false)? {
+                        self.add_folder(&sub, &child)?;
+                    }
+                }
+                EntryType::File => self.add_file(folder, &name, &child)?,
+                EntryType::SymbolicLink => {
+                    // Restored as a link: Docker resolves it inside the container, where the
+                    // user is root anyway.
+                    let target = folder.link_target(&name)?;
+                    let mut header = tar::Header::new_gnu();
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    header.set_mode(0o777);
+                    self.builder
+                        .append_link(&mut header, &child, &target)
+                        .context("cannot write the archive of saved files")?;
+                }
+                EntryType::Special => self.skipped.push(format!("{child}: not a file or folder; not restored")),
+            }
+        }
+        Ok(())
+    }
+
+    fn add_file(&mut self, folder: &SafeFolder, name: &OsStr, member: &str) -> Result<()> {
+        let Some(file) = folder.open_file(name)? else { return Ok(()) };
+        let stat = rustix::fs::fstat(&file).context("cannot look at a saved file")?;
+        let size = stat.st_size.max(0) as u64;
+        if size > self.budget {
+            bail!("the saved files are larger than the backup quota allows");
+        }
+        self.budget -= size;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(stat.st_mode & PLAIN_MODE_BITS);
+        header.set_mtime(stat.st_mtime.max(0) as u64);
+        header.set_size(size);
+        // Exactly `size` bytes, even if the file shrank meanwhile.
+        let contents = file.take(size).chain(io::repeat(0)).take(size);
+        self.builder.append_data(&mut header, member, contents).context("cannot write the archive of saved files")?;
+        Ok(())
+    }
+}
+
+/// The folder that holds `backup_path`'s last component (created on the way when `create`)
+/// and that component.
+fn split_backup_path(backup: &SafeFolder, backup_path: &str, create: bool) -> Result<(Option<SafeFolder>, OsString)> {
+    let parts = plain_components(Path::new(backup_path))
+        .ok_or_else(|| anyhow!("{backup_path:?} is not a plain relative path"))?;
+    let name = parts[parts.len() - 1].to_os_string();
+    let parent_path: PathBuf = parts[..parts.len() - 1].iter().collect();
+    let parent = if parent_path.as_os_str().is_empty() {
+        Some(backup.duplicate()?)
+    } else {
+        backup.folder_at(&parent_path, create)?
+    };
+    Ok((parent, name))
+}
+
+/// What installing a saved copy left out, for the log.
+#[derive(Debug, Default)]
+pub struct Installed {
+    pub skipped: Vec<String>,
+}
+
+/// Unpacks `archive` (Docker's archive of the entry's container path: one top-level member
+/// named after its last component) into a fresh folder next to the destination, then swaps
+/// it in, so a failure leaves the old copy. At most `limit` bytes of file contents.
+pub fn install_archive(backup: &SafeFolder, entry: &BackupEntry, archive: &Path, limit: u64) -> Result<Installed> {
+    let (parent, name) = split_backup_path(backup, &entry.backup_path, true)?;
+    let parent = parent.ok_or_else(|| anyhow!("cannot create the folders of {}", entry.backup_path))?;
+    let top = Path::new(&entry.container_path)
+        .file_name()
+        .context("the container path has no last component")?
+        .to_os_string();
+    let staging_name = OsString::from(format!("{STAGING_PREFIX}{}", std::process::id()));
+    parent.remove_tree(&staging_name)?;
+    let staging = parent.create_new_folder(&staging_name)?;
+    let result = unpack(&staging, archive, limit).and_then(|installed| {
+        match staging.entry_type(&top)? {
+            Some(EntryType::Folder) if entry.kind == EntryKind::Dir => {}
+            Some(EntryType::File) if entry.kind == EntryKind::File => {}
+            Some(_) => bail!("{} is not a {} in the container", entry.container_path, entry.kind.word()),
+            None => bail!("the archive of {} did not hold it", entry.container_path),
+        }
+        staging.move_into(&top, &parent, &name)?;
+        Ok(installed)
+    });
+    // The staging folder now holds the old copy (or what was unpacked before a failure).
+    let cleaned = parent.remove_tree(&staging_name);
+    let installed = result?;
+    cleaned?;
+    Ok(installed)
+}
+
+/// Scratch folders start with this; one left by a killed pass is removed by the next.
+const STAGING_PREFIX: &str = ".gpu-booking-save-";
+
+/// Unpacks every member below `into`, by handle, refusing links on the way.
+fn unpack(into: &SafeFolder, archive: &Path, limit: u64) -> Result<Installed> {
+    let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut reader = tar::Archive::new(file);
+    let mut installed = Installed::default();
+    let mut budget = limit;
+    let mut folder_modes: Vec<(PathBuf, u32)> = Vec::new();
+    for member in reader.entries().context("cannot read the saved archive")? {
+        let mut member = member.context("cannot read the saved archive")?;
+        let path = member.path().context("a member of the saved archive has no usable name")?.into_owned();
+        let Some(parts) = plain_components(&path) else {
+            installed.skipped.push(format!("{}: not a plain relative name", path.display()));
+            continue;
+        };
+        let name = parts[parts.len() - 1];
+        let parent_path: PathBuf = parts[..parts.len() - 1].iter().collect();
+        let parent = if parent_path.as_os_str().is_empty() {
+            into.duplicate()?
+        } else {
+            into.folder_at(&parent_path, true)?.ok_or_else(|| anyhow!("cannot create {}", parent_path.display()))?
+        };
+        let mode = member.header().mode().unwrap_or(0o644) & PLAIN_MODE_BITS;
+        match member.header().entry_type() {
+            tar::EntryType::Directory => {
+                parent.child_folder(name, true)?;
+                folder_modes.push((path.clone(), mode));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = member.header().size().unwrap_or(0);
+                if size > budget {
+                    bail!("the copy is larger than the backup quota allows ({limit} bytes)");
+                }
+                budget -= size;
+                let mut file = parent.create_new_file(name, 0o600)?;
+                io::copy(&mut member, &mut file).context("cannot write a saved file")?;
+                rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode)).context("cannot set a mode")?;
+                if let Ok(mtime) = member.header().mtime() {
+                    let time = rustix::fs::Timespec { tv_sec: mtime as i64, tv_nsec: 0 };
+                    let _ = rustix::fs::futimens(
+                        &file,
+                        &rustix::fs::Timestamps { last_access: time, last_modification: time },
+                    );
+                }
+                file.sync_all().context("cannot flush a saved file")?;
+            }
+            tar::EntryType::Symlink => match member.link_name() {
+                Ok(Some(target)) => parent.create_symbolic_link(name, &target)?,
+                _ => installed.skipped.push(format!("{}: a link without a target", path.display())),
+            },
+            other => installed.skipped.push(format!(
+                "{}: {} not saved",
+                path.display(),
+                match other {
+                    tar::EntryType::Char | tar::EntryType::Block => "device file",
+                    tar::EntryType::Fifo => "fifo",
+                    tar::EntryType::Link => "hard link",
+                    _ => "special member",
+                }
+            )),
+        }
+    }
+    // Folder modes last, deepest first: a read-only folder must not stop its own contents.
+    folder_modes.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+    for (path, mode) in folder_modes {
+        if let Some(folder) = into.folder_at(&path, false)? {
+            folder.set_mode(mode | 0o700)?;
+        }
+    }
+    into.sync()?;
+    Ok(installed)
+}
+
+/// Removes staging folders a killed pass left in the user's backup folder.
+pub fn clear_debris(backup: &SafeFolder) {
+    if let Ok(entries) = backup.entries() {
+        for (name, _) in entries {
+            if name.as_bytes().starts_with(STAGING_PREFIX.as_bytes()) {
+                let _ = backup.remove_tree(&name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: EntryKind, backup_path: &str, container_path: &str) -> BackupEntry {
+        BackupEntry { kind, backup_path: backup_path.into(), container_path: container_path.into() }
+    }
+
+    fn archive_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> tempfile::NamedTempFile {
+        let mut builder = tar::Builder::new(Vec::new());
+        build(&mut builder);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&builder.into_inner().unwrap()).unwrap();
+        file
+    }
+
+    fn regular(builder: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32, contents: &[u8]) {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(mode);
+        header.set_size(contents.len() as u64);
+        builder.append_data(&mut header, name, contents).unwrap();
+    }
+
+    #[test]
+    fn a_saved_copy_loses_setuid_bits_and_device_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let backup_dir = tempfile::tempdir().unwrap();
+        let backup = SafeFolder::open_trusted(backup_dir.path()).unwrap();
+        let archive = archive_of(|builder| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, ".ssh/", io::empty()).unwrap();
+            regular(builder, ".ssh/shell", 0o4755, b"#!/bin/sh\n");
+            let mut device = tar::Header::new_gnu();
+            device.set_entry_type(tar::EntryType::Block);
+            device.set_mode(0o666);
+            device.set_size(0);
+            builder.append_data(&mut device, ".ssh/disk", io::empty()).unwrap();
+        });
+        let installed =
+            install_archive(&backup, &entry(EntryKind::Dir, ".default/.ssh", "/root/.ssh"), archive.path(), 1 << 20)
+                .unwrap();
+        let shell = backup_dir.path().join(".default/.ssh/shell");
+        assert_eq!(std::fs::read(&shell).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(std::fs::metadata(&shell).unwrap().permissions().mode() & 0o7777, 0o755, "setuid dropped");
+        assert!(!backup_dir.path().join(".default/.ssh/disk").exists(), "no device file");
+        assert!(installed.skipped.iter().any(|line| line.contains("device file")), "{:?}", installed.skipped);
+    }
+
+    #[test]
+    fn a_copy_over_the_limit_keeps_the_old_one() {
+        let backup_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(backup_dir.path().join(".default")).unwrap();
+        std::fs::write(backup_dir.path().join(".default/.bashrc"), "old\n").unwrap();
+        let backup = SafeFolder::open_trusted(backup_dir.path()).unwrap();
+        let archive = archive_of(|builder| regular(builder, ".bashrc", 0o644, &[b'x'; 4096]));
+        let saved = entry(EntryKind::File, ".default/.bashrc", "/root/.bashrc");
+        assert!(install_archive(&backup, &saved, archive.path(), 1000).is_err());
+        assert_eq!(std::fs::read_to_string(backup_dir.path().join(".default/.bashrc")).unwrap(), "old\n");
+        install_archive(&backup, &saved, archive.path(), 10_000).unwrap();
+        assert_eq!(std::fs::read(backup_dir.path().join(".default/.bashrc")).unwrap().len(), 4096);
+        let names: Vec<_> = std::fs::read_dir(backup_dir.path().join(".default")).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no staging folder is left: {names:?}");
+    }
+
+    #[test]
+    fn the_restore_archive_never_follows_a_planted_link() {
+        let backup_dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "host secret").unwrap();
+        std::fs::create_dir_all(backup_dir.path().join(".default")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), backup_dir.path().join(".default/.ssh")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), backup_dir.path().join(".default/.bashrc")).unwrap();
+        let backup = SafeFolder::open_trusted(backup_dir.path()).unwrap();
+        let list = BackupList {
+            entries: vec![
+                entry(EntryKind::Dir, ".default/.ssh", "/root/.ssh"),
+                entry(EntryKind::File, ".default/.bashrc", "/root/.bashrc"),
+            ],
+        };
+        let mut bytes = Vec::new();
+        let restored = restore_archive(&backup, &list, 1 << 20, &mut bytes).unwrap();
+        assert!(restored.entries.is_empty(), "{restored:?}");
+        assert_eq!(restored.warnings.len(), 2, "{restored:?}");
+        assert!(!String::from_utf8_lossy(&bytes).contains("host secret"));
+    }
 }

@@ -23,13 +23,14 @@ use chrono::NaiveDateTime;
 
 use crate::booking::State;
 use crate::config::{Config, UserId};
-use crate::container_spec::{self, LABEL_START, SpecInputs};
-use crate::docker::Engine;
+use crate::container_spec::{self, ContainerSpec, LABEL_START, SpecInputs};
+use crate::docker::{Engine, Started};
 use crate::gpu::{self, GpuInfo};
 use crate::lock::ExclusiveLock;
 use crate::monitor_exec::{self, Request};
 use crate::root::Root;
 use crate::schedule::{self, ActiveFile, Booking, format_time};
+use crate::volumes::UserFolders;
 use log::MonitorLog;
 use plan::{Plan, same_booking};
 use space::Measured;
@@ -217,17 +218,15 @@ pub async fn stop_container_of(
         }
         Ok(Some(_)) => {}
     }
-    // Saved into the backup folder before the container goes: a pass killed in between
-    // must not lose the user's dotfiles.
-    if let Some((scratch, archives)) = save_backup(root, config, engine, user, log).await {
-        let backup_dir = backup_dir_of(config, user);
-        for (entry, archive) in archives {
-            if let Err(error) = backup::install_archive(&backup_dir, &entry, &archive, scratch.path()) {
-                log.warning("BackupWarning", &format!("{name}: {} was not saved: {error:#}", entry.container_path));
-            }
-        }
+    // Stopped before anything is copied out: nothing in the container runs while its files
+    // are saved, so nothing can race the copy. Saved before the container is removed: a
+    // pass killed in between finds it stopped and saves it then.
+    if let Err(error) = engine.stop(name).await {
+        log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
+        return false;
     }
-    if let Err(error) = engine.stop_and_remove(name).await {
+    save_backup(root, config, engine, user, log).await;
+    if let Err(error) = engine.remove(name).await {
         log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
         return false;
     }
@@ -235,46 +234,160 @@ pub async fn stop_container_of(
     true
 }
 
-fn backup_dir_of(config: &Config, user: &UserId) -> std::path::PathBuf {
-    match config.users.get(user) {
-        Some(entry) => entry.backup_dir(&config.deploy, user),
-        None => config.deploy.volume_backup_dir.join(user.as_str()),
-    }
+/// How many bytes of saved files a user may have copied out or in: their backup quota,
+/// else a cap that keeps one user from filling the host's disk.
+fn backup_byte_limit(config: &Config, user: &UserId) -> u64 {
+    const WITHOUT_QUOTA_GB: f64 = 100.0;
+    let gigabytes = config.capability.limits_for(user).backup_space.unwrap_or(WITHOUT_QUOTA_GB);
+    (gigabytes.clamp(0.0, 1e6) * 1e9) as u64
 }
 
-/// Copies each `backup.yaml` path out of the container into scratch archives.
-async fn save_backup(
-    root: &Root,
-    config: &Config,
-    engine: &Engine,
-    user: &UserId,
-    log: &mut MonitorLog,
-) -> Option<(backup::Scratch, Vec<(crate::config::backup_list::BackupEntry, std::path::PathBuf)>)> {
-    let backup_dir = backup_dir_of(config, user);
-    let (list, problems) = backup::load_list(root, &backup_dir);
+/// Copies each `backup.yaml` path out of the (stopped) container into a private staging
+/// folder, then into the backup folder through directory handles.
+async fn save_backup(root: &Root, config: &Config, engine: &Engine, user: &UserId, log: &mut MonitorLog) {
+    let Some(entry) = config.users.get(user) else {
+        log.warning("BackupWarning", &format!("{user} has no entry in users_config.yaml; nothing was saved"));
+        return;
+    };
+    let folders = match UserFolders::open(root, config, user, entry, true) {
+        Ok(folders) => folders,
+        Err(error) => {
+            log.warning("BackupWarning", &format!("{user}: {error:#}; nothing was saved"));
+            return;
+        }
+    };
+    let (list, problems) = backup::load_list(root, &folders.backup);
     for problem in problems {
         log.warning("BackupPathWarning", &format!("{user}: {problem}"));
     }
     if list.entries.is_empty() {
-        return None;
+        return;
     }
-    let scratch = match backup::Scratch::new(&backup_dir) {
-        Ok(scratch) => scratch,
+    // Not in the backup folder: the user must not see, or swap, a half-made copy.
+    let staging = match tempfile::Builder::new().prefix("gpu-booking-save-").tempdir() {
+        Ok(staging) => staging,
         Err(error) => {
-            log.warning("BackupWarning", &format!("{user}: {error:#}"));
-            return None;
+            log.warning(
+                "BackupWarning",
+                &format!("{user}: cannot create a staging folder: {error}; nothing was saved"),
+            );
+            return;
         }
     };
-    let mut archives = Vec::new();
+    let mut budget = backup_byte_limit(config, user);
     for (index, entry) in list.entries.iter().enumerate() {
-        let archive = scratch.path().join(format!("{index}.tar"));
-        match engine.copy_out(user.as_str(), &entry.container_path, &archive).await {
-            Ok(true) => archives.push((entry.clone(), archive)),
-            Ok(false) => {}
-            Err(error) => log.warning("BackupWarning", &format!("{user}: {error:#}")),
+        let archive = staging.path().join(format!("{index}.tar"));
+        let saved = match engine.copy_out(user.as_str(), &entry.container_path, &archive, budget).await {
+            Ok(false) => continue,
+            Ok(true) => backup::install_archive(&folders.backup, entry, &archive, budget),
+            Err(error) => Err(error),
+        };
+        match saved {
+            Ok(installed) => {
+                let size = std::fs::metadata(&archive).map(|metadata| metadata.len()).unwrap_or(0);
+                budget = budget.saturating_sub(size);
+                for skipped in installed.skipped {
+                    log.warning("BackupWarning", &format!("{user}: {}: {skipped}", entry.container_path));
+                }
+            }
+            Err(error) => {
+                log.warning("BackupWarning", &format!("{user}: {} was not saved: {error:#}", entry.container_path))
+            }
+        }
+        let _ = std::fs::remove_file(&archive);
+    }
+}
+
+/// A booking's container, prepared on the host: the user's folders checked (inside their
+/// parents, reached without a link, on a nosuid,nodev mount) and made if missing, and the
+/// specification. Shared by the monitor and `run-container`.
+pub struct Prepared {
+    pub spec: ContainerSpec,
+    folders: UserFolders,
+}
+
+pub fn prepare(root: &Root, config: &Config, booking: &Booking, label: &str) -> Result<Prepared> {
+    let user = &booking.user_id;
+    let entry = config.users.get(user).with_context(|| format!("{user} has no entry in users_config.yaml"))?;
+    let folders = UserFolders::open(root, config, user, entry, true)?;
+    folders.check_mount_options()?;
+    let inputs = SpecInputs { config, root_label: label.to_string(), user, entry, folders: folders.mount_sources() };
+    Ok(Prepared { spec: container_spec::build(booking, &inputs), folders })
+}
+
+/// The specification `prepare` would give, from the configured folders, without touching
+/// anything (for `run-container --dry-run`).
+pub fn planned_spec(config: &Config, booking: &Booking, label: &str) -> Result<ContainerSpec> {
+    let user = &booking.user_id;
+    let entry = config.users.get(user).with_context(|| format!("{user} has no entry in users_config.yaml"))?;
+    let deploy = &config.deploy;
+    let normal = |path: std::path::PathBuf| crate::safe_folder::lexically_normal(&path);
+    let folders = (
+        normal(entry.work_dir(deploy, user)),
+        normal(entry.backup_dir(deploy, user)),
+        normal(entry.dataset_dir(deploy)),
+    );
+    let inputs = SpecInputs { config, root_label: label.to_string(), user, entry, folders };
+    Ok(container_spec::build(booking, &inputs))
+}
+
+/// Starts a prepared container with the user's saved files copied in. Problems with the
+/// saved files are logged; the container starts all the same.
+pub async fn launch(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    prepared: &Prepared,
+    progress: bool,
+    log: &mut MonitorLog,
+) -> Result<Started> {
+    let name = prepared.spec.name.as_str();
+    let user = UserId::parse(name).map_err(anyhow::Error::msg)?;
+    let (list, problems) = backup::load_list(root, &prepared.folders.backup);
+    for problem in problems {
+        log.warning("BackupPathWarning", &format!("{name}: {problem}"));
+    }
+    let mut archive = None;
+    if !list.entries.is_empty() {
+        let limit = backup_byte_limit(config, &user);
+        let made = tempfile::Builder::new()
+            .prefix("gpu-booking-restore-")
+            .tempfile()
+            .context("cannot create a staging file")
+            .and_then(|file| {
+                let restored = backup::restore_archive(&prepared.folders.backup, &list, limit, file.as_file())?;
+                Ok((file, restored))
+            });
+        match made {
+            Ok((file, restored)) => {
+                for warning in restored.warnings {
+                    log.warning("BackupPathWarning", &format!("{name}: {warning}"));
+                }
+                if !restored.entries.is_empty() {
+                    archive = Some(file);
+                }
+            }
+            Err(error) => {
+                log.warning("BackupWarning", &format!("{name}: the saved files were not restored: {error:#}"))
+            }
         }
     }
-    Some((scratch, archives))
+    let started =
+        engine.start_booking_container(&prepared.spec, archive.as_ref().map(|file| file.path()), progress).await?;
+    if let Some(problem) = &started.restore_problem {
+        log.warning("BackupWarning", &format!("{name}: the saved files were not restored: {problem}"));
+    }
+    if !started.missing.is_empty() {
+        log.warning(
+            "ImageWarning",
+            &format!(
+                "{name}'s image {} lacks {}: the container runs, but logging in by SSH may not work",
+                prepared.spec.image,
+                started.missing.join(" and ")
+            ),
+        );
+    }
+    Ok(started)
 }
 
 /// Starts a booking's container. `true` when it runs (started now, or found already
@@ -318,46 +431,18 @@ async fn start_booking(
         log.error("UserError", &format!("{name} has no entry in users_config.yaml; the booking was not started"));
         return false;
     };
+    let prepared = match prepare(root, config, booking, label) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            log.error("VolumeError", &format!("{error:#}; {name}'s booking was not started, it stays in booking.csv"));
+            return false;
+        }
+    };
     if !within_quota(config, &booking.user_id, entry, log) {
         return false;
     }
-    let backup_dir = entry.backup_dir(&config.deploy, &booking.user_id);
-    for folder in
-        [entry.work_dir(&config.deploy, &booking.user_id), backup_dir.clone(), entry.dataset_dir(&config.deploy)]
-    {
-        if let Err(error) = std::fs::create_dir_all(&folder) {
-            log.error(
-                "VolumeError",
-                &format!("cannot create {}: {error}; {name}'s booking was not started", folder.display()),
-            );
-            return false;
-        }
-    }
-    let (list, problems) = backup::load_list(root, &backup_dir);
-    for problem in problems {
-        log.warning("BackupPathWarning", &format!("{name}: {problem}"));
-    }
-    let inputs =
-        SpecInputs { config, root_label: label.to_string(), user: &booking.user_id, entry, backup_list: &list };
-    let (spec, refused) = container_spec::build(booking, &inputs);
-    for refusal in refused {
-        log.warning(
-            "BackupPathWarning",
-            &format!("{name}: backup entry {} refused: {}", refusal.entry, refusal.reason),
-        );
-    }
-    match engine.start_booking_container(&spec, progress).await {
-        Ok(missing) => {
-            if !missing.is_empty() {
-                log.warning(
-                    "ImageWarning",
-                    &format!(
-                        "{name}'s image {} lacks {}: the container runs, but logging in by SSH may not work",
-                        spec.image,
-                        missing.join(" and ")
-                    ),
-                );
-            }
+    match launch(root, config, engine, &prepared, progress, log).await {
+        Ok(_) => {
             log.info(&format!(
                 "{name} is successfully run the container (port {}, GPUs {})",
                 booking.forward_port,

@@ -11,11 +11,11 @@ use gpu_booking::cli::finish;
 use gpu_booking::cli::run_container::{Cli, Command};
 use gpu_booking::clock;
 use gpu_booking::config::UserId;
-use gpu_booking::container_spec::{self, LABEL_MANUAL, SpecInputs};
+use gpu_booking::container_spec::LABEL_MANUAL;
 use gpu_booking::docker::Engine;
 use gpu_booking::error::{Refused, UsageError};
 use gpu_booking::lock::SharedLock;
-use gpu_booking::monitor::{self, backup, log::MonitorLog};
+use gpu_booking::monitor::{self, log::MonitorLog};
 use gpu_booking::rules::capacity::{self, Request};
 use gpu_booking::rules::floor_to_slot;
 use gpu_booking::schedule::Booking;
@@ -78,41 +78,25 @@ fn run(cli: Cli) -> Result<()> {
                 image: arguments.image.clone(),
                 extra_command: arguments.extra_command.clone(),
             };
-            let backup_dir = entry.backup_dir(&config.deploy, &user);
-            let (list, _) = backup::load_list(&root, &backup_dir);
-            let inputs =
-                SpecInputs { config, root_label: monitor::root_label(&root), user: &user, entry, backup_list: &list };
-            let (mut spec, refused) = container_spec::build(&booking, &inputs);
-            spec.labels.insert(LABEL_MANUAL.to_string(), "true".to_string());
-            for refusal in &refused {
-                eprintln!("warning: backup entry {} refused: {}", refusal.entry, refusal.reason);
-            }
+            let label = monitor::root_label(&root);
             if arguments.dry_run {
+                let mut spec = monitor::planned_spec(config, &booking, &label)?;
+                spec.labels.insert(LABEL_MANUAL.to_string(), "true".to_string());
                 println!("{}", serde_json::to_string_pretty(&spec)?);
                 return Ok(());
             }
             runtime.block_on(async {
                 let mut log = MonitorLog::new(&root, now, true);
                 let engine = Engine::connect().await?;
-                if let Some(existing) = engine.container(&spec.name).await? {
+                if let Some(existing) = engine.container(user.as_str()).await? {
                     bail!(Refused(format!(
-                        "a container named {} exists already ({}); stop it first",
-                        spec.name,
+                        "a container named {user} exists already ({}); stop it first",
                         if existing.running { "running" } else { "stopped" }
                     )));
                 }
-                for folder in
-                    [entry.work_dir(&config.deploy, &user), backup_dir.clone(), entry.dataset_dir(&config.deploy)]
-                {
-                    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
-                }
-                let missing = engine.start_booking_container(&spec, console::Term::stderr().is_term()).await?;
-                if !missing.is_empty() {
-                    log.warning(
-                        "ImageWarning",
-                        &format!("{user}'s image {} lacks {}", spec.image, missing.join(" and ")),
-                    );
-                }
+                let mut prepared = monitor::prepare(&root, config, &booking, &label)?;
+                prepared.spec.labels.insert(LABEL_MANUAL.to_string(), "true".to_string());
+                monitor::launch(&root, config, &engine, &prepared, console::Term::stderr().is_term(), &mut log).await?;
                 log.info(&format!("{user}'s container was started by run-container (port {})", booking.forward_port));
                 Ok(())
             })
