@@ -53,6 +53,17 @@ pub struct ContainerSpec {
     pub environment: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub restart_policy: String,
+    /// Every capability is dropped, then these are added back (see [`CAPABILITIES`]).
+    pub capabilities_dropped: Vec<String>,
+    pub capabilities_added: Vec<String>,
+    /// `no-new-privileges`: no setuid program raises a process's privileges.
+    pub security_options: Vec<String>,
+    pub pids_limit: i64,
+    /// `nofile`, soft and hard.
+    pub open_files_limit: i64,
+    /// The network every booking's container joins; containers on it cannot reach each
+    /// other (inter-container communication is off), only the host's published ports.
+    pub network: String,
     /// Written into the container before it starts. Their contents are not printed.
     pub files: Vec<FileToInstall>,
 }
@@ -67,6 +78,8 @@ pub struct GpuRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PortBinding {
+    /// The host address it listens on (`cfg/containers.yaml`'s `ssh_bind_address`).
+    pub host_address: String,
     pub host_port: u16,
     pub container_port: String,
 }
@@ -106,6 +119,30 @@ pub fn memory_limits(memory_gb: u32, max: &HostMax) -> (i64, i64, Option<i64>) {
     let ram = (ram_gb as i64) * GIB;
     let shm = total - ram;
     (ram, total, (shm > 0).then_some(shm))
+}
+
+/// The capabilities a booking's container keeps; Docker's default set less `MKNOD` (device
+/// files), `NET_RAW` (spoofing neighbours), `SETFCAP`, `SETPCAP` and `FSETID`. The image
+/// contract needs the rest: sshd changes user and chroots for privilege separation
+/// (`SETUID`, `SETGID`, `SYS_CHROOT`), writes the audit login record (`AUDIT_WRITE`) and
+/// binds port 22 (`NET_BIND_SERVICE`); the student is root in the container and installs
+/// packages (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `KILL`).
+pub const CAPABILITIES: &[&str] =
+    &["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID", "SYS_CHROOT", "AUDIT_WRITE", "NET_BIND_SERVICE"];
+
+/// The Docker network of every booking's container.
+pub const NETWORK: &str = "gpu-booking";
+
+/// The NVIDIA toolkit reads these: set to exactly the booked ids (`void`: none), so a CUDA
+/// image's own `NVIDIA_VISIBLE_DEVICES=all` never shows a container every GPU on a host
+/// whose default runtime is `nvidia`.
+pub fn gpu_environment(gpus: &[u32]) -> Vec<String> {
+    let devices = if gpus.is_empty() {
+        "void".to_string()
+    } else {
+        gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    };
+    vec![format!("NVIDIA_VISIBLE_DEVICES={devices}"), "NVIDIA_DRIVER_CAPABILITIES=compute,utility".to_string()]
 }
 
 /// The GPU request for a booking's device ids; none without GPUs.
@@ -182,11 +219,21 @@ pub fn build(booking: &Booking, inputs: &SpecInputs) -> ContainerSpec {
         memory_swap_bytes,
         shm_size_bytes,
         device_request: gpu_request(&booking.gpus),
-        port_bindings: vec![PortBinding { host_port: booking.forward_port, container_port: "22/tcp".into() }],
+        port_bindings: vec![PortBinding {
+            host_address: config.containers.ssh_bind_address.to_string(),
+            host_port: booking.forward_port,
+            container_port: "22/tcp".into(),
+        }],
         mounts,
-        environment: Vec::new(),
+        environment: gpu_environment(&booking.gpus),
         labels,
         restart_policy: "unless-stopped".into(),
+        capabilities_dropped: vec!["ALL".into()],
+        capabilities_added: CAPABILITIES.iter().map(|name| name.to_string()).collect(),
+        security_options: vec!["no-new-privileges:true".into()],
+        pids_limit: config.containers.pids_limit,
+        open_files_limit: config.containers.open_files_limit,
+        network: NETWORK.into(),
         files,
     }
 }
@@ -213,6 +260,12 @@ mod tests {
         assert_eq!(request.device_ids, vec!["0", "2"]);
         assert_eq!(request.capabilities, vec![vec!["gpu".to_string()]]);
         assert_eq!(gpu_request(&[]), None);
+    }
+
+    #[test]
+    fn the_visible_devices_are_exactly_the_booked_ones() {
+        assert_eq!(gpu_environment(&[0, 2])[0], "NVIDIA_VISIBLE_DEVICES=0,2");
+        assert_eq!(gpu_environment(&[])[0], "NVIDIA_VISIBLE_DEVICES=void");
     }
 
     #[test]

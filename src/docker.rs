@@ -11,7 +11,7 @@ use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountBindOptions, MountType,
-    PortBinding as DockerPortBinding, RestartPolicy, RestartPolicyNameEnum,
+    PortBinding as DockerPortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions, ListContainersOptions,
@@ -24,6 +24,12 @@ use crate::container_spec::{CONTRACT_CHECK, ContainerSpec, LABEL_MANAGED, LABEL_
 
 /// How long the first contact may take before the engine counts as down.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the image-contract check may run in a container.
+const EXEC_DEADLINE: Duration = Duration::from_secs(15);
+/// How much of its output is read.
+const EXEC_OUTPUT_LIMIT: usize = 64 * 1024;
+/// How long copying one saved path out of a container may take.
+const COPY_DEADLINE: Duration = Duration::from_secs(10 * 60);
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECONDS: i32 = 10;
 
@@ -109,6 +115,30 @@ impl Engine {
         Ok(())
     }
 
+    /// Creates the network every booking's container joins, if missing: a bridge with
+    /// inter-container communication off, so students reach each other only through the
+    /// host's published ports.
+    pub async fn ensure_network(&self, name: &str) -> Result<()> {
+        match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
+            Ok(_) => return Ok(()),
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(error).with_context(|| format!("cannot inspect the network {name}")),
+        }
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            options: Some(HashMap::from([("com.docker.network.bridge.enable_icc".to_string(), "false".to_string())])),
+            labels: Some(HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string())])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Made by a concurrent start meanwhile.
+            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("cannot create the network {name}")),
+        }
+    }
+
     /// Creates and starts a booking's container: image pulled if missing, the setup files and
     /// the user's saved files (`restore`, a tar archive rooted at `/`) copied in before the
     /// start. Returns what went wrong with the saved files (the container starts without
@@ -121,6 +151,7 @@ impl Engine {
         progress: bool,
     ) -> Result<Started> {
         self.ensure_image(&spec.image, progress).await?;
+        self.ensure_network(&spec.network).await?;
         let body = create_body(spec);
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         self.docker
@@ -153,7 +184,12 @@ impl Engine {
                 return Err(error);
             }
         };
-        let missing = self.run(&spec.name, CONTRACT_CHECK).await.unwrap_or_default();
+        // The image is the student's to change (a restored path may replace /bin/sh): the
+        // check gets a deadline and a little output, and failing it only skips the warning.
+        let missing = match tokio::time::timeout(EXEC_DEADLINE, self.run(&spec.name, CONTRACT_CHECK)).await {
+            Ok(Ok(output)) => output,
+            _ => String::new(),
+        };
         Ok(Started {
             restore_problem: restore_problem.map(|error| format!("{error:#}")),
             missing: missing.split_whitespace().map(str::to_string).collect(),
@@ -267,6 +303,16 @@ impl Engine {
     /// path does not exist there. Streamed to disk (a saved folder can be large), and given
     /// up past `limit` bytes.
     pub async fn copy_out(&self, name: &str, path: &str, archive: &std::path::Path, limit: u64) -> Result<bool> {
+        match tokio::time::timeout(COPY_DEADLINE, self.copy_out_unbounded(name, path, archive, limit)).await {
+            Ok(result) => result,
+            Err(_) => bail!(
+                "copying {path} out of {name} took longer than {} minutes; not saved",
+                COPY_DEADLINE.as_secs() / 60
+            ),
+        }
+    }
+
+    async fn copy_out_unbounded(&self, name: &str, path: &str, archive: &std::path::Path, limit: u64) -> Result<bool> {
         use std::io::Write;
         let options = DownloadFromContainerOptions { path: path.to_string() };
         let mut stream = self.docker.download_from_container(name, Some(options));
@@ -333,6 +379,9 @@ impl Engine {
         if let StartExecResults::Attached { output: mut stream, .. } = self.docker.start_exec(&exec.id, None).await? {
             while let Some(Ok(chunk)) = stream.next().await {
                 output.push_str(&chunk.to_string());
+                if output.len() > EXEC_OUTPUT_LIMIT {
+                    break;
+                }
             }
         }
         Ok(output)
@@ -346,7 +395,10 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         .map(|binding| {
             (
                 binding.container_port.clone(),
-                Some(vec![DockerPortBinding { host_ip: None, host_port: Some(binding.host_port.to_string()) }]),
+                Some(vec![DockerPortBinding {
+                    host_ip: Some(binding.host_address.clone()),
+                    host_port: Some(binding.host_port.to_string()),
+                }]),
             )
         })
         .collect();
@@ -382,6 +434,16 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             mounts: Some(spec.mounts.iter().map(folder_mount).collect()),
             restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
             privileged: Some(false),
+            cap_drop: Some(spec.capabilities_dropped.clone()),
+            cap_add: Some(spec.capabilities_added.clone()),
+            security_opt: Some(spec.security_options.clone()),
+            pids_limit: Some(spec.pids_limit),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".to_string()),
+                soft: Some(spec.open_files_limit),
+                hard: Some(spec.open_files_limit),
+            }]),
+            network_mode: Some(spec.network.clone()),
             ..Default::default()
         }),
         ..Default::default()

@@ -752,7 +752,11 @@ fn run_container_dry_run_prints_the_exact_spec_and_touches_nothing() {
     assert_eq!(spec["device_request"]["device_ids"], serde_json::json!(["0", "1"]));
     assert_eq!(spec["port_bindings"][0]["host_port"], lab.port(&user));
     assert_eq!(spec["port_bindings"][0]["container_port"], "22/tcp");
-    assert_eq!(spec["environment"], serde_json::json!([]), "no environment, so no secret in it");
+    assert_eq!(
+        spec["environment"],
+        serde_json::json!(["NVIDIA_VISIBLE_DEVICES=0,1", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"]),
+        "only the booked GPUs, so no secret in the environment"
+    );
     assert_eq!(spec["labels"]["gpu-booking.manual"], "true");
     assert_eq!(spec["labels"]["gpu-booking.user"], user.as_str());
     let binds = spec["mounts"].as_array().expect("mounts");

@@ -3,6 +3,7 @@
 pub mod backup_list;
 pub mod capability;
 pub mod capability_edit;
+pub mod containers;
 pub mod expression;
 pub mod host_deploy;
 pub mod users;
@@ -11,6 +12,7 @@ pub mod yaml;
 use std::path::Path;
 
 pub use capability::{CapabilityConfig, HostMax, UserLimits};
+pub use containers::ContainerSettings;
 pub use host_deploy::HostDeploy;
 pub use users::{UserEntry, UsersConfig};
 pub use yaml::UserId;
@@ -25,6 +27,8 @@ pub struct Config {
     pub deploy: HostDeploy,
     pub capability: CapabilityConfig,
     pub users: UsersConfig,
+    /// `cfg/containers.yaml` (defaults when it is missing).
+    pub containers: ContainerSettings,
     /// Findings that do not stop anything (shown by `enroll check`).
     pub warnings: Vec<FileProblem>,
 }
@@ -74,12 +78,16 @@ impl Config {
         let users_shown = root.display(&deploy.users_config_yaml);
         let users = UsersConfig::load(lock, &deploy.users_config_yaml, &users_shown);
 
+        let containers_path = root.cfg_dir().join(containers::FILE_NAME);
+        let containers = ContainerSettings::load(&containers_path, &root.display(&containers_path));
+
         let capability = keep(capability, &mut problems);
         let users = keep(users, &mut problems);
-        match (capability, users) {
-            (Some(capability), Some(users)) => {
+        let containers = keep(containers, &mut problems);
+        match (capability, users, containers) {
+            (Some(capability), Some(users), Some(containers)) => {
                 let warnings = problems.clone();
-                (Some(Config { deploy, capability, users, warnings }), problems)
+                (Some(Config { deploy, capability, users, containers, warnings }), problems)
             }
             _ => (None, problems),
         }

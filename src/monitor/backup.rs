@@ -265,7 +265,7 @@ fn unpack(into: &SafeFolder, archive: &Path, limit: u64) -> Result<Installed> {
                 }
                 budget -= size;
                 let mut file = parent.create_new_file(name, 0o600)?;
-                io::copy(&mut member, &mut file).context("cannot write a saved file")?;
+                copy_sparse(&mut member, &mut file, size).context("cannot write a saved file")?;
                 rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode)).context("cannot set a mode")?;
                 if let Ok(mtime) = member.header().mtime() {
                     let time = rustix::fs::Timespec { tv_sec: mtime as i64, tv_nsec: 0 };
@@ -301,6 +301,25 @@ fn unpack(into: &SafeFolder, archive: &Path, limit: u64) -> Result<Installed> {
     }
     into.sync()?;
     Ok(installed)
+}
+
+/// Copies `size` bytes, leaving holes where whole blocks are zero: Docker's archive spells a
+/// sparse file out in full, and the saved copy must not take more disk than the original.
+fn copy_sparse(from: &mut impl Read, to: &mut File, size: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut block = vec![0u8; 64 * 1024];
+    loop {
+        let read = from.read(&mut block)?;
+        if read == 0 {
+            break;
+        }
+        if block[..read].iter().all(|byte| *byte == 0) {
+            to.seek(SeekFrom::Current(read as i64))?;
+        } else {
+            to.write_all(&block[..read])?;
+        }
+    }
+    to.set_len(size)
 }
 
 /// Removes staging folders a killed pass left in the user's backup folder.
@@ -364,6 +383,21 @@ mod tests {
         assert_eq!(std::fs::metadata(&shell).unwrap().permissions().mode() & 0o7777, 0o755, "setuid dropped");
         assert!(!backup_dir.path().join(".default/.ssh/disk").exists(), "no device file");
         assert!(installed.skipped.iter().any(|line| line.contains("device file")), "{:?}", installed.skipped);
+    }
+
+    #[test]
+    fn a_sparse_file_stays_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        let backup_dir = tempfile::tempdir().unwrap();
+        let backup = SafeFolder::open_trusted(backup_dir.path()).unwrap();
+        let mut contents = vec![0u8; 8 << 20];
+        contents[..5].copy_from_slice(b"start");
+        let archive = archive_of(|builder| regular(builder, "big", 0o644, &contents));
+        install_archive(&backup, &entry(EntryKind::File, "big", "/root/big"), archive.path(), 16 << 20).unwrap();
+        let metadata = std::fs::metadata(backup_dir.path().join("big")).unwrap();
+        assert_eq!(metadata.len(), 8 << 20);
+        assert!(metadata.blocks() * 512 < 1 << 20, "{} bytes on disk", metadata.blocks() * 512);
+        assert_eq!(&std::fs::read(backup_dir.path().join("big")).unwrap()[..5], b"start");
     }
 
     #[test]

@@ -28,11 +28,35 @@ pub struct MonitorLog {
     pub warnings: usize,
     /// Print to stdout as well (off in tests of the library).
     echo: bool,
+    /// A buffered log (one user's part of a pass) keeps its lines here until absorbed, so
+    /// each user's lines stay together in the file.
+    held: Option<Vec<String>>,
 }
 
 impl MonitorLog {
     pub fn new(root: &Root, now: NaiveDateTime, echo: bool) -> MonitorLog {
-        MonitorLog { path: root.jobs_dir().join("monitor.log"), now, errors: 0, warnings: 0, echo }
+        MonitorLog { path: root.jobs_dir().join("monitor.log"), now, errors: 0, warnings: 0, echo, held: None }
+    }
+
+    /// A log whose lines are held until [`MonitorLog::absorb`] writes them.
+    pub fn buffered(&self) -> MonitorLog {
+        MonitorLog {
+            path: self.path.clone(),
+            now: self.now,
+            errors: 0,
+            warnings: 0,
+            echo: self.echo,
+            held: Some(Vec::new()),
+        }
+    }
+
+    /// Writes a buffered log's lines and counts them as this log's.
+    pub fn absorb(&mut self, other: MonitorLog) {
+        self.errors += other.errors;
+        self.warnings += other.warnings;
+        for line in other.held.unwrap_or_default() {
+            self.write_line(&line);
+        }
     }
 
     pub fn info(&mut self, message: &str) {
@@ -67,6 +91,13 @@ impl MonitorLog {
 
     fn write(&mut self, status: Status, sign: Option<&str>, message: &str) {
         let line = Self::format(self.now, status, sign, message);
+        match &mut self.held {
+            Some(held) => held.push(line),
+            None => self.write_line(&line),
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
         if self.echo {
             println!("{line}");
         }

@@ -121,20 +121,46 @@ async fn pass(
     };
     let config = &state.config;
 
-    // Ended bookings: save, stop, remove.
+    // Each user's containers are handled in a task of their own, all at once, each within a
+    // deadline: one student's slow or hostile container never delays another's start or stop.
+    let mut users: Vec<&UserId> =
+        plan.ending.iter().chain(&plan.starting).chain(&plan.continuing).map(|booking| &booking.user_id).collect();
+    users.extend(requests.iter().filter_map(|request| match request {
+        Request::Restart(user) => Some(user),
+        _ => None,
+    }));
+    users.sort();
+    users.dedup();
+    let tasks = users.into_iter().map(|user| {
+        let mut user_log = log.buffered();
+        let label = label.as_str();
+        let (plan, requests) = (&plan, &requests);
+        async move {
+            let work = user_pass(root, config, engine, user, plan, requests, label, options.progress, &mut user_log);
+            let outcome = match tokio::time::timeout(USER_DEADLINE, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    user_log.error(
+                        "TimeoutError",
+                        &format!(
+                            "{user}'s containers took longer than {} minutes; what did not finish is retried at the next pass",
+                            USER_DEADLINE.as_secs() / 60
+                        ),
+                    );
+                    UserOutcome::default()
+                }
+            };
+            (outcome, user_log)
+        }
+    });
     let mut ended_ok = Vec::new();
-    for booking in &plan.ending {
-        if stop_booking(root, config, engine, booking, &label, log).await {
-            ended_ok.push(booking.clone());
-        }
-    }
-
-    // Bookings that began: quota, then start.
     let mut started_ok = Vec::new();
-    for booking in &plan.starting {
-        if start_booking(root, config, engine, booking, &label, options.progress, log).await {
-            started_ok.push(booking.clone());
-        }
+    let mut failed_restarts = Vec::new();
+    for (outcome, user_log) in futures_util::future::join_all(tasks).await {
+        log.absorb(user_log);
+        ended_ok.extend(outcome.ended);
+        started_ok.extend(outcome.started);
+        failed_restarts.extend(outcome.failed_restarts);
     }
     for booking in &plan.missed {
         log.warning(
@@ -147,21 +173,8 @@ async fn pass(
             ),
         );
     }
-
-    // Running bookings that go on must have their containers.
     let mut running_now: Vec<Booking> = plan.continuing.clone();
     running_now.extend(started_ok.iter().cloned());
-    for booking in &plan.continuing {
-        reconcile_running(root, config, engine, booking, &label, options.progress, log).await;
-    }
-    let mut failed_restarts = Vec::new();
-    for request in &requests {
-        if let Request::Restart(user) = request
-            && !restart(engine, &running_now, user, &label, log).await
-        {
-            failed_restarts.push(request.clone());
-        }
-    }
     stop_orphans(engine, &label, &running_now, &plan, log).await;
     check_gpus(engine, gpus, &running_now, log).await;
 
@@ -171,6 +184,63 @@ async fn pass(
     summary.stopped += ended_ok.len();
     summary.missed += plan.missed.len();
     Ok(())
+}
+
+/// How long one user's part of a pass may take: saving a large backup, pulling an image.
+const USER_DEADLINE: Duration = Duration::from_secs(20 * 60);
+
+/// What one user's part of a pass achieved.
+#[derive(Default)]
+struct UserOutcome {
+    ended: Vec<Booking>,
+    started: Vec<Booking>,
+    failed_restarts: Vec<Request>,
+}
+
+/// One user's part of a pass, in order: the ended booking is saved and stopped before the
+/// next one starts (both use the container name), then the running one is reconciled and
+/// restart requests served.
+#[allow(clippy::too_many_arguments)]
+async fn user_pass(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    user: &UserId,
+    plan: &Plan,
+    requests: &[Request],
+    label: &str,
+    progress: bool,
+    log: &mut MonitorLog,
+) -> UserOutcome {
+    let mut outcome = UserOutcome::default();
+    let mine = |bookings: &[Booking]| -> Vec<Booking> {
+        bookings.iter().filter(|booking| &booking.user_id == user).cloned().collect()
+    };
+    for booking in mine(&plan.ending) {
+        if stop_booking(root, config, engine, &booking, label, log).await {
+            outcome.ended.push(booking);
+        }
+    }
+    for booking in mine(&plan.starting) {
+        if start_booking(root, config, engine, &booking, label, progress, log).await {
+            outcome.started.push(booking);
+        }
+    }
+    let continuing = mine(&plan.continuing);
+    for booking in &continuing {
+        reconcile_running(root, config, engine, booking, label, progress, log).await;
+    }
+    let mut running = continuing;
+    running.extend(outcome.started.iter().cloned());
+    for request in requests {
+        if let Request::Restart(requested) = request
+            && requested == user
+            && !restart(engine, &running, user, label, log).await
+        {
+            outcome.failed_restarts.push(request.clone());
+        }
+    }
+    outcome
 }
 
 /// Backs up, stops and removes an ended booking's container. `true` when the row may go to
@@ -279,7 +349,18 @@ async fn save_backup(root: &Root, config: &Config, engine: &Engine, user: &UserI
         let archive = staging.path().join(format!("{index}.tar"));
         let saved = match engine.copy_out(user.as_str(), &entry.container_path, &archive, budget).await {
             Ok(false) => continue,
-            Ok(true) => backup::install_archive(&folders.backup, entry, &archive, budget),
+            // Unpacking may be long: off the runtime's thread, so other users' work goes on.
+            Ok(true) => match folders.backup.duplicate() {
+                Ok(backup_folder) => {
+                    let (entry, archive) = (entry.clone(), archive.clone());
+                    tokio::task::spawn_blocking(move || {
+                        backup::install_archive(&backup_folder, &entry, &archive, budget)
+                    })
+                    .await
+                    .unwrap_or_else(|error| Err(anyhow::anyhow!("the save stopped: {error}")))
+                }
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         };
         match saved {
@@ -350,14 +431,19 @@ pub async fn launch(
     let mut archive = None;
     if !list.entries.is_empty() {
         let limit = backup_byte_limit(config, &user);
-        let made = tempfile::Builder::new()
-            .prefix("gpu-booking-restore-")
-            .tempfile()
-            .context("cannot create a staging file")
-            .and_then(|file| {
-                let restored = backup::restore_archive(&prepared.folders.backup, &list, limit, file.as_file())?;
+        let made = match prepared.folders.backup.duplicate() {
+            Ok(backup_folder) => tokio::task::spawn_blocking(move || {
+                let file = tempfile::Builder::new()
+                    .prefix("gpu-booking-restore-")
+                    .tempfile()
+                    .context("cannot create a staging file")?;
+                let restored = backup::restore_archive(&backup_folder, &list, limit, file.as_file())?;
                 Ok((file, restored))
-            });
+            })
+            .await
+            .unwrap_or_else(|error| Err(anyhow::anyhow!("the restore stopped: {error}"))),
+            Err(error) => Err(error),
+        };
         match made {
             Ok((file, restored)) => {
                 for warning in restored.warnings {

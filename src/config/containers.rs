@@ -1,0 +1,106 @@
+//! `cfg/containers.yaml`: gpu-booking's own settings for the containers it starts, which the
+//! original system never had (it is a file of its own because the original's readers reject
+//! unknown keys; a lab that goes back simply leaves it behind). A missing file, or a missing
+//! key, means the default.
+//!
+//! Admin-authored; the tools only read it.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::yaml::{self, Findings, Parsed};
+use crate::error::FileProblem;
+
+/// The file's name under `cfg/`.
+pub const FILE_NAME: &str = "containers.yaml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainerSettings {
+    ssh_bind_address: Option<String>,
+    pids_limit: Option<i64>,
+    open_files_limit: Option<i64>,
+}
+
+/// What every booking's container gets besides its booked resources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSettings {
+    /// Where the forward ports listen on the host (all addresses by default, as before).
+    pub ssh_bind_address: IpAddr,
+    /// Processes (and threads) one container may run: a fork bomb stays inside it.
+    pub pids_limit: i64,
+    /// Open files per process (`nofile`, soft and hard).
+    pub open_files_limit: i64,
+}
+
+pub const PIDS_RANGE: std::ops::RangeInclusive<i64> = 64..=4_194_304;
+pub const OPEN_FILES_RANGE: std::ops::RangeInclusive<i64> = 1024..=1_048_576;
+
+impl Default for ContainerSettings {
+    fn default() -> ContainerSettings {
+        ContainerSettings { ssh_bind_address: IpAddr::from([0, 0, 0, 0]), pids_limit: 4096, open_files_limit: 16_384 }
+    }
+}
+
+impl ContainerSettings {
+    pub fn parse(shown_path: &str, text: &str) -> Parsed<ContainerSettings> {
+        let raw: Option<RawContainerSettings> = yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
+        let raw = raw.unwrap_or_default();
+        let mut findings = Findings::new(shown_path, text);
+        let mut settings = ContainerSettings::default();
+        if let Some(address) = raw.ssh_bind_address {
+            match address.trim().parse::<IpAddr>() {
+                Ok(parsed) => settings.ssh_bind_address = parsed,
+                Err(_) => findings.error(
+                    &["ssh_bind_address"],
+                    format!("expected an IP address of this host such as 0.0.0.0 or 192.0.2.10, found {address:?}"),
+                ),
+            }
+        }
+        for (key, value, range, target) in [
+            ("pids_limit", raw.pids_limit, PIDS_RANGE, &mut settings.pids_limit),
+            ("open_files_limit", raw.open_files_limit, OPEN_FILES_RANGE, &mut settings.open_files_limit),
+        ] {
+            match value {
+                Some(value) if range.contains(&value) => *target = value,
+                Some(value) => findings.error(
+                    &[key],
+                    format!("expected a whole number from {} to {}, found {value}", range.start(), range.end()),
+                ),
+                None => {}
+            }
+        }
+        findings.finish(settings)
+    }
+
+    /// Reads the file; a missing file is the defaults.
+    pub fn load(path: &std::path::Path, shown_path: &str) -> Parsed<ContainerSettings> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(shown_path, &text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Ok((ContainerSettings::default(), Vec::new()))
+            }
+            Err(error) => Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error}"))]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_out_of_range_are_named_with_their_line() {
+        let (settings, _) = ContainerSettings::parse("cfg/containers.yaml", "").unwrap();
+        assert_eq!(settings, ContainerSettings::default());
+        let (settings, _) = ContainerSettings::parse("f", "ssh_bind_address: 127.0.0.1\npids_limit: 512\n").unwrap();
+        assert_eq!(settings.ssh_bind_address, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(settings.pids_limit, 512);
+        let problems = ContainerSettings::parse("f", "pids_limit: 0\nssh_bind_address: everywhere\n").unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|line| line.contains("f:1") && line.contains("pids_limit")), "{text:?}");
+        assert!(text.iter().any(|line| line.contains("f:2") && line.contains("ssh_bind_address")), "{text:?}");
+        assert!(ContainerSettings::parse("f", "unknown: 1\n").is_err());
+    }
+}
