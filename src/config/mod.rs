@@ -5,6 +5,7 @@ pub mod capability;
 pub mod capability_edit;
 pub mod expression;
 pub mod host_deploy;
+pub mod login;
 pub mod users;
 pub mod yaml;
 
@@ -12,6 +13,7 @@ use std::path::Path;
 
 pub use capability::{CapabilityConfig, HostMax, UserLimits};
 pub use host_deploy::HostDeploy;
+pub use login::LoginSettings;
 pub use users::{UserEntry, UsersConfig};
 pub use yaml::UserId;
 
@@ -25,12 +27,14 @@ pub struct Config {
     pub deploy: HostDeploy,
     pub capability: CapabilityConfig,
     pub users: UsersConfig,
+    /// `cfg/login.yaml` (defaults when it is missing).
+    pub login: LoginSettings,
     /// Findings that do not stop anything (shown by `enroll check`).
     pub warnings: Vec<FileProblem>,
 }
 
 impl Config {
-    /// Loads the three files; any error stops the load, and the error lists every problem found.
+    /// Loads the files under `cfg/`; any error stops the load, and the error lists every problem found.
     pub fn load(lock: &impl LockHeld) -> anyhow::Result<Config> {
         let (config, problems) = Self::load_collecting(lock);
         match config {
@@ -74,12 +78,16 @@ impl Config {
         let users_shown = root.display(&deploy.users_config_yaml);
         let users = UsersConfig::load(lock, &deploy.users_config_yaml, &users_shown);
 
+        let login_path = root.login_settings_path();
+        let login = LoginSettings::load(&login_path, &root.display(&login_path));
+
         let capability = keep(capability, &mut problems);
         let users = keep(users, &mut problems);
-        match (capability, users) {
-            (Some(capability), Some(users)) => {
+        let login = keep(login, &mut problems);
+        match (capability, users, login) {
+            (Some(capability), Some(users), Some(login)) => {
                 let warnings = problems.clone();
-                (Some(Config { deploy, capability, users, warnings }), problems)
+                (Some(Config { deploy, capability, users, login, warnings }), problems)
             }
             _ => (None, problems),
         }
