@@ -111,6 +111,8 @@ fn build_root(root: &Path, history: usize) {
     )
     .unwrap();
     fs::write(root.join("cfg/users_config.yaml"), "").unwrap();
+    // The bench user registers by a first login, which the admin turns on for them.
+    fs::write(root.join("cfg/login.yaml"), "self_registration: [bench]\n").unwrap();
     let mut booking = String::from("start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
     let base = chrono::NaiveDateTime::parse_from_str("2026-11-23 10:00", "%Y-%m-%d %H:%M").unwrap();
     for index in 0..ACTIVE_BOOKINGS {

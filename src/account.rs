@@ -3,11 +3,18 @@
 //!
 //! Every change re-reads `users_config.yaml` under the [`ExclusiveLock`] and saves it
 //! atomically, so two users registering at once cannot lose each other's entry.
+//!
+//! An allowed id without a password belongs to nobody yet. Only when the admin turns on
+//! self-registration for it (`cfg/login.yaml`) may whoever logs in first choose its
+//! password; otherwise the admin sets it (`enroll passwd`). Failed logins are counted and
+//! lock the id for a while ([`crate::faillock`]).
 
 use anyhow::{Context, Result, bail};
+use chrono::NaiveDateTime;
 
 use crate::config::{Config, UserEntry, UserId};
 use crate::error::{AuthenticationFailed, Refused, UsageError};
+use crate::faillock;
 use crate::lock::{ExclusiveLock, LockHeld};
 use crate::password;
 use crate::schedule::{self, ActiveFile};
@@ -20,9 +27,10 @@ pub const PORT_RANGE: std::ops::RangeInclusive<u16> = 10001..=11000;
 pub enum Standing {
     /// Not in `allow_userIDs`.
     NotAllowed,
-    /// Allowed, but has no entry yet: they choose a password now.
-    New,
-    /// Has an entry; `must_choose` when the password is temporary or missing.
+    /// Allowed, but without a password yet (no entry, or an entry without one).
+    /// `may_self_register`: they may choose one now; otherwise the admin sets it.
+    Unclaimed { may_self_register: bool },
+    /// Has a password; `must_choose` when it is temporary.
     Known { must_choose: bool },
 }
 
@@ -31,8 +39,8 @@ pub fn standing(config: &Config, user: &UserId) -> Standing {
         return Standing::NotAllowed;
     }
     match config.users.get(user) {
-        None => Standing::New,
-        Some(entry) => Standing::Known { must_choose: entry.must_change_password || entry.password.is_none() },
+        Some(entry) if entry.has_password() => Standing::Known { must_choose: entry.must_change_password },
+        _ => Standing::Unclaimed { may_self_register: config.login.may_self_register(user) },
     }
 }
 
@@ -41,43 +49,114 @@ pub fn not_allowed(user: &UserId) -> anyhow::Error {
         .into()
 }
 
-/// Checks a password. A legacy plain-text password (or a hash crypt(3) cannot read) that
-/// matches is replaced by a fresh hash.
-pub fn verify_password(lock: &ExclusiveLock, user: &UserId, typed: &str) -> Result<bool> {
-    let mut config = Config::load(lock)?;
-    let Some(entry) = config.users.users.get_mut(user) else {
-        return Ok(false);
-    };
-    let Some(stored) = entry.password.clone() else {
-        return Ok(false);
-    };
-    if !password::verify(&stored, typed) {
-        return Ok(false);
+/// The answer for an allowed id without a password when self-registration is off for it.
+pub fn no_password_yet(user: &UserId) -> anyhow::Error {
+    AuthenticationFailed(format!(
+        "{user} has no password yet; ask the admin to set one (enroll passwd {user}), then log in with it"
+    ))
+    .into()
+}
+
+/// What a password typed at login led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginOutcome {
+    Verified,
+    /// Wrong; `locked_until` when this failure locked the id.
+    Wrong {
+        locked_until: Option<NaiveDateTime>,
+    },
+    /// The id is locked: the password was not even checked.
+    Locked {
+        until: NaiveDateTime,
+    },
+}
+
+/// Refuses a locked id before it is asked for a password, and logs the refusal.
+pub fn check_not_locked(lock: &ExclusiveLock, user: &UserId, address: &str, now: NaiveDateTime) -> Result<()> {
+    match faillock::lock_status(lock, user, now)? {
+        Some(until) => {
+            faillock::log_refused(lock, user, address, until, now);
+            Err(faillock::locked_error(user, until))
+        }
+        None => Ok(()),
     }
-    if password::needs_rehash(&stored) {
+}
+
+/// Checks a password typed at login from `address`. A locked id is refused without looking
+/// at the password; a wrong one is recorded (and may lock the id); a right one clears the
+/// id's failures. A legacy plain-text password (or a hash crypt(3) cannot read) that matches
+/// is replaced by a fresh hash.
+pub fn log_in(
+    lock: &ExclusiveLock,
+    user: &UserId,
+    typed: &str,
+    address: &str,
+    now: NaiveDateTime,
+) -> Result<LoginOutcome> {
+    if let Some(until) = faillock::lock_status(lock, user, now)? {
+        faillock::log_refused(lock, user, address, until, now);
+        return Ok(LoginOutcome::Locked { until });
+    }
+    let mut config = Config::load(lock)?;
+    let stored = config.users.get(user).filter(|entry| entry.has_password()).and_then(|entry| entry.password.clone());
+    let verified =
+        config.capability.is_allowed(user) && stored.as_deref().is_some_and(|stored| password::verify(stored, typed));
+    if !verified {
+        let locked_until = faillock::record_failure(lock, user, address, now)?;
+        return Ok(LoginOutcome::Wrong { locked_until });
+    }
+    if let (Some(stored), Some(entry)) = (stored, config.users.users.get_mut(user))
+        && password::needs_rehash(&stored)
+    {
         entry.password = Some(password::hash(typed)?);
         config.users.save(lock, &config.deploy.users_config_yaml)?;
     }
-    Ok(true)
+    faillock::clear(lock, user, now)?;
+    Ok(LoginOutcome::Verified)
 }
 
-/// Registers a new user (allowed, no entry yet): hashes their password, gives them a free
-/// random forward port. Returns their new entry.
-pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> Result<UserEntry> {
-    password::check_new(chosen_password, user.as_str()).map_err(UsageError)?;
+/// Registers an allowed user who has no password yet, when self-registration is on for
+/// them: hashes their password and, if they have no entry yet, gives them a free random
+/// forward port. The claim is logged with the address it came
+/// from, so the admin can tell who took an id. Returns their entry.
+pub fn register(
+    lock: &ExclusiveLock,
+    user: &UserId,
+    chosen_password: &str,
+    address: &str,
+    now: NaiveDateTime,
+) -> Result<UserEntry> {
     let mut config = Config::load(lock)?;
     if !config.capability.is_allowed(user) {
         return Err(not_allowed(user));
     }
-    if config.users.get(user).is_some() {
-        bail!(Refused(format!("{user} is already registered; log in with your password")));
+    // Checked here, under the lock, whatever the caller looked at before.
+    if !config.login.may_self_register(user) {
+        return Err(no_password_yet(user));
     }
-    let forward_port = free_port(lock, &config)?;
-    // No folders here: `book` runs as the unprivileged booking account, which may not write
-    // the volume parents; the monitor (root) makes them before the first container starts.
-    let entry = UserEntry::fresh(&config.deploy, user, forward_port, password::hash(chosen_password)?);
-    config.users.users.insert(user.clone(), entry.clone());
+    password::check_new(chosen_password, user.as_str()).map_err(UsageError)?;
+    let hash = password::hash(chosen_password)?;
+    let entry = match config.users.users.get_mut(user) {
+        Some(entry) if entry.has_password() => {
+            bail!(Refused(format!("{user} is already registered; log in with your password")))
+        }
+        Some(entry) => {
+            entry.password = Some(hash);
+            entry.must_change_password = false;
+            entry.clone()
+        }
+        None => {
+            let forward_port = free_port(lock, &config)?;
+            // No folders here: `book` runs as the unprivileged booking account, which may
+            // not write the volume parents; the monitor (root) makes them before the first
+            // container starts.
+            let entry = UserEntry::fresh(&config.deploy, user, forward_port, hash);
+            config.users.users.insert(user.clone(), entry.clone());
+            entry
+        }
+    };
     config.users.save(lock, &config.deploy.users_config_yaml)?;
+    faillock::log_info(lock, now, &format!("{user} chose their first password from {address} (self-registration)"));
     Ok(entry)
 }
 

@@ -20,16 +20,26 @@ use anyhow::{Context, Result};
 use crate::lock::ExclusiveLock;
 
 pub fn write_atomically(lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> Result<()> {
-    write_with_mode(lock, path, contents, 0o644)
+    write_with_mode(lock, path, contents, Mode::KeepOr(0o644))
 }
 
-/// Like [`write_atomically`], but a file that does not exist yet is created readable by its
-/// owner only (`users_config.yaml` holds password hashes).
+/// Like [`write_atomically`], but the file is left readable and writable by its owner only,
+/// whatever its mode was: `users_config.yaml` holds password hashes, and a copy of the
+/// original's file or a fresh checkout arrives world-readable.
 pub fn write_atomically_private(lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> Result<()> {
-    write_with_mode(lock, path, contents, 0o600)
+    write_with_mode(lock, path, contents, Mode::Always(0o600))
 }
 
-fn write_with_mode(_lock: &ExclusiveLock, path: &Path, contents: &[u8], new_file_mode: u32) -> Result<()> {
+/// The permissions a rewritten file gets.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// The old file's, or these for a new file.
+    KeepOr(u32),
+    /// These, always.
+    Always(u32),
+}
+
+fn write_with_mode(_lock: &ExclusiveLock, path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let folder = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(folder).with_context(|| format!("cannot create the folder {}", folder.display()))?;
@@ -46,15 +56,17 @@ fn write_with_mode(_lock: &ExclusiveLock, path: &Path, contents: &[u8], new_file
             .with_context(|| format!("cannot create {}", temporary.display()))?;
         file.write_all(contents).with_context(|| format!("cannot write {}", temporary.display()))?;
         file.sync_all().with_context(|| format!("cannot flush {} to disk", temporary.display()))?;
-        // Keep the old file's permissions (users_config.yaml holds password hashes and an
-        // admin may have made it private) and its owner.
-        let (permissions, owner) = match fs::metadata(path) {
-            Ok(metadata) => (metadata.permissions(), metadata),
-            Err(_) => (
+        // Keep the old file's owner, and its permissions unless they are fixed.
+        let (mut permissions, owner) = match (fs::metadata(path), mode) {
+            (Ok(metadata), _) => (metadata.permissions(), metadata),
+            (Err(_), Mode::KeepOr(new_file_mode) | Mode::Always(new_file_mode)) => (
                 fs::Permissions::from_mode(new_file_mode),
                 fs::metadata(folder).with_context(|| format!("cannot read the owner of {}", folder.display()))?,
             ),
         };
+        if let Mode::Always(fixed) = mode {
+            permissions = fs::Permissions::from_mode(fixed);
+        }
         give_owner(&file, &temporary, &owner)?;
         fs::set_permissions(&temporary, permissions)
             .with_context(|| format!("cannot set permissions on {}", temporary.display()))?;

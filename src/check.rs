@@ -6,11 +6,17 @@ use std::collections::HashMap;
 use anyhow::Result;
 
 use crate::config::backup_list::BackupList;
+use crate::config::capability_edit::ALLOWED_SECTION;
+use crate::config::login::SelfRegistration;
 use crate::config::{Config, read_text};
 use crate::error::{FileProblem, Severity};
+use crate::faillock;
 use crate::lock::SharedLock;
 use crate::root::Root;
 use crate::schedule::{self, ActiveFile, Row};
+
+/// What the original wrote as every new user's password.
+const ORIGINAL_DEFAULT_PASSWORD: &str = "0000";
 
 /// Every problem under `root`, errors and warnings, in file order.
 pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
@@ -32,6 +38,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
         let (rows, found) = schedule::read_rows(root, &path)?;
         problems.extend(found);
         let shown = root.display(&path);
+        problems.extend(schedule::active_row_problems(&shown, &rows));
         active.extend(rows.into_iter().map(|row| (shown.clone(), row)));
     }
     // The history can be long: stream it, keeping only its problems.
@@ -42,10 +49,105 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
         }
     })?;
 
+    let (_, found) = faillock::read_rows(root)?;
+    problems.extend(found);
+
     if let Some(config) = &config {
         check_active_rows(root, config, &active, &mut problems);
+        check_accounts(root, config, &mut problems);
+        check_modes(root, config, &mut problems);
     }
     Ok(problems)
+}
+
+/// Allowed ids that nobody has a password for yet, and passwords anyone could guess.
+fn check_accounts(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
+    let capability_path = root.display(&config.deploy.capability_config_yaml);
+    let capability_text = std::fs::read_to_string(&config.deploy.capability_config_yaml).unwrap_or_default();
+    let login_path = root.display(&root.login_settings_path());
+    for user in &config.capability.allowed_users {
+        let line = crate::yaml_lines::line_of_item(&capability_text, ALLOWED_SECTION, user.as_str());
+        let warn = |message: String| FileProblem::warning(&capability_path, line, ALLOWED_SECTION, message);
+        match config.users.get(user) {
+            Some(entry) if entry.has_password() => {
+                // The original gave every new user "0000"; an entry still holding it is
+                // anyone's who read the original's documentation.
+                if entry.password.as_deref() == Some(ORIGINAL_DEFAULT_PASSWORD) {
+                    problems.push(warn(format!(
+                        "{user} still has the original system's default password {ORIGINAL_DEFAULT_PASSWORD:?}: \
+                         anyone can log in as {user}; set a new one with enroll passwd {user}"
+                    )));
+                }
+            }
+            _ if config.login.may_self_register(user) => problems.push(warn(format!(
+                "{user} has no password yet, and self-registration is on for it ({login_path}): whoever \
+                 first logs in as {user} chooses it; set one with enroll passwd {user}"
+            ))),
+            _ => problems.push(warn(format!(
+                "{user} has no password yet and cannot log in until you set one: enroll passwd {user}"
+            ))),
+        }
+    }
+    if let SelfRegistration::Only(listed) = &config.login.self_registration {
+        let text = std::fs::read_to_string(root.login_settings_path()).unwrap_or_default();
+        for user in listed.iter().filter(|user| !config.capability.is_allowed(user)) {
+            problems.push(FileProblem::warning(
+                &login_path,
+                crate::yaml_lines::line_of_item(&text, "self_registration", user.as_str())
+                    .or_else(|| crate::yaml_lines::line_of_key(&text, &["self_registration"])),
+                "self_registration",
+                format!("{user} is not in allow_userIDs ({capability_path}), so cannot register"),
+            ));
+        }
+    }
+}
+
+/// `users_config.yaml` holds every password hash: it and the folders it lies in must be
+/// closed to everyone but their owner (a folder others may write lets them swap the file).
+fn check_modes(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
+    use std::os::unix::fs::PermissionsExt;
+    let users_path = &config.deploy.users_config_yaml;
+    let shown = root.display(users_path);
+    if let Ok(metadata) = std::fs::metadata(users_path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            problems.push(FileProblem::warning(
+                &shown,
+                None,
+                "",
+                format!(
+                    "mode {mode:04o}: others can read the password hashes in it; chmod 600 {shown} \
+                     (every tool that writes it leaves it 600)"
+                ),
+            ));
+        }
+    }
+    let mut folders = vec![root.cfg_dir()];
+    if let Some(parent) = users_path.parent()
+        && !folders.iter().any(|folder| folder == parent)
+    {
+        folders.push(parent.to_path_buf());
+    }
+    for folder in folders {
+        let Ok(metadata) = std::fs::metadata(&folder) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        let what = if mode & 0o022 != 0 {
+            format!("others can change what is in it, and replace {}", root.display(users_path))
+        } else {
+            "others can list and read what is in it".to_string()
+        };
+        if mode & 0o066 != 0 {
+            let shown = root.display(&folder);
+            problems.push(FileProblem::warning(
+                format!("{shown}/"),
+                None,
+                "",
+                format!("mode {mode:04o}: {what}; chmod 700 {shown}"),
+            ));
+        }
+    }
 }
 
 pub fn count_errors(problems: &[FileProblem]) -> usize {

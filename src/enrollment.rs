@@ -20,6 +20,7 @@ use crate::config::capability_edit::{self, Edit, LimitChange};
 use crate::config::yaml::Limit;
 use crate::config::{Config, UserEntry, UserId, UserLimits, read_text};
 use crate::error::{FileProblems, Refused, UsageError};
+use crate::faillock;
 use crate::lock::{ExclusiveLock, LockHeld};
 use crate::monitor::space::{Measured, measure};
 use crate::password;
@@ -261,11 +262,27 @@ fn check_purgeable(config: &Config, folder: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `enroll passwd`: a new password for a user. An allowed user who never logged in gets their
-/// settings (port, folders) now. Returns the temporary password, if one was generated.
-pub fn reset_password(lock: &ExclusiveLock, user: &UserId, choice: &PasswordChoice) -> Result<Option<String>> {
+/// What `enroll passwd` did.
+#[derive(Debug, Clone, Default)]
+pub struct PasswordReset {
+    /// The generated password, to be shown once; `None` when the admin gave one.
+    pub temporary: Option<String>,
+    /// Until when the id was locked by failed logins, if it was; the lock is lifted.
+    pub was_locked_until: Option<NaiveDateTime>,
+}
+
+/// `enroll passwd`: a new password for a user, which also lifts a lock left by failed logins
+/// (their record is cleared). An allowed user who never logged in gets their settings (port,
+/// folders) now.
+pub fn reset_password(
+    lock: &ExclusiveLock,
+    user: &UserId,
+    choice: &PasswordChoice,
+    now: NaiveDateTime,
+) -> Result<PasswordReset> {
     let mut config = Config::load(lock)?;
     let (hash, temporary) = new_password(user, choice)?;
+    let was_locked_until = faillock::lock_status(lock, user, now)?;
     match config.users.users.get_mut(user) {
         Some(entry) => {
             entry.password = Some(hash);
@@ -283,7 +300,14 @@ pub fn reset_password(lock: &ExclusiveLock, user: &UserId, choice: &PasswordChoi
         }
     }
     config.users.save(lock, &config.deploy.users_config_yaml)?;
-    Ok(temporary)
+    if faillock::clear(lock, user, now)? > 0 {
+        let message = match was_locked_until {
+            Some(until) => format!("{user} unlocked by enroll passwd (was locked until {})", format_minutes(until)),
+            None => format!("{user}'s failed logins cleared by enroll passwd"),
+        };
+        faillock::log_info(lock, now, &message);
+    }
+    Ok(PasswordReset { temporary, was_locked_until })
 }
 
 /// `enroll limits`: sets or clears keys of the user's block. Returns their limits after.

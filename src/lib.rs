@@ -16,6 +16,7 @@ pub mod container_spec;
 pub mod docker;
 pub mod enrollment;
 pub mod error;
+pub mod faillock;
 pub mod gpu;
 pub mod lock;
 pub mod monitor;

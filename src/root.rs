@@ -33,6 +33,11 @@ impl Root {
         self.cfg_dir().join("host_deploy.yaml")
     }
 
+    /// `cfg/login.yaml`, gpu-booking's own login settings (see [`crate::config::login`]).
+    pub fn login_settings_path(&self) -> PathBuf {
+        self.cfg_dir().join(crate::config::login::FILE_NAME)
+    }
+
     pub fn templates_dir(&self) -> PathBuf {
         self.cfg_dir().join("templates")
     }

@@ -77,11 +77,24 @@ pub struct Row {
 /// Reads an active file. Any bad row stops the read; the error lists every bad row.
 pub fn read(lock: &impl LockHeld, file: ActiveFile) -> Result<Vec<Booking>> {
     let path = file.path(lock.root());
-    let (rows, problems) = read_rows(lock.root(), &path)?;
+    let (rows, mut problems) = read_rows(lock.root(), &path)?;
+    problems.extend(active_row_problems(&lock.root().display(&path), &rows));
     if !problems.is_empty() {
         return Err(FileProblems(problems).into());
     }
     Ok(rows.into_iter().map(|row| row.booking).collect())
+}
+
+/// What may not stand in a row that is about to run (or runs): a CPU count the container
+/// could not be limited to. The history is read as it was written (the original took any
+/// number), since nothing is started from it.
+pub fn active_row_problems(shown_path: &str, rows: &[Row]) -> Vec<FileProblem> {
+    rows.iter()
+        .filter_map(|row| {
+            crate::rules::capacity::cpus_problem(row.booking.cpus)
+                .map(|message| FileProblem::error(shown_path, Some(row.line), "cpus", message))
+        })
+        .collect()
 }
 
 /// Reads a schedule file (any of the three), returning the good rows and a problem for each

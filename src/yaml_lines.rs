@@ -29,6 +29,23 @@ pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
     None
 }
 
+/// The 1-based line of the entry `item` in the block list under the top-level key
+/// `section` (`allow_userIDs:` followed by `  - alice`).
+pub fn line_of_item(text: &str, section: &str, item: &str) -> Option<usize> {
+    let start = line_of_key(text, &[section])?;
+    for (index, line) in text.lines().enumerate().skip(start) {
+        let content = strip_comment(line).trim();
+        if content.is_empty() {
+            continue;
+        }
+        let entry = content.strip_prefix('-')?.trim();
+        if entry.trim_matches(|quote| quote == '"' || quote == '\'') == item {
+            return Some(index + 1);
+        }
+    }
+    None
+}
+
 pub(crate) fn strip_comment(line: &str) -> &str {
     let mut in_single = false;
     let mut in_double = false;
@@ -72,5 +89,15 @@ mod tests {
         assert_eq!(line_of_key(TEXT, &["max_custom_capability", "alice", "cpus"]), Some(8));
         assert_eq!(line_of_key(TEXT, &["max_custom_capability", "bob", "gpus"]), Some(11));
         assert_eq!(line_of_key(TEXT, &["max", "gpus"]), None);
+    }
+
+    #[test]
+    fn finds_list_entries_under_a_section() {
+        let text =
+            "max:\n  cpus: 8\nallow_userIDs: # who\n  - alice # PhD\n  # - eve\n\n  - \"11007\"\nnext:\n  - bob\n";
+        assert_eq!(super::line_of_item(text, "allow_userIDs", "alice"), Some(4));
+        assert_eq!(super::line_of_item(text, "allow_userIDs", "11007"), Some(7));
+        assert_eq!(super::line_of_item(text, "allow_userIDs", "eve"), None);
+        assert_eq!(super::line_of_item(text, "allow_userIDs", "bob"), None);
     }
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod common;
+
 /// Monday, on a slot boundary.
 const NOW: &str = "2026-11-23 10:00";
 
@@ -77,6 +79,9 @@ const USING: &str = "jobs/using.csv";
 const USED: &str = "jobs/used.csv";
 const MONITOR_EXEC: &str = "jobs/monitor_exec";
 const USERS_CONFIG: &str = "cfg/users_config.yaml";
+const LOGIN_SETTINGS: &str = "cfg/login.yaml";
+const LOGIN_FAILURES: &str = "jobs/login_failures.csv";
+const AUTH_LOG: &str = "jobs/auth.log";
 
 /// The state lock: any command may create it, and it never holds data.
 const LOCK_FILE: &str = "jobs/.lock";
@@ -110,6 +115,9 @@ impl Lab {
         lab.write("cfg/host_deploy.yaml", HOST_DEPLOY);
         lab.write("cfg/capability_config.yaml", CAPABILITY);
         lab.write(USERS_CONFIG, USERS);
+        // Most tests register their users by a first login; the admin turns that on here.
+        // Tests of the default (nobody registers themselves) overwrite it.
+        lab.write(LOGIN_SETTINGS, "self_registration: true\n");
         fs::create_dir_all(lab.path("jobs")).expect("create jobs/");
         lab
     }
@@ -297,6 +305,7 @@ impl Book<'_> {
             .args(&self.args)
             .current_dir(self.lab.root())
             .env_remove("SSH_ORIGINAL_COMMAND")
+            .env_remove("SSH_CLIENT")
             .env_remove("GPU_BOOKING_ROOT")
             .env("GPU_BOOKING_NOW", &self.now)
             .env("NO_COLOR", "1")
@@ -762,7 +771,12 @@ fn a_wrong_password_fails_authentication() {
     .stdin(&format!("{}\n", password_of("bob")))
     .run()
     .expect(4, "another user's password");
-    lab.assert_unchanged(&before, "failed logins");
+    // Only the record of failed logins and the log changed; nothing was booked.
+    let mut after_failures = before.clone();
+    for file in [LOGIN_FAILURES, AUTH_LOG] {
+        after_failures.insert(file.to_string(), Some(lab.read(file).into_bytes()));
+    }
+    lab.assert_unchanged(&after_failures, "failed logins");
 }
 
 #[test]
@@ -825,6 +839,262 @@ fn a_login_without_a_terminal_or_password_stdin_is_a_usage_error() {
         .says(&["--password-stdin"]);
     lab.book(&["status"]).run().expect(2, "no --user and no terminal").says(&["--user"]);
     lab.assert_unchanged(&before, "logins without a terminal");
+}
+
+/// `enroll --root R ARGS…` at the test clock, as the admin would run it.
+fn enroll_in(lab: &Lab, args: &[&str], input: &str) -> common::Run {
+    let mut full = vec!["--root", lab.root().to_str().expect("a UTF-8 temporary path")];
+    full.extend_from_slice(args);
+    common::run_with_input("enroll", &full, input, NOW)
+}
+
+#[test]
+fn an_allowed_id_without_a_password_cannot_be_claimed() {
+    let lab = Lab::new();
+    // The default: nobody registers themselves (the file is the admin's; empty or missing).
+    lab.write(LOGIN_SETTINGS, "# nothing set\n");
+    let before = lab.snapshot();
+    let claim = |context: &str| {
+        // Whoever logs in first, with any password, for any subcommand.
+        for args in [&["list", "--mine"][..], &["status"][..], &["options", "--json"][..]] {
+            lab.book(&[&["--user", "alice", "--password-stdin"][..], args].concat())
+                .stdin("mallory-was-here-1\n")
+                .run()
+                .expect(4, &format!("{context}: book {args:?}"))
+                .says(&["alice has no password yet", "enroll passwd alice"]);
+        }
+        lab.book(&[
+            "--user",
+            "alice",
+            "--password-stdin",
+            "new",
+            "--cpus",
+            "1",
+            "--memory",
+            "1",
+            "--gpus",
+            "0",
+            "--start",
+            "now",
+            "--end",
+            "1-hour",
+            "--yes",
+        ])
+        .stdin("mallory-was-here-1\n")
+        .run()
+        .expect(4, &format!("{context}: book new"));
+    };
+    claim("no entry in users_config.yaml");
+    lab.assert_unchanged(&before, "a claim of an allowed id without an entry");
+    lab.write(LOGIN_SETTINGS, "");
+    for entry in ["", "  password: null\n", "  password: \"\"\n", "  password: \"  \"\n"] {
+        // An entry without a password: written by hand, or the original's with it deleted.
+        lab.write(
+            USERS_CONFIG,
+            &format!("alice:\n{entry}  forward_port: 10042\n  image: null\n  extra_command: null\n"),
+        );
+        let before = lab.snapshot();
+        claim(&format!("an entry with {entry:?}"));
+        lab.assert_unchanged(&before, &format!("a claim of an entry with {entry:?}"));
+    }
+    assert!(!lab.exists(LOGIN_FAILURES), "an id nobody can log in to has no failures to count");
+
+    // The admin sets the password; the entry keeps its port, and alice logs in with it.
+    let reset = enroll_in(&lab, &["passwd", "alice", "--password-stdin"], &format!("{}\n", password_of("alice")));
+    assert_eq!(reset.code, Some(0), "enroll passwd alice:\n{reset}");
+    assert_eq!(lab.port_of("alice"), 10042);
+    lab.book_as("alice", &["status"]).stdin("mallory-was-here-1\n").run().expect(4, "mallory after the admin");
+}
+
+#[test]
+fn self_registration_is_the_admins_choice_for_all_or_listed_ids() {
+    let lab = Lab::new();
+    lab.write(LOGIN_SETTINGS, "self_registration: [bob]\n");
+    let before = lab.snapshot();
+    lab.book_as("alice", &["list", "--mine"]).run().expect(4, "alice is not listed").says(&["enroll passwd alice"]);
+    lab.assert_unchanged(&before, "alice may not register herself");
+    lab.register("bob");
+    assert!(lab.read(USERS_CONFIG).contains("bob:"));
+    // Once bob has a password, the first-login path is closed for him: a second "first
+    // login" is a wrong password.
+    lab.book(&["--user", "bob", "--password-stdin", "status"])
+        .stdin("mallory-was-here-1\n")
+        .run()
+        .expect(4, "registering bob again")
+        .says(&["wrong password"]);
+    // An entry without a password (its other settings kept) is registered the same way.
+    lab.write(LOGIN_SETTINGS, "self_registration: true\n");
+    let users = format!("{}carol:\n  password: null\n  forward_port: 10077\n", lab.read(USERS_CONFIG));
+    lab.write(USERS_CONFIG, &users);
+    lab.register("carol");
+    assert_eq!(lab.port_of("carol"), 10077, "carol keeps the port of her entry");
+    lab.register("alice");
+    // A setting the file cannot mean stops every login, naming file, line and field.
+    lab.write(LOGIN_SETTINGS, "# login\nself_registration: sometimes\n");
+    lab.book_as("alice", &["status"])
+        .run()
+        .expect(1, "a bad login.yaml")
+        .says(&["cfg/login.yaml:2: self_registration"]);
+}
+
+/// `book --user alice --password-stdin status` from `SSH_CLIENT` 203.0.113.9, with `typed`.
+fn alice_from_afar(lab: &Lab, typed: &str, now: &str) -> Outcome {
+    lab.book(&["--user", "alice", "--password-stdin", "status"])
+        .stdin(&format!("{typed}\n"))
+        .env("SSH_CLIENT", "203.0.113.9 50022 22")
+        .now(now)
+        .run()
+}
+
+#[test]
+fn five_failed_logins_within_15_minutes_lock_the_id_for_15_minutes() {
+    let lab = Lab::new();
+    lab.register_all();
+    lab.new_booking("alice", "1", "1", "0", "1-day", "2-hour");
+    let wrong = "tulip-alice-8";
+    // Four failures, and a fifth 15 minutes after the first: never five within 15 minutes.
+    for now in ["2026-11-23 10:00", "2026-11-23 10:05", "2026-11-23 10:10", "2026-11-23 10:14", "2026-11-23 10:15"] {
+        alice_from_afar(&lab, wrong, now).expect(4, &format!("a wrong password at {now}")).says(&["wrong password"]);
+    }
+    // The fifth within 15 minutes of the second locks alice until 15 minutes after it.
+    alice_from_afar(&lab, wrong, "2026-11-23 10:19").expect(4, "the failure that locks").says(&[
+        "wrong password",
+        "alice is locked",
+        "2026-11-23 10:34",
+    ]);
+    let bookings = lab.read(BOOKING);
+    let users = lab.read(USERS_CONFIG);
+    // Even her own password is refused while the lock lasts, without being looked at.
+    for now in ["2026-11-23 10:20", "2026-11-23 10:33"] {
+        alice_from_afar(&lab, password_of("alice"), now)
+            .expect(4, &format!("the right password at {now}, while locked"))
+            .says(&["alice is locked", "try again at 2026-11-23 10:34", "enroll passwd alice"]);
+    }
+    lab.book_as("bob", &["status"]).now("2026-11-23 10:20").run().expect(0, "bob is not locked");
+
+    // The record: one row per failure, with time and address (no password in any file).
+    let record = lab.read(LOGIN_FAILURES);
+    let mut lines = record.lines();
+    assert_eq!(lines.next(), Some("time,user_id,address"), "{record}");
+    let times: Vec<&str> = lines
+        .map(|line| line.strip_suffix(",alice,203.0.113.9").unwrap_or_else(|| panic!("{line:?} in\n{record}")))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2026-11-23 10:00:00",
+            "2026-11-23 10:05:00",
+            "2026-11-23 10:10:00",
+            "2026-11-23 10:14:00",
+            "2026-11-23 10:15:00",
+            "2026-11-23 10:19:00"
+        ]
+    );
+    // The log: how each id was claimed, then every failure, the lock and each refusal, in
+    // the monitor log's format.
+    let log = lab.read(AUTH_LOG);
+    let (claims, lines): (Vec<&str>, Vec<&str>) = log.lines().partition(|line| line.contains("[INFO]"));
+    assert_eq!(
+        claims,
+        ["alice", "bob", "carol"].map(|user| format!(
+            "20261123 10:00 [INFO] {user} chose their first password from local (self-registration)."
+        ))
+    );
+    assert_eq!(lines.len(), 9, "{log}");
+    assert_eq!(
+        lines[0],
+        "20261123 10:00 [WARNING] AuthWarning, failed login as alice from 203.0.113.9 (1 of 5 within 15 minutes)."
+    );
+    assert!(lines[5].starts_with("20261123 10:19 [WARNING] AuthWarning, failed login as alice"), "{log}");
+    assert_eq!(
+        lines[6],
+        "20261123 10:19 [WARNING] AuthWarning, alice is locked until 2026-11-23 10:34 after 5 failed logins \
+         within 15 minutes, the last from 203.0.113.9."
+    );
+    assert_eq!(
+        lines[7],
+        "20261123 10:20 [WARNING] AuthWarning, login as alice from 203.0.113.9 refused: locked until 2026-11-23 10:34."
+    );
+    for (path, bytes) in lab.snapshot() {
+        let text = String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned();
+        assert!(!text.contains(wrong) && !text.contains(password_of("alice")), "{path} holds a typed password");
+    }
+    assert_eq!((lab.read(BOOKING), lab.read(USERS_CONFIG)), (bookings, users), "a lock changes nothing else");
+
+    // The lock ends 15 minutes after the last failure; a good login clears alice's record.
+    alice_from_afar(&lab, password_of("alice"), "2026-11-23 10:34").expect(0, "the right password after the lock");
+    assert_eq!(lab.read(LOGIN_FAILURES), "time,user_id,address\n");
+}
+
+#[test]
+fn enroll_passwd_unlocks_a_locked_id() {
+    let lab = Lab::new();
+    lab.register("alice");
+    for _ in 0..5 {
+        lab.book(&["--user", "alice", "--password-stdin", "status"]).stdin("tulip-alice-8\n").run().expect(4, "wrong");
+    }
+    lab.book_as("alice", &["status"]).run().expect(4, "locked").says(&["locked"]);
+    assert!(lab.read(AUTH_LOG).contains("failed login as alice from local (5 of 5"), "{}", lab.read(AUTH_LOG));
+
+    let reset = enroll_in(&lab, &["passwd", "alice", "--password-stdin"], "fresh-alice-2\n");
+    assert_eq!(reset.code, Some(0), "enroll passwd:\n{reset}");
+    assert!(reset.stdout.contains("unlocked"), "{reset}");
+    lab.book(&["--user", "alice", "--password-stdin", "status"]).stdin("fresh-alice-2\n").run().expect(0, "unlocked");
+    assert_eq!(lab.read(LOGIN_FAILURES), "time,user_id,address\n");
+    assert!(
+        lab.read(AUTH_LOG)
+            .lines()
+            .any(|line| line
+                == "20261123 10:00 [INFO] alice unlocked by enroll passwd (was locked until 2026-11-23 10:15)."),
+        "{}",
+        lab.read(AUTH_LOG)
+    );
+}
+
+// ---- CPU requests ------------------------------------------------------------------------
+
+/// CPU counts no container may get: Docker takes NanoCpus 0 as "no limit", and anything
+/// below 1 or finer than hundredths is refused like any other limit.
+const BAD_CPUS: [&str; 10] = ["1e-12", "0", "0.5", "0.99", "1.234", "1.005", "NaN", "inf", "-1", "-2.5"];
+
+#[test]
+fn cpus_below_one_or_finer_than_hundredths_are_refused_by_new_and_free() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    for cpus in BAD_CPUS {
+        lab.book_as(
+            "alice",
+            &["new", "--cpus", cpus, "--memory", "1", "--gpus", "0", "--start", "now", "--end", "2-hour", "--yes"],
+        )
+        .run()
+        .expect(3, &format!("book new --cpus {cpus}"))
+        .says(&["cpus must be at least 1, with at most two decimals"]);
+        lab.book(&["free", "--cpus", cpus, "--memory", "1", "--duration", "1-hour"])
+            .run()
+            .expect(3, &format!("book free --cpus {cpus}"))
+            .says(&["cpus must be at least 1, with at most two decimals"]);
+    }
+    lab.book(&["free", "--cpus", "1", "--memory", "0", "--duration", "1-hour"]).run().expect(3, "no memory");
+    lab.assert_unchanged(&before, "refused CPU counts");
+
+    let booked = lab.new_booking("alice", "1.25", "1", "0", "now", "2-hour");
+    assert_eq!(booked["cpus"], 1.25);
+    assert_eq!(lab.rows(BOOKING)[0]["cpus"], "1.25");
+}
+
+#[test]
+fn a_hand_edited_row_with_too_few_cpus_stops_book_naming_file_line_and_field() {
+    let lab = Lab::new();
+    lab.register("alice");
+    lab.add_row(BOOKING, "2026-11-23 12:00:00,2026-11-23 14:00:00,bob,0.000000000001,1,[0],10999,,");
+    let before = lab.snapshot();
+    lab.book(&["list"]).run().expect(1, "book list").says(&["jobs/booking.csv:2: cpus: cpus must be at least 1"]);
+    lab.book_as("alice", &["new", "--cpus", "1", "--memory", "1", "--gpus", "0", "--start", "now", "--end", "1-hour"])
+        .run()
+        .expect(1, "book new")
+        .says(&["jobs/booking.csv:2: cpus"]);
+    lab.assert_unchanged(&before, "a damaged row");
 }
 
 // ---- book list ---------------------------------------------------------------------------
@@ -1047,8 +1317,6 @@ fn free_with_a_bad_request_is_a_usage_error() {
         .expect(2, "a duration that is not one")
         .says(&["soon"]);
     lab.book(&["free", "--cpus", "1", "--memory", "1", "--duration", "now"]).run().expect(2, "`now` is not a length");
-    lab.book(&["free", "--cpus", "0", "--memory", "1", "--duration", "1-hour"]).run().expect(2, "no CPUs");
-    lab.book(&["free", "--cpus", "1", "--memory", "0", "--duration", "1-hour"]).run().expect(2, "no memory");
     lab.book(&["free", "--cpus", "1", "--memory", "1"]).run().expect(2, "--duration is required");
     lab.assert_unchanged(&before, "book free");
 }

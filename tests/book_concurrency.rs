@@ -74,6 +74,8 @@ fn fresh_root(host: &Host) -> TempDir {
         ),
     );
     write(&path.join("cfg/users_config.yaml"), "");
+    // Everyone registers by a first login, which the admin turns on.
+    write(&path.join("cfg/login.yaml"), "self_registration: true\n");
     fs::create_dir_all(path.join("jobs")).unwrap();
     root
 }

@@ -91,6 +91,8 @@ fn root_with_users(users_config: &str) -> TempDir {
     fs::write(root.path().join("cfg/host_deploy.yaml"), HOST_DEPLOY).expect("write host_deploy.yaml");
     fs::write(root.path().join("cfg/capability_config.yaml"), CAPABILITY).expect("write capability_config.yaml");
     fs::write(root.path().join("cfg/users_config.yaml"), users_config).expect("write users_config.yaml");
+    // The dialogue's first login is self-registration, which the admin turns on.
+    fs::write(root.path().join("cfg/login.yaml"), "self_registration: true\n").expect("write login.yaml");
     root
 }
 
@@ -217,6 +219,9 @@ fn a_new_user_chooses_a_password_and_books_with_wrong_answers_on_the_way() {
     terminal.answer("abc");
     terminal.expect("type three numbers");
     terminal.expect("cpus memory gpus (e.g. 4 16 1)");
+    terminal.answer("0.001 8 1");
+    terminal.expect("cpus must be at least 1, with at most two decimals");
+    terminal.expect("cpus memory gpus (e.g. 4 16 1)");
     terminal.answer("2 8 1");
 
     // Start: a word it does not know, a time in the past, then now.
@@ -266,7 +271,8 @@ fn a_new_user_chooses_a_password_and_books_with_wrong_answers_on_the_way() {
     assert_eq!(login_code(root.path(), "alice", "Tr1cky-horse"), 0, "logging in again with the chosen password");
 }
 
-/// Test 2: three wrong passwords end the session with exit status 4, and change nothing.
+/// Test 2: three wrong passwords end the session with exit status 4 and change nothing but
+/// the record of failures; two more in another session lock the id.
 #[test]
 fn three_wrong_passwords_end_the_session_with_status_4() {
     let root = root_with_users("");
@@ -290,6 +296,26 @@ fn three_wrong_passwords_end_the_session_with_status_4() {
     assert_eq!(read(root.path(), "cfg/users_config.yaml"), users_before, "users_config.yaml changed");
     let booking = root.path().join("jobs/booking.csv");
     assert!(!booking.exists() || csv_rows(root.path(), "jobs/booking.csv").is_empty(), "a booking was written");
+
+    // Another session does not start the count again: the fifth failure locks bob.
+    let mut terminal = start_book(root.path(), &["--user", "bob"]);
+    terminal.expect("Password: ");
+    terminal.answer_hidden_when_echo_off("wrong-4");
+    terminal.expect("Wrong password.");
+    terminal.expect("Password (try 2 of 3): ");
+    terminal.answer_hidden_when_echo_off("wrong-5");
+    terminal.expect("bob is locked after 5 failed logins within 15 minutes; try again at 2026-11-23 10:15");
+    let (code, _) = terminal.finish();
+    assert_eq!(code, 4, "exit status of the session that locked bob");
+    // Locked: not even asked, and his own password does not help.
+    let mut terminal = start_book(root.path(), &["--user", "bob"]);
+    terminal.expect("bob is locked");
+    let (code, _) = terminal.finish();
+    assert_eq!(code, 4, "exit status while locked");
+    let transcript = terminal.transcript();
+    assert!(!transcript.contains("Password"), "a locked id was asked for its password:\n{transcript}");
+    assert_eq!(login_code(root.path(), "bob", "bobs-secret"), 4, "the right password while locked");
+    assert_eq!(read(root.path(), "cfg/users_config.yaml"), users_before, "users_config.yaml changed");
 }
 
 /// Test 3: the request does not fit; the dialogue says why and offers the earliest window

@@ -289,6 +289,40 @@ fn errors_in_two_files_are_both_reported_in_one_run() {
 }
 
 #[test]
+fn cpus_no_container_can_be_held_to_name_file_line_and_field() {
+    // Docker reads NanoCpus 0 as "no limit": a hand-edited 1e-12 would take the whole host.
+    for cpus in ["1e-12", "0.000000001", "0.5", "1.234"] {
+        check_damaged(
+            &[(BOOKING, 2, ",4.5,", &format!(",{cpus},"))],
+            &["jobs/booking.csv:2: cpus: cpus must be at least 1, with at most two decimals"],
+            1,
+        );
+    }
+    for cpus in ["NaN", "inf", "0"] {
+        check_damaged(&[(BOOKING, 3, ",4.5,", &format!(",{cpus},"))], &["jobs/booking.csv:3: cpus: "], 1);
+    }
+    // The limits a booking is checked against, and the host itself.
+    for (line, from, key) in
+        [(20, "cpus: 8", "max_default_capability.cpus"), (29, "cpus: max", "max_custom_capability.m11007s05.cpus")]
+    {
+        for cpus in ["0.5", "1.234", "1e-12"] {
+            check_damaged(
+                &[(CAPABILITY, line, from, &format!("cpus: {cpus}"))],
+                &[&format!(
+                    "cfg/example/capability_config.yaml:{line}: {key}: expected at least 1 CPU, with at most two decimals"
+                )],
+                1,
+            );
+        }
+    }
+    check_damaged(
+        &[(CAPABILITY, 2, "cpus: 62", "cpus: 0.25")],
+        &["cfg/example/capability_config.yaml:2: max.cpus: expected at least 1 core"],
+        1,
+    );
+}
+
+#[test]
 fn every_bad_row_of_a_file_is_reported() {
     check_damaged(
         &[(BOOKING, 2, ",4.5,", ",-4.5,"), (BOOKING, 3, "2026-11-24 12:30:00", "2026-11-24 12:31:00")],

@@ -422,8 +422,21 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
             1,
         ),
     );
+    // The student chooses their own password at the first login: the admin turns
+    // self-registration on for them in cfg/login.yaml (without it, `enroll passwd` first).
+    let login_path = root.join("cfg/login.yaml");
+    let login = read(&login_path);
+    assert!(
+        login.contains("\nself_registration: [demo]"),
+        "the shipped login.yaml changed its self_registration:\n{login}"
+    );
+    write(
+        &login_path,
+        &login.replacen("\nself_registration: [demo]", &format!("\nself_registration: [demo, {user}]"), 1),
+    );
     journal.note(&format!(
-        "cfg/host_deploy.yaml: images = [{image}]; cfg/capability_config.yaml: allow_userIDs += {user}"
+        "cfg/host_deploy.yaml: images = [{image}]; cfg/capability_config.yaml: allow_userIDs += {user}; \
+         cfg/login.yaml: self_registration += {user}"
     ));
     let mut enroll = Command::new(bin.join("enroll"));
     enroll.arg("--root").arg(&root).arg("check");

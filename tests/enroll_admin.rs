@@ -360,6 +360,94 @@ fn check_warns_about_missing_folders_and_ports_out_of_range() {
 }
 
 #[test]
+fn check_lists_allowed_ids_without_a_password_and_guessable_ones() {
+    let root = scratch_root();
+    let path = root.path();
+    // bob is allowed by hand and has never had a password: nobody can log in as him.
+    let run = ok(path, &["check"], "");
+    assert!(
+        run.stdout.lines().any(|line| line
+            == "cfg/capability_config.yaml:16: warning: allow_userIDs: bob has no password yet and cannot log \
+                in until you set one: enroll passwd bob"),
+        "{run}"
+    );
+    // With self-registration on for him, whoever comes first would choose it: said so.
+    fs::write(path.join("cfg/login.yaml"), "self_registration: [bob, zed]\n").unwrap();
+    let run = ok(path, &["check"], "");
+    assert!(run.stdout.contains("16: warning: allow_userIDs: bob has no password yet, and self-registration"), "{run}");
+    assert!(run.stdout.contains("whoever first logs in as bob chooses it"), "{run}");
+    assert!(run.stdout.contains("cfg/login.yaml:1: warning: self_registration: zed is not in allow_userIDs"), "{run}");
+    // The original's default password is anyone's.
+    ok(path, &["passwd", "bob", "--password-stdin"], "tulip-42\n");
+    let users = read(path, "cfg/users_config.yaml");
+    let hash = users_config(path)["bob"]["password"].as_str().unwrap().to_string();
+    fs::write(path.join("cfg/users_config.yaml"), users.replace(&hash, "\"0000\"")).unwrap();
+    let run = ok(path, &["check"], "");
+    assert!(run.stdout.contains("bob still has the original system's default password \"0000\""), "{run}");
+    assert!(!run.stdout.contains("bob has no password"), "{run}");
+    // A bad login.yaml is an error like any other file's.
+    fs::write(path.join("cfg/login.yaml"), "self_registration: [bob]\nlockout: off\n").unwrap();
+    let run = enroll_in(path, &["check"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stdout.contains("cfg/login.yaml:2: unknown field `lockout`"), "{run}");
+}
+
+#[test]
+fn check_warns_when_the_password_hashes_are_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--password-stdin"], "tulip-42\n");
+    let mode = |relative: &str, mode: u32| {
+        fs::set_permissions(path.join(relative), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode("cfg/users_config.yaml", 0o644);
+    mode("cfg", 0o755);
+    let run = ok(path, &["check"], "");
+    assert!(
+        run.stdout.contains("cfg/users_config.yaml: warning: mode 0644: others can read the password hashes"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("cfg/: warning: mode 0755: others can list and read"), "{run}");
+    mode("cfg", 0o777);
+    let run = ok(path, &["check"], "");
+    assert!(run.stdout.contains("cfg/: warning: mode 0777: others can change what is in it"), "{run}");
+    mode("cfg/users_config.yaml", 0o600);
+    mode("cfg", 0o700);
+    let run = ok(path, &["check"], "");
+    assert!(!run.stdout.contains("mode 0"), "{run}");
+}
+
+/// `run-container` takes CPUs like `book`: at least 1, in hundredths, so the container's
+/// NanoCpus is never 0 (no limit at all).
+#[test]
+fn run_container_refuses_cpus_below_one_or_finer_than_hundredths() {
+    let root = scratch_root();
+    let path = root.path();
+    ok(path, &["add", "alice", "--password-stdin"], "tulip-42\n");
+    let before = snapshot(path);
+    let root_text = path.to_str().unwrap();
+    for cpus in ["1e-12", "0", "0.5", "1.234", "NaN", "inf", "-1"] {
+        let run = common::run_with_input(
+            "run-container",
+            &["--root", root_text, "--user", "alice", "--cpus", cpus, "--dry-run"],
+            "",
+            NOW,
+        );
+        assert_eq!(run.code, Some(3), "run-container --cpus {cpus}:\n{run}");
+        assert!(run.stderr.contains("cpus must be at least 1, with at most two decimals"), "{run}");
+    }
+    assert_unchanged(&before, &snapshot(path), "run-container with refused CPUs");
+    let run = common::run_with_input(
+        "run-container",
+        &["--root", root_text, "--user", "alice", "--cpus", "1.5", "--dry-run"],
+        "",
+        NOW,
+    );
+    assert_eq!(run.code, Some(0), "run-container --cpus 1.5:\n{run}");
+}
+
+#[test]
 fn report_counts_hours_per_user_and_month_exactly() {
     let root = scratch_root();
     let path = root.path();

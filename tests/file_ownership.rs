@@ -28,7 +28,7 @@ fn shipped_root() -> tempfile::TempDir {
     let scratch = tempfile::tempdir().expect("create a temporary folder");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg");
     fs::create_dir_all(scratch.path().join("cfg")).unwrap();
-    for name in ["host_deploy.yaml", "capability_config.yaml", "users_config.yaml"] {
+    for name in ["host_deploy.yaml", "capability_config.yaml", "users_config.yaml", "login.yaml"] {
         fs::copy(shipped.join(name), scratch.path().join("cfg").join(name)).unwrap();
     }
     fs::create_dir_all(scratch.path().join("cfg/templates")).unwrap();
@@ -148,4 +148,51 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
     );
     let mode = fs::metadata(root.join("cfg/users_config.yaml")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "users_config.yaml holds password hashes and must stay private");
+}
+
+/// `users_config.yaml` holds every password hash. Whatever its mode was (the original's file
+/// and a fresh checkout are 0644), every tool that rewrites it leaves it 0600, still owned by
+/// whoever owned it (root can check the owner; anyone can check the mode).
+#[test]
+fn every_tool_that_writes_users_config_leaves_it_owner_only() {
+    let scratch = shipped_root();
+    let root = scratch.path();
+    let users = root.join("cfg/users_config.yaml");
+    let as_root = running_as_root();
+    let owner = if as_root { OTHER_OWNER } else { fs::metadata(&users).unwrap().uid() };
+    let mut writers: Vec<(&str, Vec<&str>, String)> = vec![
+        ("enroll", vec!["add", "erin", "--password-stdin"], "tulip-42\n".into()),
+        // The shipped login.yaml lets demo choose a password at the first login.
+        ("book", vec!["--user", "demo", "--password-stdin", "list", "--mine"], "plum-tree-9\n".into()),
+        ("book", vec!["--user", "erin", "--password-stdin", "options", "--forward-port", "10999"], "tulip-42\n".into()),
+        (
+            "book",
+            vec!["--user", "erin", "--password-stdin", "options", "--change-password"],
+            "tulip-42\nbirch-erin-7\n".into(),
+        ),
+        ("enroll", vec!["passwd", "erin", "--password-stdin"], "cedar-erin-5\n".into()),
+        ("enroll", vec!["remove", "erin"], String::new()),
+    ];
+    // A legacy plain-text password is replaced by a hash at the next login: a write too.
+    writers.push(("book", vec!["--user", "demo", "--password-stdin", "status"], "legacy-demo-3\n".into()));
+    for (name, args, input) in &writers {
+        if args.contains(&"status") {
+            let text = fs::read_to_string(&users).unwrap();
+            let hash = text.lines().find_map(|line| line.trim().strip_prefix("password: ")).unwrap().to_string();
+            fs::write(&users, text.replacen(&hash, "legacy-demo-3", 1)).unwrap();
+        }
+        fs::set_permissions(&users, fs::Permissions::from_mode(0o644)).unwrap();
+        if as_root {
+            std::os::unix::fs::chown(&users, Some(OTHER_OWNER), Some(OTHER_OWNER)).unwrap();
+        }
+        let before = fs::read(&users).unwrap();
+        let run = run_with_input(name, root, args, input);
+        run.assert_no_panic(&format!("{name} {args:?}"));
+        assert_eq!(run.code, Some(0), "{name} {args:?}:\n{run}");
+        assert_ne!(fs::read(&users).unwrap(), before, "{name} {args:?} should have rewritten users_config.yaml");
+        let metadata = fs::metadata(&users).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "after {name} {args:?}");
+        assert_eq!(metadata.uid(), owner, "after {name} {args:?}: the owner is kept");
+    }
+    assert!(!fs::read_to_string(&users).unwrap().contains("legacy-demo-3"));
 }

@@ -323,9 +323,10 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     let (a, b, c, d, e, f) = (user(0), user(1), user(2), user(3), user(4), user(5));
     let earlier = "2026-11-23 11:30";
     let now = "2026-11-23 12:00";
-    lab.add_row(USING, &a, &full("2026-11-23 10:00"), &full(now), "0.5", "1");
-    lab.add_row(USING, &b, &full("2026-11-23 10:30"), &full(now), "0.5", "1");
-    lab.add_row(USING, &e, &full("2026-11-23 11:00"), &full("2026-11-23 14:00"), "0.5", "1");
+    // One CPU each: the least a booking may hold.
+    lab.add_row(USING, &a, &full("2026-11-23 10:00"), &full(now), "1", "1");
+    lab.add_row(USING, &b, &full("2026-11-23 10:30"), &full(now), "1", "1");
+    lab.add_row(USING, &e, &full("2026-11-23 11:00"), &full("2026-11-23 14:00"), "1", "1");
     // The containers of the running bookings, started by a pass before their end.
     lab.monitor(earlier).expect(0, "the pass that starts the running bookings' containers");
     for running in [&a, &b, &e] {
@@ -336,9 +337,9 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     for ending in [&a, &b] {
         docker_ok(&["exec", ending, "sh", "-c", "printf 'saved %s\\n' \"$1\" > /root/.bashrc", "sh", ending]);
     }
-    lab.add_row(BOOKING, &c, &full(now), &full("2026-11-23 14:00"), "0.5", "1");
-    lab.add_row(BOOKING, &d, &full(now), &full("2026-11-23 13:00"), "0.5", "1");
-    lab.add_row(BOOKING, &f, &full("2026-11-23 10:00"), &full("2026-11-23 11:00"), "0.5", "1");
+    lab.add_row(BOOKING, &c, &full(now), &full("2026-11-23 14:00"), "1", "1");
+    lab.add_row(BOOKING, &d, &full(now), &full("2026-11-23 13:00"), "1", "1");
+    lab.add_row(BOOKING, &f, &full("2026-11-23 10:00"), &full("2026-11-23 11:00"), "1", "1");
     lab.write(MONITOR_EXEC, "now\n");
     let mut all_bookings: BTreeSet<(String, String)> = BTreeSet::new();
     for file in [BOOKING, USING, USED] {

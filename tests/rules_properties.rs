@@ -698,7 +698,7 @@ proptest! {
         prop_assert_eq!(found.clone(), None, "earliest_window offered {:?} for {:?} on host {:?}", found, shape.request(), host.host());
     }
 
-    /// `check_limits`: accepted exactly when cpus > 0, memory ≥ 1, and each of cpus, memory,
+    /// `check_limits`: accepted exactly when cpus ≥ 1, memory ≥ 1, and each of cpus, memory,
     /// gpus is within both the user's limit and the host.
     #[test]
     fn limits_are_the_smaller_of_user_and_host(
@@ -717,7 +717,7 @@ proptest! {
             backup_space: None,
             work_space: None,
         };
-        let expected = cpus > 0
+        let expected = cpus >= 2
             && memory >= 1
             && cpus <= limit_cpus.min(host.cpu_halves)
             && 2 * memory <= limit_memory.min(host.memory_halves)
@@ -725,6 +725,32 @@ proptest! {
         let result = capacity::check_limits(halves(cpus), memory, gpus, &limits, &host.host());
         prop_assert_eq!(result.is_ok(), expected, "cpus {} memory {} gpus {} limits {:?} host {:?}: {:?}",
             halves(cpus), memory, gpus, limits, host.host(), result);
+    }
+
+    /// A CPU count is taken exactly when it is at least 1 and a whole number of hundredths
+    /// (so the container's NanoCpus is never 0, which Docker reads as "no limit"), whatever
+    /// else is asked: anything finer, smaller, negative or not a number is refused.
+    #[test]
+    fn cpus_are_at_least_one_in_hundredths(
+        hundredths in 0i64..=10_000,
+        nudge in prop_oneof![3 => Just(0.0), 1 => (-1e-3f64..1e-3).prop_filter("a real nudge", |nudge| nudge.abs() > 1e-9)],
+        negative in any::<bool>(),
+        raw in any::<f64>(),
+    ) {
+        let limits = UserLimits { cpus: 1e6, memory: 1e6, gpus: 64, backup_space: None, work_space: None };
+        let host = Host { cpus: 1e6, memory: 1e6, gpus: 64 };
+        let typed = format!("{}{}.{:02}", if negative { "-" } else { "" }, hundredths / 100, hundredths % 100);
+        let cpus: f64 = typed.parse().unwrap();
+        let expected = !negative && hundredths >= 100;
+        prop_assert_eq!(capacity::cpus_problem(cpus).is_none(), expected, "{}", typed);
+        prop_assert_eq!(capacity::check_limits(cpus, 1, 0, &limits, &host).is_ok(), expected, "{}", typed);
+        let nudged = cpus + nudge;
+        if nudge != 0.0 {
+            prop_assert!(capacity::cpus_problem(nudged).is_some(), "{} was accepted", nudged);
+        }
+        if capacity::cpus_problem(raw).is_none() {
+            prop_assert!(raw >= 1.0 && (raw * 100.0).round() / 100.0 == raw, "{} was accepted", raw);
+        }
     }
 
     /// Time input: `now`, `N-day`, `N-week`, `N-hour` (ends), combinations and absolute

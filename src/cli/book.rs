@@ -63,8 +63,8 @@ pub enum Command {
 
 #[derive(Debug, Default, Args)]
 pub struct NewArgs {
-    /// CPUs (may be fractional, e.g. 4.5)
-    #[arg(long)]
+    /// CPUs: at least 1, with at most two decimals (e.g. 4.5)
+    #[arg(long, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
     /// Memory in GB (RAM + swap)
     #[arg(long)]
@@ -115,7 +115,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct FreeArgs {
-    #[arg(long)]
+    /// CPUs: at least 1, with at most two decimals
+    #[arg(long, allow_negative_numbers = true)]
     pub cpus: f64,
     #[arg(long)]
     pub memory: u32,

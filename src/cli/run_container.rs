@@ -26,8 +26,8 @@ pub struct StartArgs {
     /// The user whose container this is (they must have logged in or been enrolled once)
     #[arg(long, value_name = "ID")]
     pub user: Option<String>,
-    /// CPUs [default: the user's limit]
-    #[arg(long)]
+    /// CPUs, at least 1 with at most two decimals [default: the user's limit]
+    #[arg(long, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
     /// Memory in GB, RAM + swap [default: the user's limit]
     #[arg(long)]

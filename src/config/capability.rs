@@ -233,8 +233,11 @@ fn resolve_host(raw: &RawHostMax, findings: &mut Findings) -> HostMax {
     let memory = evaluate("memory", &raw.memory, "ram + swap_size");
     let shm_rate = evaluate("shm_rate", &raw.shm_rate, "ram / (ram + swap_size)");
 
-    if raw.cpus.0 <= 0.0 {
-        findings.error(&["max", "cpus"], "expected more than 0 cores");
+    if crate::rules::capacity::cpus_problem(raw.cpus.0).is_some() {
+        findings.error(
+            &["max", "cpus"],
+            format!("expected at least 1 core, with at most two decimals, found {}", raw.cpus.0),
+        );
     }
     if raw.ram.0 <= 0.0 {
         findings.error(&["max", "ram"], "expected more than 0 GB");
@@ -281,7 +284,15 @@ fn check_limits(limits: &RawLimits, host: &HostMax, findings: &mut Findings, sec
         if field == "gpus" && value.fract() != 0.0 {
             findings.error(&key_path, format!("expected a whole number of GPUs or \"max\", found {value}"));
         }
-        if (field == "cpus" || field == "memory") && value == 0.0 {
+        // A limit no booking could meet, or one finer than a booking may be (see
+        // `cpus_problem`): the admin meant something else.
+        if field == "cpus" && crate::rules::capacity::cpus_problem(value).is_some() {
+            findings.error(
+                &key_path,
+                format!("expected at least 1 CPU, with at most two decimals, or \"max\", found {value}"),
+            );
+        }
+        if field == "memory" && value == 0.0 {
             findings.error(&key_path, format!("expected more than 0 or \"max\", found {value}: nobody could book"));
         }
         if let Some(host_value) = host_value(field)

@@ -6,6 +6,7 @@ pub mod capability_edit;
 pub mod containers;
 pub mod expression;
 pub mod host_deploy;
+pub mod login;
 pub mod users;
 pub mod yaml;
 
@@ -14,6 +15,7 @@ use std::path::Path;
 pub use capability::{CapabilityConfig, HostMax, UserLimits};
 pub use containers::ContainerSettings;
 pub use host_deploy::HostDeploy;
+pub use login::LoginSettings;
 pub use users::{UserEntry, UsersConfig};
 pub use yaml::UserId;
 
@@ -29,12 +31,14 @@ pub struct Config {
     pub users: UsersConfig,
     /// `cfg/containers.yaml` (defaults when it is missing).
     pub containers: ContainerSettings,
+    /// `cfg/login.yaml` (defaults when it is missing).
+    pub login: LoginSettings,
     /// Findings that do not stop anything (shown by `enroll check`).
     pub warnings: Vec<FileProblem>,
 }
 
 impl Config {
-    /// Loads the three files; any error stops the load, and the error lists every problem found.
+    /// Loads the files under `cfg/`; any error stops the load, and the error lists every problem found.
     pub fn load(lock: &impl LockHeld) -> anyhow::Result<Config> {
         let (config, problems) = Self::load_collecting(lock);
         match config {
@@ -80,14 +84,17 @@ impl Config {
 
         let containers_path = root.cfg_dir().join(containers::FILE_NAME);
         let containers = ContainerSettings::load(&containers_path, &root.display(&containers_path));
+        let login_path = root.login_settings_path();
+        let login = LoginSettings::load(&login_path, &root.display(&login_path));
 
         let capability = keep(capability, &mut problems);
         let users = keep(users, &mut problems);
         let containers = keep(containers, &mut problems);
-        match (capability, users, containers) {
-            (Some(capability), Some(users), Some(containers)) => {
+        let login = keep(login, &mut problems);
+        match (capability, users, containers, login) {
+            (Some(capability), Some(users), Some(containers), Some(login)) => {
                 let warnings = problems.clone();
-                (Some(Config { deploy, capability, users, containers, warnings }), problems)
+                (Some(Config { deploy, capability, users, containers, login, warnings }), problems)
             }
             _ => (None, problems),
         }

@@ -87,6 +87,12 @@ impl UserEntry {
         }
     }
 
+    /// True when the entry holds a password (a hash, or legacy plain text) someone could log
+    /// in with. An empty one is none: it must not let the first comer claim the id.
+    pub fn has_password(&self) -> bool {
+        self.password.as_deref().is_some_and(|password| !password.trim().is_empty())
+    }
+
     /// True when the stored password is a crypt(3) hash rather than legacy plain text.
     pub fn password_is_hashed(&self) -> bool {
         self.password.as_deref().is_some_and(|password| password.starts_with('$'))

@@ -115,11 +115,27 @@ fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+/// The smallest CPU share a booking may hold.
+pub const MIN_CPUS: f64 = 1.0;
+
+/// Why `cpus` cannot be a booking's CPU count, if it cannot: at least [`MIN_CPUS`], with at
+/// most two decimals. The container gets `cpus × 10⁹` NanoCpus, and Docker reads 0 as "no
+/// limit at all": a tiny request (1e-12) would count as nothing against capacity yet take
+/// the whole host. Hundredths keep every count exact in the CSV and in NanoCpus.
+pub fn cpus_problem(cpus: f64) -> Option<String> {
+    let hundredths = (cpus * 100.0).round() / 100.0;
+    if cpus.is_finite() && cpus >= MIN_CPUS && hundredths == cpus {
+        None
+    } else {
+        Some(format!("cpus must be at least 1, with at most two decimals (such as 1, 2.5 or 12.25), found {cpus}"))
+    }
+}
+
 /// A request outside the user's own limits (or the host's size) is refused before any
 /// capacity is looked at: no window would ever fit it.
 pub fn check_limits(cpus: f64, memory: u32, gpus: u32, limits: &UserLimits, host: &Host) -> Result<(), String> {
-    if !(cpus.is_finite() && cpus > 0.0) {
-        return Err(format!("cpus must be more than 0, found {cpus}"));
+    if let Some(problem) = cpus_problem(cpus) {
+        return Err(problem);
     }
     if memory < 1 {
         return Err("memory must be at least 1 GB".into());
@@ -327,6 +343,19 @@ mod tests {
     }
 
     const HOST: Host = Host { cpus: 8.0, memory: 40.0, gpus: 4 };
+
+    #[test]
+    fn cpus_are_whole_or_hundredths_and_at_least_one() {
+        for accepted in [1.0, 1.5, 2.25, 4.35, 8.0, 62.0, 12.01] {
+            assert_eq!(cpus_problem(accepted), None, "{accepted}");
+        }
+        for refused in [1e-12, 0.0, 0.5, 0.99, 1.234, 1.005, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(cpus_problem(refused).is_some(), "{refused} was accepted");
+        }
+        let limits = UserLimits { cpus: 8.0, memory: 8.0, gpus: 1, backup_space: None, work_space: None };
+        let refused = check_limits(1e-12, 1, 0, &limits, &HOST).unwrap_err();
+        assert!(refused.contains("at least 1"), "{refused}");
+    }
 
     #[test]
     fn a_gpu_busy_for_part_of_the_window_is_not_given() {

@@ -150,6 +150,29 @@ pub fn run_binary(name: &str, args: &[&str]) -> Run {
     )
 }
 
+/// Runs a binary with `args` like [`run_binary`], but with the clock fixed at `now` and
+/// `input` on standard input (a password for `--password-stdin`).
+pub fn run_with_input(name: &str, args: &[&str], input: &str, now: &str) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .env_remove("GPU_BOOKING_ROOT")
+        .env_remove("SSH_CLIENT")
+        .env_remove("RUST_BACKTRACE")
+        .env("GPU_BOOKING_NOW", now)
+        .current_dir(std::env::temp_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("run {name}: {error}"));
+    // A run refused before it reads its input closes the pipe early; that is not a failure.
+    let _ = child.stdin.take().expect("stdin is piped").write_all(input.as_bytes());
+    let run = run_output(name, child.wait_with_output());
+    run.assert_no_panic(&format!("{name} {args:?}"));
+    run
+}
+
 fn run_output(name: &str, output: std::io::Result<Output>) -> Run {
     let output = output.unwrap_or_else(|error| panic!("run {name}: {error}"));
     Run {

@@ -97,6 +97,8 @@ impl Lab {
             ),
         );
         lab.write("cfg/users_config.yaml", "");
+        // Users register by a first login, which the admin turns on.
+        lab.write("cfg/login.yaml", "self_registration: true\n");
         lab.write(
             "cfg/templates/backup.yaml",
             "Dir:\n  - - .default/.ssh\n    - /root/.ssh\nFile:\n  - - .default/.bashrc\n    - /root/.bashrc\n",

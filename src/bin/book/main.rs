@@ -10,16 +10,17 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use clap::Parser;
-use gpu_booking::account::{self, DefaultsChange, Standing};
+use gpu_booking::account::{self, DefaultsChange, LoginOutcome, Standing};
 use gpu_booking::booking::{self, BookingState, Cancelled, NewBooking, NoCapacity, State, format_minutes};
 use gpu_booking::cli::book::{Cli, Command, FreeArgs, ListArgs, NewArgs, OptionsArgs};
 use gpu_booking::cli::{describe, finish};
 use gpu_booking::clock;
 use gpu_booking::config::{Config, UserId};
-use gpu_booking::error::{AuthenticationFailed, UsageError};
+use gpu_booking::error::{AuthenticationFailed, Refused, UsageError};
+use gpu_booking::faillock;
 use gpu_booking::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::root::Root;
-use gpu_booking::rules::time_input;
+use gpu_booking::rules::{capacity, time_input};
 use gpu_booking::schedule::{Booking, format_gpu_list};
 use gpu_booking::views::{self, BookingView, TimelineOptions};
 use serde::Serialize;
@@ -164,7 +165,8 @@ impl Session {
         };
         match standing {
             Standing::NotAllowed => Err(account::not_allowed(&user)),
-            Standing::New => {
+            Standing::Unclaimed { may_self_register: false } => Err(account::no_password_yet(&user)),
+            Standing::Unclaimed { may_self_register: true } => {
                 let chosen = match (self.password_stdin, self.next_stdin_line()?) {
                     (true, Some(line)) => line,
                     (true, None) => {
@@ -179,7 +181,7 @@ impl Session {
                     }
                 };
                 let lock = ExclusiveLock::acquire(&self.root)?;
-                let entry = account::register(&lock, &user, &chosen)?;
+                let entry = account::register(&lock, &user, &chosen, &faillock::client_address(), self.now)?;
                 let config = Config::load(&lock)?;
                 if !self.password_stdin {
                     println!("Your settings:");
@@ -196,6 +198,9 @@ impl Session {
                 Ok(user)
             }
             Standing::Known { must_choose } => {
+                let address = faillock::client_address();
+                // A locked id is not even asked for its password.
+                account::check_not_locked(&ExclusiveLock::acquire(&self.root)?, &user, &address, self.now)?;
                 let mut verified = false;
                 for attempt in 1..=3 {
                     let typed = if self.password_stdin {
@@ -208,9 +213,16 @@ impl Session {
                         prompts::password(attempt)?
                     };
                     let lock = ExclusiveLock::acquire(&self.root)?;
-                    if account::verify_password(&lock, &user, &typed)? {
-                        verified = true;
-                        break;
+                    match account::log_in(&lock, &user, &typed, &address, self.now)? {
+                        LoginOutcome::Verified => {
+                            verified = true;
+                            break;
+                        }
+                        LoginOutcome::Locked { until } => return Err(faillock::locked_error(&user, until)),
+                        LoginOutcome::Wrong { locked_until: Some(until) } => {
+                            return Err(faillock::locked_error(&user, until).context("wrong password"));
+                        }
+                        LoginOutcome::Wrong { locked_until: None } => {}
                     }
                     if self.password_stdin {
                         break;
@@ -521,8 +533,11 @@ fn free(session: &Session, arguments: FreeArgs) -> Result<()> {
     let me = session.optional_login()?;
     let length = time_input::parse_duration(&arguments.duration)
         .map_err(|message| UsageError(format!("--duration: {message}")))?;
-    if !(arguments.cpus.is_finite() && arguments.cpus > 0.0) || arguments.memory < 1 {
-        bail!(UsageError("--cpus must be above 0 and --memory at least 1".into()));
+    if let Some(problem) = capacity::cpus_problem(arguments.cpus) {
+        bail!(Refused(problem));
+    }
+    if arguments.memory < 1 {
+        bail!(Refused("memory must be at least 1 GB".into()));
     }
     let lock = SharedLock::acquire(&session.root)?;
     let state = State::load(&lock)?;
@@ -543,7 +558,7 @@ fn free(session: &Session, arguments: FreeArgs) -> Result<()> {
             format_minutes(window.end),
             format_gpu_list(&window.gpus)
         ),
-        None => bail!(gpu_booking::error::Refused(format!(
+        None => bail!(Refused(format!(
             "no window of {} fits within the next {} days",
             arguments.duration,
             state.horizon().start_within_days

@@ -63,10 +63,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Passwd { id, password_stdin } => {
             let user = user_id(&id)?;
             let choice = password_choice(password_stdin)?;
+            let now = clock::now()?;
             let lock = ExclusiveLock::acquire(&root)?;
-            match enrollment::reset_password(&lock, &user, &choice)? {
-                Some(temporary) => print_temporary(&user, &temporary),
+            let reset = enrollment::reset_password(&lock, &user, &choice, now)?;
+            match &reset.temporary {
+                Some(temporary) => print_temporary(&user, temporary),
                 None => println!("password of {user} changed"),
+            }
+            if let Some(until) = reset.was_locked_until {
+                println!("{user} was locked by failed logins until {}; unlocked", until.format("%Y-%m-%d %H:%M"));
             }
             Ok(())
         }

@@ -58,6 +58,9 @@ fn run(cli: Cli) -> Result<()> {
             let host = host_of(config);
             let cpus = arguments.cpus.unwrap_or(limits.cpus);
             let memory = arguments.memory.unwrap_or(limits.memory as u32);
+            if let Some(problem) = capacity::cpus_problem(cpus) {
+                bail!(Refused(problem));
+            }
             if !(cpus > 0.0 && cpus <= host.cpus) || memory < 1 || f64::from(memory) > host.memory {
                 bail!(Refused(format!(
                     "{cpus} CPUs and {memory} GB do not fit the host ({} CPUs, {} GB)",
