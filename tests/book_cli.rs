@@ -716,7 +716,7 @@ fn an_unknown_subcommand_or_flag_is_a_usage_error() {
 // ---- logging in --------------------------------------------------------------------------
 
 #[test]
-fn a_first_login_registers_the_user_with_a_hash_a_port_and_folders() {
+fn a_first_login_registers_the_user_with_a_hash_and_a_port() {
     let lab = Lab::new();
     lab.register("alice");
     let users = lab.read(USERS_CONFIG);
@@ -725,8 +725,9 @@ fn a_first_login_registers_the_user_with_a_hash_a_port_and_folders() {
     assert!(!users.contains(password_of("alice")), "no plain-text password:\n{users}");
     let port = lab.port_of("alice");
     assert!((10001..=11000).contains(&port), "forward port {port}");
-    assert!(lab.path("volumes/work/alice").is_dir(), "alice's work folder is created");
-    assert!(lab.path("volumes/backup/alice").is_dir(), "alice's backup folder is created");
+    // The booking account may not write the volume parents: the root monitor makes the
+    // folders before the first container starts.
+    assert!(!lab.path("volumes/work/alice").exists(), "book created a work folder");
 
     // A second user gets another port.
     lab.register("bob");

@@ -138,9 +138,18 @@ fn a_setuid_program_or_device_made_in_the_container_gains_nothing_on_the_host() 
     exec(
         &user,
         "chmod 4755 /root/Work/id && busybox mkdir -p /root/.ssh && busybox cp /root/Work/id /root/.ssh/id && \
-         chmod 4755 /root/.ssh/id && busybox mknod /root/Work/null c 1 3 && chmod 666 /root/Work/null && \
-         chmod 755 /root/Work /root/Backup",
+         chmod 4755 /root/.ssh/id && chmod 755 /root/Work /root/Backup",
     );
+    // No device file can be made in the container (no MKNOD capability)…
+    let made = docker(&["exec", &user, "busybox", "mknod", "/root/Work/disk", "b", "7", "0"]);
+    assert!(!made.status.success(), "mknod works in the container: {made:?}");
+    assert!(!lab.work_dir(&user).join("disk").exists());
+    // …and one that gets there another way opens neither on the host nor in the container.
+    let made = Command::new("mknod").arg(lab.work_dir(&user).join("null")).args(["c", "1", "3"]).status().unwrap();
+    assert!(made.success());
+    fs::set_permissions(lab.work_dir(&user).join("null"), fs::Permissions::from_mode(0o666)).unwrap();
+    let inside = docker(&["exec", &user, "sh", "-c", "echo x > /root/Work/null"]);
+    assert!(!inside.status.success(), "the device opens in the container: {inside:?}");
     for folder in ["/root/Work", "/root/Backup"] {
         let line = exec(&user, &format!("grep ' {folder} ' /proc/mounts"));
         assert!(line.contains("nosuid") && line.contains("nodev"), "{folder} is mounted without nosuid,nodev: {line}");

@@ -553,9 +553,9 @@ fn relative_user_folders_follow_the_root_when_it_moves() {
         .unwrap();
     assert!(output.status.success(), "run-container --dry-run: {}", String::from_utf8_lossy(&output.stderr));
     let spec: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
-    let work = spec["binds"]
+    let work = spec["mounts"]
         .as_array()
-        .expect("binds")
+        .expect("mounts")
         .iter()
         .find(|bind| bind["container_path"] == "/root/Work")
         .expect("the work folder bind")["host_path"]
