@@ -213,6 +213,7 @@ pub fn check_port(config: &Config, user: &UserId, port: u16) -> Result<()> {
 
 /// Checks an image a user asks for: one of the host's.
 pub fn check_image(config: &Config, image: &str) -> Result<()> {
+    crate::rules::fields::check_image_name(image).map_err(UsageError)?;
     if !config.deploy.images.iter().any(|allowed| allowed == image) {
         bail!(Refused(format!(
             "image {image:?} is not offered here; choose one of: {}",
@@ -225,6 +226,13 @@ pub fn check_image(config: &Config, image: &str) -> Result<()> {
 /// Checks an OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
 pub fn check_ssh_key(key: &str) -> Result<String> {
     let key = key.trim();
+    if key.len() > crate::rules::fields::SSH_KEY_BYTES {
+        bail!(UsageError(format!(
+            "an SSH key of {} bytes; at most {} are allowed",
+            key.len(),
+            crate::rules::fields::SSH_KEY_BYTES
+        )));
+    }
     let mut words = key.split_whitespace();
     let kind = words.next().unwrap_or("");
     let body = words.next().unwrap_or("");
@@ -275,6 +283,9 @@ pub fn change_defaults(lock: &ExclusiveLock, user: &UserId, change: &DefaultsCha
     if let Some(image) = &change.image {
         entry.image = image.clone();
     }
+    if let Some(Some(command)) = &change.extra_command {
+        crate::rules::fields::check_extra_command(command).map_err(UsageError)?;
+    }
     if let Some(command) = &change.extra_command {
         entry.extra_command = command.clone().filter(|command| !command.trim().is_empty());
     }
@@ -296,6 +307,7 @@ pub fn change_defaults(lock: &ExclusiveLock, user: &UserId, change: &DefaultsCha
             entry.ssh_keys.push(key);
         }
     }
+    crate::rules::fields::check_ssh_keys(&entry.ssh_keys).map_err(Refused)?;
     let updated = entry.clone();
     config.users.save(lock, &config.deploy.users_config_yaml)?;
     Ok(updated)

@@ -181,6 +181,9 @@ pub fn check_request(state: &State, new: &NewBooking, now: NaiveDateTime) -> Res
     if let Some(image) = &new.image {
         account::check_image(config, image)?;
     }
+    if let Some(command) = &new.extra_command {
+        crate::rules::fields::check_extra_command(command).map_err(UsageError)?;
+    }
     let port = match new.forward_port {
         Some(port) => {
             account::check_port(config, &new.user, port)?;

@@ -178,6 +178,12 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
                 ));
             }
         }
+        if let Some(Err(reason)) = booking.extra_command.as_deref().map(crate::rules::fields::check_extra_command) {
+            problems.push(problem("extra_command", reason));
+        }
+        if let Some(Err(reason)) = booking.image.as_deref().map(crate::rules::fields::check_image_name) {
+            problems.push(problem("image", reason));
+        }
         if booking.end <= booking.start {
             problems.push(problem("end", format!("{} is not after start {}", booking.end, booking.start)));
         }
@@ -243,21 +249,41 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
                 ),
             ));
         }
-        // What `enroll add` creates and `enroll remove --purge` deletes: an allowed user
-        // whose folders are gone cannot start a container until the monitor recreates them.
-        if config.capability.is_allowed(user) {
-            for (field, folder) in [
-                ("volume_work_dir", entry.work_dir(&config.deploy, user)),
-                ("volume_backup_dir", entry.backup_dir(&config.deploy, user)),
-            ] {
-                if !folder.is_dir() {
-                    problems.push(FileProblem::warning(
-                        &users_path,
-                        crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
-                        format!("{user}.{field}"),
-                        format!("the folder {} does not exist", folder.display()),
-                    ));
-                }
+        // The booking account writes this file: a folder outside its parent in
+        // host_deploy.yaml is never mounted (the monitor refuses it), so say so here first.
+        let deploy = &config.deploy;
+        for (field, folder, parent) in [
+            ("volume_work_dir", entry.work_dir(deploy, user), &deploy.volume_work_dir),
+            ("volume_backup_dir", entry.backup_dir(deploy, user), &deploy.volume_backup_dir),
+        ] {
+            let normal = crate::safe_folder::lexically_normal(&folder);
+            let parent = crate::safe_folder::lexically_normal(parent);
+            if normal == parent || !normal.starts_with(&parent) {
+                problems.push(FileProblem::error(
+                    &users_path,
+                    crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
+                    format!("{user}.{field}"),
+                    format!(
+                        "{} is not inside {}, the folder host_deploy.yaml names for it; the monitor will not mount it",
+                        folder.display(),
+                        parent.display()
+                    ),
+                ));
+            }
+        }
+        let field_problems = [
+            ("extra_command", entry.extra_command.as_deref().map(crate::rules::fields::check_extra_command)),
+            ("image", entry.image.as_deref().map(crate::rules::fields::check_image_name)),
+            ("ssh_keys", Some(crate::rules::fields::check_ssh_keys(&entry.ssh_keys))),
+        ];
+        for (field, result) in field_problems {
+            if let Some(Err(reason)) = result {
+                problems.push(FileProblem::error(
+                    &users_path,
+                    crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
+                    format!("{user}.{field}"),
+                    reason,
+                ));
             }
         }
         if !config.capability.is_allowed(user) && !by_user.contains_key(user.as_str()) {

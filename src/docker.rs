@@ -218,6 +218,20 @@ impl Engine {
             .with_context(|| format!("cannot copy the saved files into container {name}"))
     }
 
+    /// The storage driver and the file system under it (`overlay2`, `extfs`), for the
+    /// status view: Docker limits a container's writable layer only on some of them.
+    pub async fn storage(&self) -> Result<(String, String)> {
+        let info = self.docker.info().await.context("cannot ask the engine for its storage driver")?;
+        let backing = info
+            .driver_status
+            .unwrap_or_default()
+            .into_iter()
+            .find(|pair| pair.first().map(String::as_str) == Some("Backing Filesystem"))
+            .and_then(|pair| pair.get(1).cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        Ok((info.driver.unwrap_or_else(|| "unknown".to_string()), backing))
+    }
+
     /// The container called `name`, if any.
     pub async fn container(&self, name: &str) -> Result<Option<ContainerState>> {
         match self.docker.inspect_container(name, None).await {

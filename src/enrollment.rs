@@ -113,6 +113,7 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
         None => account::free_port(lock, &config)?,
     };
     let keys: Vec<String> = new.ssh_keys.iter().map(|key| account::check_ssh_key(key)).collect::<Result<_>>()?;
+    crate::rules::fields::check_ssh_keys(&keys).map_err(Refused)?;
     let (hash, temporary_password) = new_password(user, &new.password)?;
 
     let (text, shown) = capability_text(lock, &config)?;

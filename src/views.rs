@@ -38,7 +38,8 @@ impl BookingView {
             gpus: booking.gpus.clone(),
             forward_port: booking.forward_port,
             image: booking.image.clone(),
-            extra_command: booking.extra_command.clone(),
+            // Others' extra commands often hold secrets (a notebook token): only the owner's.
+            extra_command: booking.extra_command.clone().filter(|_| me == Some(&booking.user_id)),
             state,
             mine: me == Some(&booking.user_id),
         }

@@ -621,7 +621,9 @@ async fn reconcile_running(
 ) {
     let name = booking.user_id.as_str();
     match engine.container(name).await {
-        Ok(Some(container)) if container.is_ours(label) && container.running => {}
+        Ok(Some(container)) if container.is_ours(label) && container.running => {
+            enforce_quota_while_running(config, engine, booking, log).await
+        }
         Ok(Some(container))
             if container.is_ours(label) && container.labels.get(LABEL_START) == Some(&format_time(booking.start)) =>
         {
@@ -641,6 +643,111 @@ async fn reconcile_running(
             );
             start_booking(root, config, engine, booking, label, progress, log).await;
         }
+        Err(error) => log.error("DockerError", &format!("{error:#}")),
+    }
+}
+
+/// What this host enforces on every booking's container, said plainly for `monitor status`.
+pub async fn enforcement_report(config: &Config, engine: Option<&Engine>) -> Vec<String> {
+    let deploy = &config.deploy;
+    let settings = &config.containers;
+    let mut lines = vec![
+        "work and backup quotas: checked when a container starts and at every pass; a container past its quota \
+         by the grace margin (a tenth, at least 1 GB) is stopped, files kept. Filesystem project quotas: not used"
+            .to_string(),
+        format!(
+            "processes: at most {} per container; open files: {} per process; capabilities: {}; no-new-privileges",
+            settings.pids_limit,
+            settings.open_files_limit,
+            container_spec::CAPABILITIES.join(", ")
+        ),
+        format!(
+            "network: {} (containers cannot reach each other); SSH ports listen on {}",
+            container_spec::NETWORK,
+            settings.ssh_bind_address
+        ),
+    ];
+    for (what, parent) in [("work", &deploy.volume_work_dir), ("backup", &deploy.volume_backup_dir)] {
+        let verdict =
+            match crate::safe_folder::SafeFolder::open_trusted(parent).and_then(|folder| folder.is_nosuid_nodev()) {
+                Ok(true) => "mounted nosuid,nodev".to_string(),
+                Ok(false) => "NOT mounted nosuid,nodev: the monitor starts no container until it is".to_string(),
+                Err(error) => format!("{error:#}"),
+            };
+        lines.push(format!("{what} folders ({}): {verdict}", parent.display()));
+    }
+    lines.push(match engine {
+        Some(engine) => match engine.storage().await {
+            Ok((driver, backing)) if driver == "overlay2" && backing == "xfs" => format!(
+                "container file system: {driver} on {backing}; not limited by gpu-booking (Docker can limit it only \
+                 with xfs mounted pquota)"
+            ),
+            Ok((driver, backing)) => format!(
+                "container file system: not limited ({driver} on {backing}; Docker limits it only on overlay2 over xfs \
+                 with pquota)"
+            ),
+            Err(error) => format!("container file system: unknown ({error:#})"),
+        },
+        None => "container file system: unknown (no Docker engine)".to_string(),
+    });
+    lines
+}
+
+/// How far past their quota a running booking's folders may grow before the container is
+/// stopped: a tenth of the quota, at least 1 GB.
+fn grace_bytes(quota_bytes: u64) -> u64 {
+    (quota_bytes / 10).max(1_000_000_000)
+}
+
+/// The quotas hold during the booking, not only at its start: over quota is warned at every
+/// pass; past the grace margin the container is stopped (files kept, booking still running),
+/// and `book restart` starts it again until the next pass so the student can make room.
+async fn enforce_quota_while_running(config: &Config, engine: &Engine, booking: &Booking, log: &mut MonitorLog) {
+    let user = &booking.user_id;
+    let Some(entry) = config.users.get(user) else { return };
+    let limits = config.capability.limits_for(user);
+    let mut over = Vec::new();
+    let mut past_grace = false;
+    for (what, folder, quota) in [
+        ("work_dir", entry.work_dir(&config.deploy, user), limits.work_space),
+        ("backup_dir", entry.backup_dir(&config.deploy, user), limits.backup_space),
+    ] {
+        let Some(quota) = quota else { continue };
+        let quota_bytes = (quota.clamp(0.0, 1e6) * 1e9) as u64;
+        let stop_at = quota_bytes + grace_bytes(quota_bytes);
+        match space::measure(&folder, stop_at, SPACE_WALK_LIMIT) {
+            Measured::Within(size) if size > quota_bytes => {
+                over.push(format!("the {what} {} (quota {quota}GB)", space::gigabytes(size)))
+            }
+            Measured::Over(size) => {
+                past_grace = true;
+                over.push(format!("the {what} {} (quota {quota}GB)", space::gigabytes(size)));
+            }
+            _ => {}
+        }
+    }
+    if over.is_empty() {
+        return;
+    }
+    if !past_grace {
+        log.warning(
+            "SpaceWarning",
+            &format!(
+                "{user} is over-use {} while the booking runs; past the grace margin the container is stopped",
+                over.join(", and ")
+            ),
+        );
+        return;
+    }
+    match engine.stop(user.as_str()).await {
+        Ok(()) => log.warning(
+            "SpaceWarning",
+            &format!(
+                "{user} is over-use {} past the grace margin; the container was stopped with its files kept, \
+                 and `book restart` starts it again until the next pass to make room",
+                over.join(", and ")
+            ),
+        ),
         Err(error) => log.error("DockerError", &format!("{error:#}")),
     }
 }

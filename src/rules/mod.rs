@@ -3,6 +3,7 @@
 //! Nothing here reads a file or the clock, so each rule can be tested on its own.
 
 pub mod capacity;
+pub mod fields;
 pub mod time_input;
 
 use chrono::{Duration, NaiveDateTime, Timelike};

@@ -114,6 +114,10 @@ async fn status(root: &gpu_booking::root::Root, now: chrono::NaiveDateTime) -> R
     if let Err(error) = &engine {
         println!("  ({error:#}: processes not matched to containers)");
     }
+    println!("What this host enforces:");
+    for line in gpu_booking::monitor::enforcement_report(&state.config, engine.as_ref().ok()).await {
+        println!("  {line}");
+    }
     println!("Running bookings:");
     if running.is_empty() {
         println!("  none");

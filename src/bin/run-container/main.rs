@@ -67,6 +67,9 @@ fn run(cli: Cli) -> Result<()> {
                     host.cpus, host.memory
                 )));
             }
+            if let Some(command) = &arguments.extra_command {
+                gpu_booking::rules::fields::check_extra_command(command).map_err(UsageError)?;
+            }
             let start = floor_to_slot(now);
             let end = start + Duration::hours(i64::from(arguments.hours.max(1)));
             let gpus = choose_gpus(&state, &arguments.gpus, start, end, host.gpus)?;
