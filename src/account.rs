@@ -75,10 +75,23 @@ pub fn register(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) -> R
     }
     let forward_port = free_port(lock, &config)?;
     let entry = UserEntry::fresh(&config.deploy, user, forward_port, password::hash(chosen_password)?);
-    volumes::create_user_folders(lock.root(), &config, user, &entry)?;
+    // On a server the volume folders are root's (README, "Deploying"): `book`, running as the
+    // booking account, may not create anything there, and the monitor creates the user's
+    // folders before their first container starts.
+    if let Err(error) = volumes::create_user_folders(lock.root(), &config, user, &entry)
+        && !is_permission_denied(&error)
+    {
+        return Err(error);
+    }
     config.users.users.insert(user.clone(), entry.clone());
     config.users.save(lock, &config.deploy.users_config_yaml)?;
     Ok(entry)
+}
+
+fn is_permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|error| error.kind() == std::io::ErrorKind::PermissionDenied)
+    })
 }
 
 /// Sets a new password (after checking the rules) and clears a temporary one.
