@@ -234,10 +234,12 @@ pub fn book(lock: &ExclusiveLock, new: &NewBooking, now: NaiveDateTime) -> Resul
     booked.push(booking.clone());
     booked.sort_by(|left, right| left.start.cmp(&right.start).then_with(|| left.user_id.cmp(&right.user_id)));
     schedule::ensure_files(lock)?;
-    schedule::write(lock, ActiveFile::Booking, &booked)?;
+    // The request first: if it cannot be written (a swapped file is refused), nothing is
+    // booked; a request without its booking only costs the monitor an idle pass.
     if booking.start <= floor_to_slot(now) {
         monitor_exec::append(lock, &MonitorRequest::Now)?;
     }
+    schedule::write(lock, ActiveFile::Booking, &booked)?;
     Ok(booking)
 }
 
@@ -296,6 +298,9 @@ pub fn cancel(
                 .into_iter()
                 .filter(|booking| !(booking.user_id == *user && booking.start == chosen.start))
                 .collect();
+            // Appending nothing opens the history as an append would: if it cannot be
+            // written (a swapped file is refused), the booking stays where it is.
+            schedule::append_history(lock, &[])?;
             schedule::write(lock, ActiveFile::Booking, &booked)?;
             let record = Booking { end: chosen.start, ..chosen.clone() };
             schedule::append_history(lock, &[record])?;

@@ -1,5 +1,7 @@
 //! `enroll check`: validates every configuration and state file under a root and lists every
-//! problem found — the admin's `visudo -c`. Reads only, under a shared lock.
+//! problem found — the admin's `visudo -c` — and warns about every admin file the booking
+//! account or any local user could write ([`crate::ownership`]). Reads only, under a shared
+//! lock.
 
 use std::collections::HashMap;
 
@@ -57,6 +59,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
         check_accounts(root, config, &mut problems);
         check_modes(root, config, &mut problems);
     }
+    problems.extend(crate::ownership::warnings(root, config.as_ref()));
     Ok(problems)
 }
 
@@ -157,7 +160,8 @@ pub fn count_errors(problems: &[FileProblem]) -> usize {
 fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], problems: &mut Vec<FileProblem>) {
     let host_gpus = config.capability.max.gpus;
     // For line numbers only; the file already parsed.
-    let users_text = std::fs::read_to_string(&config.deploy.users_config_yaml).unwrap_or_default();
+    let users_text =
+        crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
     // Named as everywhere else: relative to the root (`cfg/capability_config.yaml`).
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     for (path, row) in active {

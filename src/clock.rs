@@ -1,5 +1,8 @@
 //! The clock. `GPU_BOOKING_NOW` replaces it in every binary, so tests and rehearsals never
-//! depend on the wall clock.
+//! depend on the wall clock — except in `book` started as the booking account's login shell
+//! (see [`crate::login_shell`]), whose environment is whoever started it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use chrono::{Local, NaiveDateTime, Timelike};
@@ -7,8 +10,20 @@ use chrono::{Local, NaiveDateTime, Timelike};
 /// Environment variable that fixes "now": `YYYY-MM-DD HH:MM`.
 pub const NOW_VARIABLE: &str = "GPU_BOOKING_NOW";
 
+/// Set once `book` knows it runs as the booking account's login shell: its environment is
+/// then its caller's (`su` keeps it), and the caller may not move the clock.
+static ENVIRONMENT_DISTRUSTED: AtomicBool = AtomicBool::new(false);
+
+/// From now on, [`now`] reads the wall clock whatever `GPU_BOOKING_NOW` says.
+pub fn distrust_environment() {
+    ENVIRONMENT_DISTRUSTED.store(true, Ordering::Relaxed);
+}
+
 /// Local wall-clock time, as the state files store it (the original wrote naive local times).
 pub fn now() -> Result<NaiveDateTime> {
+    if ENVIRONMENT_DISTRUSTED.load(Ordering::Relaxed) {
+        return Ok(Local::now().naive_local());
+    }
     match std::env::var(NOW_VARIABLE) {
         Ok(text) => parse_now(&text).with_context(|| format!("{NOW_VARIABLE}={text:?}: expected \"YYYY-MM-DD HH:MM\"")),
         Err(std::env::VarError::NotPresent) => Ok(Local::now().naive_local()),

@@ -16,10 +16,8 @@
 //! (facility `authpriv`, as sshd and PAM use). No line says anything about the password that
 //! was typed.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -286,7 +284,9 @@ fn log(lock: &ExclusiveLock, now: NaiveDateTime, status: Status, message: &str) 
 
 fn append_line(_lock: &ExclusiveLock, path: &Path, line: &str) -> Result<()> {
     // Owner-only: the log names who tried which id from where.
-    let mut file = atomic_file::open_creating(path, OpenOptions::new().append(true).create(true).mode(0o600))?;
+    let mut file = atomic_file::open_for_appending(path)?;
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o600))
+        .with_context(|| format!("cannot make {} owner-only", path.display()))?;
     file.write_all(format!("{line}\n").as_bytes()).with_context(|| format!("cannot append to {}", path.display()))
 }
 

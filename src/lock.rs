@@ -1,17 +1,19 @@
 //! The state lock: `jobs/.lock`.
 //!
-//! Every read-modify-write of `cfg/users_config.yaml` or a `jobs/*.csv` file happens while an
+//! Every read-modify-write of `users_config.yaml` or a `jobs/*.csv` file happens while an
 //! [`ExclusiveLock`] is held; plain readers take a [`SharedLock`]. Functions that write demand
 //! `&ExclusiveLock`, so the compiler proves the lock is held. The lock lives on a side file
 //! that is never renamed over: locking a state file itself would be lost at the first atomic
 //! rename. The lock is released when the guard is dropped (the file is closed).
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use crate::root::Root;
+use crate::state_folder::Folder;
 
 const LOCK_FILE_NAME: &str = ".lock";
 
@@ -41,14 +43,13 @@ fn open_lock_file(root: &Root) -> Result<(File, PathBuf)> {
         anyhow::bail!("the root folder {} does not exist (set by --root or GPU_BOOKING_ROOT)", root.dir().display());
     }
     let jobs = root.jobs_dir();
-    fs::create_dir_all(&jobs).with_context(|| format!("cannot create the state folder {}", jobs.display()))?;
     let path = jobs.join(LOCK_FILE_NAME);
     // Created by root (the monitor) or by `booking` (book): either must open it afterwards.
-    let file = crate::atomic_file::open_creating(
-        &path,
-        OpenOptions::new().read(true).write(true).create(true).truncate(false),
-    )
-    .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // `jobs/` is the booking account's, so the lock file is opened like every file there
+    // (never through a link, only a plain file).
+    let file = Folder::create(&jobs)?
+        .open_or_create(OsStr::new(LOCK_FILE_NAME), rustix::fs::OFlags::RDWR)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
     Ok((file, path))
 }
 

@@ -3,11 +3,13 @@
 //! monitor when the file changes, and the monitor consumes the requests.
 //!
 //! Locking: appends and the consume (read, then empty the file) happen under the
-//! [`ExclusiveLock`], so no request is lost between the read and the emptying.
+//! [`ExclusiveLock`], so no request is lost between the read and the emptying. The file lies
+//! in the booking account's `jobs/` and the monitor consumes it as root: it is read and
+//! written only as [`crate::state_folder`] allows.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::atomic_file;
 use crate::config::UserId;
@@ -38,12 +40,8 @@ pub fn append(lock: &ExclusiveLock, request: &Request) -> Result<()> {
 /// returned as text so the monitor can log them.
 pub fn take_all(lock: &ExclusiveLock) -> Result<(Vec<Request>, Vec<String>)> {
     let file = path(lock.root());
-    let text = match std::fs::read_to_string(&file) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", file.display())),
+    let Some(text) = crate::state_folder::read_to_string(&file)? else {
+        return Ok((Vec::new(), Vec::new()));
     };
     let (requests, unknown) = parse(&text);
     if !text.is_empty() {

@@ -9,12 +9,13 @@
 //! Locking: reads take any lock guard, rewrites of `booking.csv`/`using.csv` take the
 //! [`ExclusiveLock`] and are atomic; `used.csv` is only ever appended to (there is no
 //! function that rewrites it). A missing file reads as empty and is created, header first, on
-//! first write.
+//! first write. `jobs/` is the booking account's folder and root runs the monitor on it, so
+//! these files are read and written only as [`crate::state_folder`] allows: never through a
+//! link, only a plain file with one name.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
@@ -24,6 +25,7 @@ use crate::config::UserId;
 use crate::error::{FileProblem, FileProblems};
 use crate::lock::{ExclusiveLock, LockHeld};
 use crate::root::Root;
+use crate::state_folder;
 
 pub const COLUMNS: [&str; 9] =
     ["start", "end", "user_id", "cpus", "memory", "gpus", "forward_port", "image", "extra_command"];
@@ -99,7 +101,7 @@ pub fn active_row_problems(shown_path: &str, rows: &[Row]) -> Vec<FileProblem> {
 
 /// Reads a schedule file (any of the three), returning the good rows and a problem for each
 /// bad one. Only an unreadable file is an `Err`.
-pub fn read_rows(root: &Root, path: &PathBuf) -> Result<(Vec<Row>, Vec<FileProblem>)> {
+pub fn read_rows(root: &Root, path: &Path) -> Result<(Vec<Row>, Vec<FileProblem>)> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for_each_row(root, path, |result| match result {
@@ -110,12 +112,12 @@ pub fn read_rows(root: &Root, path: &PathBuf) -> Result<(Vec<Row>, Vec<FileProbl
 }
 
 /// Streams a schedule file row by row, so the history can be read in constant memory.
-pub fn for_each_row(root: &Root, path: &PathBuf, mut visit: impl FnMut(Result<Row, FileProblem>)) -> Result<()> {
+pub fn for_each_row(root: &Root, path: &Path, mut visit: impl FnMut(Result<Row, FileProblem>)) -> Result<()> {
     let shown = root.display(path);
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error).with_context(|| format!("cannot read {shown}")),
+    // `jobs/` is the booking account's: never read through a link (the rows would end up in
+    // messages and in the log).
+    let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
+        return Ok(());
     };
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(BufReader::new(file));
     let header = match reader.headers() {
@@ -369,10 +371,8 @@ pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {
     use std::io::{Read, Seek, SeekFrom};
     const TAIL: u64 = 64 * 1024;
     let path = history_path(lock.root());
-    let mut file = match File::open(&path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    let Some(mut file) = state_folder::read(&path)? else {
+        return Ok(Vec::new());
     };
     let length = file.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
     let start = length.saturating_sub(TAIL);
@@ -394,12 +394,15 @@ pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {
 
 /// Creates any missing schedule file with its header, so an admin finds all three.
 pub fn ensure_files(lock: &ExclusiveLock) -> Result<()> {
+    // Whatever stands at a name, a dangling link included, counts as present: the write that
+    // follows refuses anything but a plain file.
+    let present = |path: PathBuf| path.symlink_metadata().is_ok();
     for file in [ActiveFile::Booking, ActiveFile::Using] {
-        if !file.path(lock.root()).exists() {
+        if !present(file.path(lock.root())) {
             write(lock, file, &[])?;
         }
     }
-    if !history_path(lock.root()).exists() {
+    if !present(history_path(lock.root())) {
         append_history(lock, &[])?;
     }
     Ok(())

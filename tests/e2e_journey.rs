@@ -1,27 +1,40 @@
-//! The student's whole journey, for real (issue 7): a real sshd with the shipped `booking`
-//! account snippet, the real `book` and `monitor` binaries, a real Docker engine and an image
-//! built from Debian's packages that meets the image contract (sshd inside).
+//! The student's whole journey, for real (issue 7), and the ways around it that must not work
+//! (issue 17): a real sshd with the shipped `booking` account snippet, the `booking` account
+//! made by the README's own script, the real `book` and `monitor` binaries, a real Docker
+//! engine and an image built from Debian's packages that meets the image contract.
 //!
+//! The server, for both tests (`install`):
 //! 1. An image: `debootstrap --variant=minbase --include=openssh-server,passwd bookworm`,
 //!    imported with `docker import` (reused by later runs: tag + recipe label).
-//! 2. A server, installed the README's way on a temporary folder: the binaries, a root with
-//!    the shipped `cfg/`, `enroll check`, the `booking` account and its `chown`s, and an sshd
-//!    on a loopback port whose only configuration besides port/key/pid file is an `Include` of
-//!    a copy of `systemd/sshd-booking.conf` — with the forced command pointing at this `book`
-//!    and this root, and the test's clock (sshd passes no `GPU_BOOKING_*` variable: the copy
-//!    reads the clock from a file).
-//! 3. The journey: `ssh -tt booking@127.0.0.1` — user id, a new password, a booking `now` for
-//!    two hours through the dialogue (choosing a forward port free on this host) —;
-//!    `ssh booking@… list --timeline`; `monitor` as the systemd unit runs it; `ssh root@…` into
-//!    the container with the booking password, a file in `~/Work` and a line in `~/.bashrc`;
-//!    the clock past the end; `monitor`: the container is gone, both files are on the host;
-//!    `ssh booking@… new … --password-stdin`; `monitor`; the new container has `~/.bashrc`
-//!    back; the clock past that end; `monitor` stops it.
+//! 2. Installed the README's way on a temporary folder: the binaries, a root with the shipped
+//!    `cfg/`, the `booking` account and the owners and modes of the root made by
+//!    `systemd/setup-booking-account ROOT BOOK` — the script the README runs —, `enroll check`
+//!    with no warning about who may write what, and an sshd on a loopback port whose only
+//!    configuration besides port/key/pid file is an `Include` of `systemd/sshd-booking.conf`
+//!    as shipped.
+//!
+//! The journey: `ssh -tt booking@127.0.0.1` — user id, a new password, a booking `now` for two
+//! hours through the dialogue —; `ssh booking@… list --timeline`; `monitor` as the systemd unit
+//! runs it; `ssh root@…` into the container with the booking password, a file in `~/Work` and a
+//! line in `~/.bashrc`; the clock past the end; `monitor`: the container is gone, both files are
+//! on the host; `ssh booking@… new … --password-stdin`; `monitor`; the new container has
+//! `~/.bashrc` back; the clock past that end; `monitor` stops it. `book` runs as the account's
+//! login shell and takes no clock from its environment, so the bookings are made at the real
+//! time; the monitor (root, as systemd runs it) is given the times of the journey in
+//! `GPU_BOOKING_NOW`.
+//!
+//! The attacks: an unprivileged local user tries to become `booking` (`su`, `su -s /bin/sh`,
+//! `sudo -u`, `ssh … id`, sftp) and gets nothing but the dialogue or a refusal; the booking
+//! account cannot replace an admin file, and `enroll check` reports one it could write; the
+//! booking account swaps `jobs/used.csv` and `jobs/monitor.log` for links to a root-owned file
+//! and plants links at the temporary names, and the root monitor refuses and writes nothing
+//! through them.
 //!
 //! Each step is printed (command, exit code, output) so CI's log reads as the journey.
 //! Needs root, Docker, OpenSSH (server and client), sshpass and debootstrap (and Debian's
 //! mirror for the first build); without one it skips with the reason — or fails, when
-//! `GPU_BOOKING_REQUIRE_DOCKER=1` (CI).
+//! `GPU_BOOKING_REQUIRE_DOCKER=1` (CI). Both tests make the one `booking` account, so they run
+//! one at a time.
 
 #[path = "e2e/debian_image.rs"]
 mod debian_image;
@@ -36,31 +49,33 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::{NaiveDateTime, Timelike};
 use terminal::Terminal;
 
 const TEST: &str = "e2e_journey";
 
-/// The clock of the journey: a Monday morning; the first booking runs 10:00–12:00.
-const NOW_FIRST: &str = "2026-11-23 10:00";
-/// Past the first booking's end; the second booking runs 12:30–14:30.
-const NOW_SECOND: &str = "2026-11-23 12:30";
-/// Past the second booking's end.
-const NOW_LAST: &str = "2026-11-23 15:00";
-
 /// The student's booking password.
 const PASSWORD: &str = "Kz7-orbit-e2e-3391";
 
-/// What the shipped files say, replaced by the test's paths.
-const SHIPPED_BOOK: &str = "/usr/local/bin/book";
+/// What the shipped files say, replaced by the test's paths where a path matters.
+const SHIPPED_FORCE: &str = "ForceCommand /usr/local/bin/book";
 const SHIPPED_MONITOR: &str = "/usr/local/bin/monitor";
 const SHIPPED_ROOT: &str = "/srv/gpu-booking";
 
 /// No single command may hang the test longer than this.
 const COMMAND_LIMIT: Duration = Duration::from_secs(180);
+
+/// Both tests make the one `booking` account of this machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What a root-owned file such as `/etc/passwd` holds, for the file the attacks aim at.
+const PRECIOUS: &str = "root:x:0:0:root:/root:/bin/bash\n";
 
 // ---- prerequisites -----------------------------------------------------------------------
 
@@ -356,38 +371,67 @@ fn rows_of(root: &Path, file: &str, user: &str) -> Vec<String> {
         .collect()
 }
 
-// ---- the journey ---------------------------------------------------------------------------
+// ---- the server ----------------------------------------------------------------------------
 
-#[test]
-fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
-    let Some(tools) = tools() else { return };
+/// A server installed the README's way on a temporary folder, with its sshd running.
+struct Server {
+    // Dropped first: the folders the setup script mounted nosuid,nodev go before the files.
+    _volume_mounts: UnmountOnDrop,
+    base: tempfile::TempDir,
+    bin: PathBuf,
+    root: PathBuf,
+    /// The student, allowed in `capability_config.yaml`.
+    user: String,
+    ssh_port: u16,
+    sshd: Sshd,
+    /// The monitor's command line, from the systemd unit.
+    monitor_words: Vec<String>,
+    /// The `booking` account's uid and gid.
+    booking: (u32, u32),
+    _containers: images::TestContainers,
+}
+
+/// The slot (:00 or :30) that holds `time`.
+fn slot_of(time: NaiveDateTime) -> NaiveDateTime {
+    let minute = if time.minute() < 30 { 0 } else { 30 };
+    time.with_minute(minute)
+        .and_then(|time| time.with_second(0))
+        .and_then(|time| time.with_nanosecond(0))
+        .unwrap_or(time)
+}
+
+fn clock_text(time: NaiveDateTime) -> String {
+    time.format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn real_slot() -> NaiveDateTime {
+    slot_of(chrono::Local::now().naive_local())
+}
+
+/// Installs the server; None (after a skip line) when the image cannot be built.
+fn install(tools: &Tools, journal: &mut Journal, prefix: &str) -> Option<Server> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut journal = Journal { step: 0, started: Instant::now() };
-    println!("{TEST}: the student's journey, end to end (issue 7)");
-
-    // -- 1. the image
     journal.step("an image that meets the image contract, from Debian's packages");
     let image = match debian_image::debian_ssh_image(&tools.debootstrap, &mut |line| println!("  {line}")) {
         Ok(image) => image,
         Err(reason) => {
             unavailable(&format!("cannot build the Debian image: {reason}"));
-            return;
+            return None;
         }
     };
 
-    // -- 2. the server
-    journal.step("install: binaries, root folder with the shipped cfg/, enroll check");
+    journal.step("install: binaries, root folder with the shipped cfg/");
     let base = tempfile::Builder::new().prefix("gpu-booking-e2e-").tempdir().expect("create a temporary folder");
     // The booking account must reach the binary and the root, as under /usr/local and /srv.
     chmod(base.path(), 0o755);
     let bin = base.path().join("bin");
     let root = base.path().join("srv/gpu-booking");
     let user = format!(
-        "e2e{}-{}",
+        "{prefix}{}-{}",
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |time| time.as_secs() % 100_000)
     );
-    let _containers = images::TestContainers { names: vec![user.clone()], root_label: root.display().to_string() };
+    let containers = images::TestContainers { names: vec![user.clone()], root_label: root.display().to_string() };
     // As `cargo install --path . --root /usr/local` would: the four binaries in bin/.
     fs::create_dir_all(&bin).expect("create bin/");
     for name in ["book", "monitor", "enroll", "run-container"] {
@@ -396,10 +440,8 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         chmod(&bin.join(name), 0o755);
     }
     journal.note(&format!("installed book, monitor, enroll, run-container in {}", bin.display()));
-    // README step 3: `install -d ROOT/jobs ROOT/volumes`, `cp -r cfg ROOT/`, edit the two
-    // admin files. (Step 4, the image, is step 1 here.)
-    fs::create_dir_all(root.join("jobs")).expect("create jobs/");
-    fs::create_dir_all(root.join("volumes")).expect("create volumes/");
+    // README: `install -d ROOT`, the shipped cfg/ into it, edit the two admin files.
+    fs::create_dir_all(&root).expect("create the root");
     copy_tree(&repo.join("cfg"), &root.join("cfg"));
     let deploy_path = root.join("cfg/host_deploy.yaml");
     let deploy = read(&deploy_path);
@@ -438,71 +480,57 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         "cfg/host_deploy.yaml: images = [{image}]; cfg/capability_config.yaml: allow_userIDs += {user}; \
          cfg/login.yaml: self_registration += {user}"
     ));
-    let mut enroll = Command::new(bin.join("enroll"));
-    enroll.arg("--root").arg(&root).arg("check");
-    journal.run_ok(&format!("enroll --root {} check", root.display()), enroll, None);
 
-    journal.step("the `booking` account (README step 6)");
-    let exists = Command::new("id")
-        .arg("booking")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if exists {
-        journal.note("the account `booking` exists already");
-    } else {
-        let mut useradd = Command::new("sh");
-        useradd.args(["-c", "useradd --create-home --shell /bin/sh booking && passwd -d booking"]);
-        journal.run_ok("useradd --create-home --shell /bin/sh booking && passwd -d booking", useradd, None);
-    }
+    journal
+        .step("the `booking` account and the owners of the root: systemd/setup-booking-account, as the README runs it");
+    let script = repo.join("systemd/setup-booking-account");
+    let mut setup = Command::new(&script);
+    setup.arg(&root).arg(bin.join("book"));
+    journal.run_ok(
+        &format!("systemd/setup-booking-account {} {}", root.display(), bin.join("book").display()),
+        setup,
+        None,
+    );
     let mut status = Command::new("passwd");
     status.args(["-S", "booking"]);
     let status = journal.run_ok("passwd -S booking", status, None);
     assert_eq!(
         status.stdout.split_whitespace().nth(1),
         Some("NP"),
-        "the account `booking` must have an empty password (`passwd -d booking`), so that sshd lets students straight in to book"
+        "the account `booking` must have an empty password, so that sshd lets students straight in to book"
     );
-    // The README's chowns. NOTE: the README's step 3 creates no volumes/ folder, so its
-    // `chown -R booking: /srv/gpu-booking/volumes` fails on a fresh install; created here.
-    fs::create_dir_all(root.join("volumes")).expect("create volumes/");
-    let r = root.display();
-    let chowns = format!("chown booking: {r}/cfg {r}/cfg/users_config.yaml && chown -R booking: {r}/jobs {r}/volumes");
-    let mut chown = Command::new("sh");
-    chown.args(["-c", &chowns]);
-    journal.run_ok(&chowns, chown, None);
+    let entry = read(Path::new("/etc/passwd"))
+        .lines()
+        .find(|line| line.starts_with("booking:"))
+        .map(str::to_string)
+        .expect("an account `booking` in /etc/passwd");
+    journal.note(&format!("/etc/passwd: {entry}"));
+    let fields: Vec<&str> = entry.split(':').collect();
+    assert_eq!(fields.get(5).copied(), root.to_str(), "the booking account's home folder must be the root");
+    assert_eq!(fields.get(6).copied(), bin.join("book").to_str(), "the booking account's login shell must be book");
+    let mut enroll = Command::new(bin.join("enroll"));
+    enroll.arg("--root").arg(&root).arg("check");
+    let checked = journal.run_ok(&format!("enroll --root {} check", root.display()), enroll, None);
+    for line in checked.stdout.lines() {
+        assert!(
+            !line.contains("can write it") && !line.starts_with("/etc/passwd") && !line.contains("can read it"),
+            "the README's deployment must leave nothing for enroll check to warn about who may write what: {line}"
+        );
+    }
 
-    journal.step("sshd on a loopback port with (a copy of) systemd/sshd-booking.conf");
+    journal.step("sshd on a loopback port with systemd/sshd-booking.conf as shipped");
     let sshd_dir = base.path().join("sshd");
     fs::create_dir_all(&sshd_dir).expect("create sshd/");
     let host_key = sshd_dir.join("host_key");
     let mut keygen = Command::new(&tools.ssh_keygen);
     keygen.args(["-q", "-t", "ed25519", "-N", "", "-C", "gpu-booking-e2e", "-f"]).arg(&host_key);
     journal.run_ok(&format!("ssh-keygen -q -t ed25519 -N '' -f {}", host_key.display()), keygen, None);
-    // The clock the forced command reads: sshd passes no GPU_BOOKING_* variable, rightly.
-    let clock = sshd_dir.join("clock");
-    let set_clock = |now: &str| {
-        write(&clock, &format!("{now}\n"));
-        chmod(&clock, 0o644);
-    };
-    set_clock(NOW_FIRST);
-    let snippet = read(&repo.join("systemd/sshd-booking.conf"));
-    let shipped_force = format!("ForceCommand {SHIPPED_BOOK} --root {SHIPPED_ROOT}");
+    let snippet = repo.join("systemd/sshd-booking.conf");
     assert_eq!(
-        snippet.matches(&shipped_force).count(),
+        read(&snippet).lines().filter(|line| line.trim() == SHIPPED_FORCE).count(),
         1,
-        "systemd/sshd-booking.conf no longer holds `{shipped_force}`"
+        "systemd/sshd-booking.conf no longer holds `{SHIPPED_FORCE}`"
     );
-    let test_force = format!(
-        "ForceCommand env GPU_BOOKING_NOW=\"$(cat {})\" {} --root {}",
-        clock.display(),
-        bin.join("book").display(),
-        root.display()
-    );
-    let snippet_copy = sshd_dir.join("booking.conf");
-    write(&snippet_copy, &snippet.replacen(&shipped_force, &test_force, 1));
-    journal.note(&format!("{}: the shipped snippet with\n  {test_force}", snippet_copy.display()));
     let ssh_port = free_port(2222, 5000, "127.0.0.1");
     let config = sshd_dir.join("sshd_config");
     write(
@@ -511,10 +539,10 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
             "# gpu-booking's end-to-end test: its own sshd, loopback only.\n\
              Port {ssh_port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {dir}/sshd.pid\n\
              UsePAM yes\nKbdInteractiveAuthentication no\nPermitRootLogin no\nAllowUsers booking\nLogLevel VERBOSE\n\
-             Include {snippet}\n",
+             Subsystem sftp /usr/lib/openssh/sftp-server\nInclude {snippet}\n",
             key = host_key.display(),
             dir = sshd_dir.display(),
-            snippet = snippet_copy.display()
+            snippet = snippet.display()
         ),
     );
     journal.note(&read(&config));
@@ -554,15 +582,77 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     }
     journal.note(&format!("sshd listens on 127.0.0.1:{ssh_port}"));
 
-    // -- 3. the journey
+    let unit = read(&repo.join("systemd/gpu-booking-monitor.service"));
+    let (monitor_words, _) = monitor_from_unit(&unit, &bin.join("monitor"), &root);
+    let booking = unix_account("booking");
+    let _volume_mounts = UnmountOnDrop(vec![root.join("volumes/work"), root.join("volumes/backup")]);
+    Some(Server {
+        _volume_mounts,
+        base,
+        bin,
+        root,
+        user,
+        ssh_port,
+        sshd,
+        monitor_words,
+        booking,
+        _containers: containers,
+    })
+}
+
+/// The mounts `systemd/setup-booking-account` made (a server keeps them in /etc/fstab).
+struct UnmountOnDrop(Vec<PathBuf>);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = Command::new("umount").arg("-l").arg(path).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Server {
+    /// One monitor pass as the systemd unit runs it (as root), at `now`.
+    fn monitor(&self, journal: &Journal, now: NaiveDateTime) -> Outcome {
+        let now = clock_text(now);
+        let mut command = Command::new(&self.monitor_words[0]);
+        command.args(&self.monitor_words[1..]).current_dir(&self.root).env("GPU_BOOKING_NOW", &now);
+        journal.run(
+            &format!("GPU_BOOKING_NOW='{now}' {}   (the unit's ExecStart)", self.monitor_words.join(" ")),
+            command,
+            None,
+        )
+    }
+
+    /// `sh -c SCRIPT` in the root as the booking account — what that account could do, were
+    /// anyone ever to get a shell as it.
+    fn as_booking(&self, script: &str) -> Command {
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c").arg(script).current_dir(&self.root).uid(self.booking.0).gid(self.booking.1);
+        command
+    }
+}
+
+// ---- the journey ---------------------------------------------------------------------------
+
+#[test]
+fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
+    let Some(tools) = tools() else { return };
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut journal = Journal { step: 0, started: Instant::now() };
+    println!("{TEST}: the student's journey, end to end (issue 7)");
+    let Some(server) = install(&tools, &mut journal, "e2e") else { return };
+    let (root, user, ssh_port) = (&server.root, &server.user, server.ssh_port);
+
     journal.step(&format!("first login and a booking through the dialogue: ssh -tt booking@127.0.0.1 -p {ssh_port}"));
     let forward_port = free_port(10001, 1000, "0.0.0.0");
     let mut command = booking_ssh(&tools, ssh_port);
     command.arg("-tt");
-    println!("  $ ssh -tt booking@127.0.0.1 -p {ssh_port}   (on a terminal, clock {NOW_FIRST})");
+    println!("  $ ssh -tt booking@127.0.0.1 -p {ssh_port}   (on a terminal)");
+    let slot_before = real_slot();
     let mut screen = Terminal::start(command);
     screen.expect("User id");
-    screen.answer(&user);
+    screen.answer(user);
     screen.expect("choose a password");
     screen.expect("New password");
     screen.answer_hidden_retrying(PASSWORD, "The same password again");
@@ -588,30 +678,43 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     screen.type_text("y");
     screen.expect("Booking successful!");
     let (code, _) = screen.finish();
+    let slot_after = real_slot();
     for line in screen.transcript().lines() {
         println!("    ▏{line}");
     }
     println!("    → exit {code}");
     assert_eq!(code, 0, "the dialogue over SSH did not end well (transcript above)");
-    let booked = rows_of(&root, "jobs/booking.csv", &user);
+    let booked = rows_of(root, "jobs/booking.csv", user);
     assert_eq!(
         booked.len(),
         1,
         "jobs/booking.csv should hold the new booking of {user}:\n{}",
         read(&root.join("jobs/booking.csv"))
     );
-    assert!(booked[0].starts_with("2026-11-23 10:00:00,2026-11-23 12:00:00,"), "the booking's window: {}", booked[0]);
+    // `now` is the real slot: book, as the account's login shell, has no other clock.
+    let start = booked[0]
+        .split(',')
+        .next()
+        .and_then(|text| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok())
+        .unwrap_or_else(|| panic!("the booking's start: {}", booked[0]));
+    assert!(start == slot_before || start == slot_after, "the booking starts {start}, not in the slot it was made");
+    let end = start + chrono::Duration::hours(2);
+    assert!(
+        booked[0].starts_with(&format!("{},{},", start.format("%Y-%m-%d %H:%M:%S"), end.format("%Y-%m-%d %H:%M:%S"))),
+        "the booking's window: {}",
+        booked[0]
+    );
     assert!(
         booked[0].contains(&format!(",{forward_port},")),
         "the booking's forward port is {forward_port}: {}",
         booked[0]
     );
-    let users_config = read(&root.join("cfg/users_config.yaml"));
+    let users_config = read(&root.join("cfg/users/users_config.yaml"));
     assert!(
         users_config.contains(&format!("{user}:")),
-        "cfg/users_config.yaml has no entry for {user}:\n{users_config}"
+        "cfg/users/users_config.yaml has no entry for {user}:\n{users_config}"
     );
-    assert!(!users_config.contains(PASSWORD), "cfg/users_config.yaml holds the password in plain text");
+    assert!(!users_config.contains(PASSWORD), "cfg/users/users_config.yaml holds the password in plain text");
 
     journal.step("the timeline through SSH_ORIGINAL_COMMAND: ssh booking@… list --timeline");
     let mut command = booking_ssh(&tools, ssh_port);
@@ -620,47 +723,39 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     let mut command = booking_ssh(&tools, ssh_port);
     command.arg("list");
     let table = journal.run_ok(&format!("ssh booking@127.0.0.1 -p {ssh_port} list"), command, None);
-    assert!(table.stdout.contains(&user), "`list` over SSH does not show {user}'s booking");
+    assert!(table.stdout.contains(user.as_str()), "`list` over SSH does not show {user}'s booking");
     let mut command = booking_ssh(&tools, ssh_port);
     command.args(["list", "--root", "/"]);
     let refused =
         journal.run(&format!("ssh booking@127.0.0.1 -p {ssh_port} list --root /   (must be refused)"), command, None);
     assert_eq!(refused.code, Some(2), "--root over SSH must be refused as a usage error");
 
-    let unit = read(&repo.join("systemd/gpu-booking-monitor.service"));
-    let (monitor_words, working_directory) = monitor_from_unit(&unit, &bin.join("monitor"), &root);
-    let booking_account = unix_account("booking");
-    let monitor = |journal: &Journal, now: &str| {
-        let mut command = Command::new(&monitor_words[0]);
-        command.args(&monitor_words[1..]).current_dir(&working_directory).env("GPU_BOOKING_NOW", now);
-        let outcome = journal.run_ok(
-            &format!("GPU_BOOKING_NOW='{now}' {}   (the unit's ExecStart)", monitor_words.join(" ")),
-            command,
-            None,
-        );
+    let monitor = |journal: &Journal, now: NaiveDateTime| {
+        let outcome = server.monitor(journal, now);
+        assert!(outcome.ok(), "the monitor pass at {now} failed; its output is in the log above");
         // The monitor runs as root (the unit has no User=), `book` as `booking`: whatever the
         // pass wrote must stay writable for the next `book`.
-        booking_can_still_write(journal, &root, booking_account);
+        booking_can_still_write(journal, root, server.booking);
         outcome
     };
 
-    journal.step("the monitor starts the booking's container");
-    monitor(&journal, NOW_FIRST);
-    assert_eq!(container_running(&user), Some(true), "container {user} should be running");
-    assert_eq!(rows_of(&root, "jobs/using.csv", &user).len(), 1, "jobs/using.csv should hold {user}'s booking");
+    journal.step(&format!("the monitor starts the booking's container (clock {start})"));
+    monitor(&journal, start);
+    assert_eq!(container_running(user), Some(true), "container {user} should be running");
+    assert_eq!(rows_of(root, "jobs/using.csv", user).len(), 1, "jobs/using.csv should hold {user}'s booking");
     let mut inspect = Command::new("docker");
     inspect.args([
         "inspect",
         "--format",
         "{{.Config.Image}} {{json .HostConfig.PortBindings}} {{.HostConfig.Memory}}",
-        &user,
+        user,
     ]);
     journal.run_ok(&format!("docker inspect {user}"), inspect, None);
 
     journal
         .step(&format!("into the container: sshpass ssh root@127.0.0.1 -p {forward_port}, with the booking password"));
     let token = format!("journey-{user}");
-    wait_for_container_ssh(&journal, &tools, &root, &user, forward_port);
+    wait_for_container_ssh(&journal, &tools, root, user, forward_port);
     let remote = format!(
         "echo 'work of {token}' > ~/Work/e2e-work.txt && echo 'export E2E_MARKER={token}' >> ~/.bashrc && ls -la ~ ~/Work"
     );
@@ -670,13 +765,12 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         None,
     );
 
-    journal.step(&format!("the clock past the end ({NOW_SECOND}): the monitor backs up and removes the container"));
-    set_clock(NOW_SECOND);
-    monitor(&journal, NOW_SECOND);
-    assert_eq!(container_running(&user), None, "container {user} should be gone after its booking ended");
-    assert_eq!(rows_of(&root, "jobs/used.csv", &user).len(), 1, "jobs/used.csv should hold the ended booking");
-    let work_file = root.join("volumes/work").join(&user).join("e2e-work.txt");
-    let backed_up = root.join("volumes/backup").join(&user).join(".default/.bashrc");
+    journal.step(&format!("the clock past the end ({end}): the monitor backs up and removes the container"));
+    monitor(&journal, end);
+    assert_eq!(container_running(user), None, "container {user} should be gone after its booking ended");
+    assert_eq!(rows_of(root, "jobs/used.csv", user).len(), 1, "jobs/used.csv should hold the ended booking");
+    let work_file = root.join("volumes/work").join(user).join("e2e-work.txt");
+    let backed_up = root.join("volumes/backup").join(user).join(".default/.bashrc");
     journal.note(&format!(
         "{}: {}",
         work_file.display(),
@@ -690,12 +784,15 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         "the backed-up ~/.bashrc lacks the line written in the container"
     );
 
+    // The second booking starts where the first ended: still ahead of the real clock.
+    let second_end = end + chrono::Duration::hours(2);
+    let second_start = end.format("'%Y %m %d %H %M'").to_string();
     journal.step("book again, without a terminal: ssh booking@… new … --password-stdin");
     let mut command = booking_ssh(&tools, ssh_port);
-    command.args(["new", "--cpus", "1", "--memory", "2", "--gpus", "0", "--start", "now", "--end", "2-hour"]);
-    command.args(["--user", &user, "--password-stdin"]);
+    command.args(["new", "--cpus", "1", "--memory", "2", "--gpus", "0", "--start", &second_start, "--end", "2-hour"]);
+    command.args(["--user", user, "--password-stdin"]);
     let again = journal.run_ok(
-        &format!("echo '<password>' | ssh booking@127.0.0.1 -p {ssh_port} new --cpus 1 --memory 2 --gpus 0 --start now --end 2-hour --user {user} --password-stdin"),
+        &format!("echo '<password>' | ssh booking@127.0.0.1 -p {ssh_port} new --cpus 1 --memory 2 --gpus 0 --start {second_start} --end 2-hour --user {user} --password-stdin"),
         command,
         Some(&format!("{PASSWORD}\n")),
     );
@@ -704,7 +801,7 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         "the saved default port {forward_port} is the booking's"
     );
     let mut command = booking_ssh(&tools, ssh_port);
-    command.args(["list", "--timeline", "--user", &user, "--password-stdin"]);
+    command.args(["list", "--timeline", "--user", user, "--password-stdin"]);
     journal.run_ok(
         &format!(
             "echo '<password>' | ssh booking@127.0.0.1 -p {ssh_port} list --timeline --user {user} --password-stdin"
@@ -713,10 +810,10 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
         Some(&format!("{PASSWORD}\n")),
     );
 
-    journal.step("the monitor starts the new container; ~/.bashrc is back in it");
-    monitor(&journal, NOW_SECOND);
-    assert_eq!(container_running(&user), Some(true), "the second container of {user} should be running");
-    wait_for_container_ssh(&journal, &tools, &root, &user, forward_port);
+    journal.step(&format!("the monitor starts the new container ({end}); ~/.bashrc is back in it"));
+    monitor(&journal, end);
+    assert_eq!(container_running(user), Some(true), "the second container of {user} should be running");
+    wait_for_container_ssh(&journal, &tools, root, user, forward_port);
     let seen = journal.run_ok(
         &format!("sshpass ssh root@127.0.0.1 -p {forward_port} 'grep E2E_MARKER ~/.bashrc; cat ~/Work/e2e-work.txt'"),
         container_ssh(&tools, forward_port, "grep E2E_MARKER ~/.bashrc; cat ~/Work/e2e-work.txt"),
@@ -728,17 +825,242 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     );
     assert!(seen.stdout.contains(&format!("work of {token}")), "the new container does not see the work folder");
 
-    journal.step(&format!("the clock past the second end ({NOW_LAST}): the monitor removes it"));
-    set_clock(NOW_LAST);
-    monitor(&journal, NOW_LAST);
-    assert_eq!(container_running(&user), None, "container {user} should be gone after its second booking");
-    assert_eq!(rows_of(&root, "jobs/used.csv", &user).len(), 2, "jobs/used.csv should hold both bookings");
+    let last = second_end + chrono::Duration::minutes(30);
+    journal.step(&format!("the clock past the second end ({last}): the monitor removes it"));
+    monitor(&journal, last);
+    assert_eq!(container_running(user), None, "container {user} should be gone after its second booking");
+    assert_eq!(rows_of(root, "jobs/used.csv", user).len(), 2, "jobs/used.csv should hold both bookings");
     journal.note("jobs/monitor.log:");
     journal.note(&fs::read_to_string(root.join("jobs/monitor.log")).unwrap_or_default());
     journal.note("sshd's log:");
-    journal.note(&fs::read_to_string(&sshd.log).unwrap_or_default());
+    journal.note(&fs::read_to_string(&server.sshd.log).unwrap_or_default());
     println!("\n{TEST}: the whole journey passed in {:.1} s", journal.started.elapsed().as_secs_f64());
-    drop(sshd);
+}
+
+// ---- the attacks ---------------------------------------------------------------------------
+
+/// An unprivileged local account, removed (with its home) when dropped.
+struct LocalUser {
+    name: String,
+    id: (u32, u32),
+    home: PathBuf,
+}
+
+impl LocalUser {
+    fn create(journal: &Journal, name: &str) -> LocalUser {
+        let _ = Command::new("userdel").args(["--remove", name]).stderr(Stdio::null()).status();
+        let mut useradd = Command::new("useradd");
+        useradd.args(["--create-home", "--shell", "/bin/sh", name]);
+        journal.run_ok(&format!("useradd --create-home --shell /bin/sh {name}"), useradd, None);
+        let home = PathBuf::from(format!("/home/{name}"));
+        LocalUser { name: name.to_string(), id: unix_account(name), home }
+    }
+
+    /// `program` run as this user, with an environment that tries to move book's root and
+    /// clock (su hands the caller's environment on).
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .uid(self.id.0)
+            .gid(self.id.1)
+            .current_dir(&self.home)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .env("LOGNAME", &self.name)
+            .env("GPU_BOOKING_ROOT", "/nonexistent-root-of-the-intruder")
+            .env("GPU_BOOKING_NOW", "2020-01-01 00:00");
+        command
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").args(["--remove", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Nothing but the dialogue or a refusal: no output of `id`, and no success.
+fn assert_no_way_in(outcome: &Outcome, what: &str) {
+    let output = format!("{}{}", outcome.stdout, outcome.stderr);
+    assert!(!output.contains("uid="), "{what}: `id` ran as the booking account:\n{output}");
+    assert!(!outcome.ok(), "{what} must be refused");
+}
+
+#[test]
+fn no_local_user_becomes_booking_and_booking_cannot_make_root_write_through_links() {
+    let Some(tools) = tools() else { return };
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut journal = Journal { step: 0, started: Instant::now() };
+    println!("{TEST}: the ways around the booking account (issue 17)");
+    let Some(server) = install(&tools, &mut journal, "e2a") else { return };
+    let root = &server.root;
+    let port = server.ssh_port.to_string();
+
+    journal.step("the booking account swaps jobs/ files for links to a root-owned file; the root monitor refuses");
+    let target = server.base.path().join("etc-passwd");
+    write(&target, PRECIOUS);
+    chmod(&target, 0o644);
+    let now = real_slot();
+    let missed_start = now - chrono::Duration::days(1);
+    let row = format!(
+        "{},{},{},1,1,[],10999,,\"touch /tmp/pwned\nmallory::0:0::/:/bin/sh\"",
+        missed_start.format("%Y-%m-%d %H:%M:%S"),
+        (missed_start + chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S"),
+        server.user
+    );
+    let t = target.display();
+    let plant = format!(
+        "printf '%s\\n%s\\n' 'start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command' '{row}' > jobs/booking.csv && \
+         ln -sfn {t} jobs/used.csv && ln -sfn {t} jobs/monitor.log && \
+         ln -sfn {t} jobs/.booking.csv.tmp && ln -sfn {t} jobs/.using.csv.tmp && ln -sfn {t} jobs/.monitor_exec.tmp"
+    );
+    journal.run_ok(
+        "(booking) a missed booking, and links to a root-owned file in jobs/",
+        server.as_booking(&plant),
+        None,
+    );
+    let refused = server.monitor(&journal, now);
+    assert!(!refused.ok(), "the monitor must fail when it cannot record or log");
+    for name in ["used.csv", "monitor.log"] {
+        assert!(
+            refused.stderr.contains(name) && refused.stderr.contains("symbolic link"),
+            "the monitor's error must name jobs/{name} as a link:\n{}",
+            refused.stderr
+        );
+    }
+    assert_eq!(read(&target), PRECIOUS, "the root monitor wrote through a link in jobs/");
+    assert!(read(&root.join("jobs/booking.csv")).contains(server.user.as_str()), "the row must stay where it was");
+
+    journal.step("the links to used.csv and monitor.log removed: the pass records the missed booking");
+    journal.run_ok(
+        "(booking) rm jobs/used.csv jobs/monitor.log",
+        server.as_booking("rm jobs/used.csv jobs/monitor.log"),
+        None,
+    );
+    let recorded = server.monitor(&journal, now);
+    assert!(recorded.ok(), "the monitor pass should succeed once the links are gone");
+    assert_eq!(read(&target), PRECIOUS, "the root monitor wrote through a planted temporary name");
+    assert!(
+        !read(&root.join("jobs/booking.csv")).contains(server.user.as_str()),
+        "the missed booking stays in booking.csv"
+    );
+    assert_eq!(rows_of(root, "jobs/used.csv", &server.user).len(), 1, "used.csv should hold the missed booking");
+    for planted in [".booking.csv.tmp", ".using.csv.tmp"] {
+        assert!(fs::symlink_metadata(root.join("jobs").join(planted)).is_err(), "jobs/{planted} was left in place");
+    }
+    booking_can_still_write(&journal, root, server.booking);
+
+    journal.step("the booking account cannot replace the admin's files");
+    let capability = read(&root.join("cfg/capability_config.yaml"));
+    let deploy = read(&root.join("cfg/host_deploy.yaml"));
+    for script in [
+        "echo 'allow_userIDs: [mallory]' >> cfg/capability_config.yaml",
+        "echo 'allow_userIDs: [mallory]' > jobs/mine.yaml && mv -f jobs/mine.yaml cfg/capability_config.yaml",
+        "cp cfg/users/users_config.yaml cfg/users/mine.yaml && mv -f cfg/users/mine.yaml cfg/host_deploy.yaml",
+        "mv cfg/host_deploy.yaml cfg/host_deploy.old",
+        "ln -s / cfg/templates/evil",
+        "mkdir volumes/work/mallory",
+        "ln -s /etc volumes/backup/mallory",
+    ] {
+        let outcome = journal.run(&format!("(booking) {script}"), server.as_booking(script), None);
+        assert!(!outcome.ok(), "the booking account could: {script}");
+    }
+    let _ = server.as_booking("rm -f jobs/mine.yaml cfg/users/mine.yaml").status();
+    assert_eq!(read(&root.join("cfg/capability_config.yaml")), capability, "capability_config.yaml changed");
+    assert_eq!(read(&root.join("cfg/host_deploy.yaml")), deploy, "host_deploy.yaml changed");
+    let check = |journal: &Journal| {
+        let mut enroll = Command::new(server.bin.join("enroll"));
+        enroll.arg("--root").arg(root).arg("check");
+        journal.run(&format!("enroll --root {} check", root.display()), enroll, None)
+    };
+    let capability_path = root.join("cfg/capability_config.yaml");
+    std::os::unix::fs::chown(&capability_path, Some(server.booking.0), None).expect("chown");
+    journal.note("chown booking cfg/capability_config.yaml");
+    let warned = check(&journal);
+    assert!(
+        warned.stdout.contains("cfg/capability_config.yaml: warning: the booking account `booking` can write it"),
+        "enroll check must warn about capability_config.yaml owned by the booking account"
+    );
+    std::os::unix::fs::chown(&capability_path, Some(0), None).expect("chown");
+    chmod(&root.join("cfg"), 0o777);
+    journal.note("chmod 777 cfg");
+    let warned = check(&journal);
+    assert!(
+        warned.stdout.contains("cfg: warning: the booking account `booking` can write it")
+            && warned.stdout.contains("cfg: warning: every local user can write it"),
+        "enroll check must warn about a cfg/ others can write"
+    );
+    chmod(&root.join("cfg"), 0o755);
+
+    journal.step("an unprivileged local user tries to become `booking`");
+    let intruder = LocalUser::create(&journal, &format!("gbintruder{}", std::process::id() % 100_000));
+    let attempts: Vec<(String, Command, Option<&str>)> = {
+        let mut attempts = Vec::new();
+        let mut su = |args: &[&str], stdin: Option<&'static str>| {
+            let mut command = intruder.command("su");
+            command.args(args);
+            attempts.push((format!("su {}", args.join(" ")), command, stdin));
+        };
+        su(&["booking", "-c", "id"], None);
+        su(&["-s", "/bin/sh", "booking", "-c", "id"], None);
+        su(&["-s", "/bin/sh", "booking"], Some("id\n"));
+        su(&["booking"], Some("id\n"));
+        su(&["-", "booking", "-c", "id"], None);
+        su(&["-m", "booking", "-c", "id"], None);
+        su(&["booking", "-c", "list --root /"], None);
+        su(&["booking", "--", "--root", "/", "list"], None);
+        if find_program("sudo").is_some() {
+            let mut command = intruder.command("sudo");
+            command.args(["-n", "-u", "booking", "id"]);
+            attempts.push(("sudo -n -u booking id".to_string(), command, None));
+            let mut command = intruder.command("sudo");
+            command.args(["-n", "-u", "booking", "-s"]);
+            attempts.push(("sudo -n -u booking -s".to_string(), command, Some("id\n")));
+        }
+        let ssh_options = ["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
+        let ssh_options = [&ssh_options[..], &["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-p", &port]].concat();
+        let mut command = intruder.command(tools.ssh.to_str().expect("a UTF-8 path"));
+        command.args(&ssh_options).args(["booking@127.0.0.1", "id"]);
+        attempts.push((format!("ssh booking@127.0.0.1 -p {port} id"), command, None));
+        let mut command = intruder.command(tools.ssh.to_str().expect("a UTF-8 path"));
+        command.args(&ssh_options).args(["booking@127.0.0.1", "/bin/sh -c id"]);
+        attempts.push((format!("ssh booking@127.0.0.1 -p {port} '/bin/sh -c id'"), command, None));
+        let mut command = intruder.command(tools.ssh.to_str().expect("a UTF-8 path"));
+        command.args(&ssh_options).args(["-s", "booking@127.0.0.1", "sftp"]);
+        attempts.push((format!("ssh -s booking@127.0.0.1 -p {port} sftp"), command, None));
+        if let Some(sftp) = find_program("sftp") {
+            let mut command = intruder.command(sftp.to_str().expect("a UTF-8 path"));
+            command.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]);
+            command.args(["-o", "BatchMode=yes", "-P", &port, "-b", "-", "booking@127.0.0.1"]);
+            attempts.push((format!("sftp -P {port} -b - booking@127.0.0.1 <<< 'ls /'"), command, Some("ls /\n")));
+        }
+        attempts
+    };
+    for (shown, command, stdin) in attempts {
+        let outcome = journal.run(&format!("({}) {shown}", intruder.name), command, stdin);
+        assert_no_way_in(&outcome, &shown);
+    }
+    // What `su booking` does give: book, on the real root whatever the caller's environment says.
+    let mut listed = intruder.command("su");
+    listed.args(["booking", "-c", "list"]);
+    let listed = journal.run(&format!("({}) su booking -c list", intruder.name), listed, None);
+    assert!(listed.ok(), "`su booking -c list` should run book's list on the account's root");
+    let mut dialogue = Command::new("su");
+    dialogue.args([intruder.name.as_str(), "-c", "su booking"]);
+    println!("  $ ({}) su booking   (on a terminal)", intruder.name);
+    let mut screen = Terminal::start(dialogue);
+    screen.expect("User id");
+    screen.answer("nobody-here");
+    screen.expect("may not book");
+    let (code, _) = screen.finish();
+    for line in screen.transcript().lines() {
+        println!("    ▏{line}");
+    }
+    assert_eq!(code, 4, "`su booking` gives the booking dialogue, which refuses a stranger (exit 4)");
+
+    println!("\n{TEST}: every attack failed, in {:.1} s", journal.started.elapsed().as_secs_f64());
 }
 
 /// Waits (up to 40 s) until the container's sshd accepts the booking password.
@@ -803,8 +1125,8 @@ fn writable_by(path: &Path, (uid, gid): (u32, u32)) -> bool {
 
 /// Checks that the `booking` account can still write what `book` writes in place — the lock
 /// file, `jobs/monitor_exec` and `jobs/used.csv` (appended to) — and the folders `jobs/` and
-/// `cfg/` (where `book` replaces files by renaming). The monitor runs as root (the unit has no
-/// `User=`); a file it re-creates must not lock `book` out.
+/// `cfg/users/` (where `book` replaces files by renaming). The monitor runs as root (the unit
+/// has no `User=`); a file it re-creates must not lock `book` out.
 fn booking_can_still_write(journal: &Journal, root: &Path, account: (u32, u32)) {
     use std::os::unix::fs::MetadataExt as _;
     let mut entries: Vec<PathBuf> =
@@ -812,12 +1134,14 @@ fn booking_can_still_write(journal: &Journal, root: &Path, account: (u32, u32)) 
     entries.sort();
     let mut listing = String::new();
     let mut refused = Vec::new();
-    for path in [root.join("cfg"), root.join("cfg/users_config.yaml"), root.join("jobs")].iter().chain(&entries) {
+    for path in
+        [root.join("cfg/users"), root.join("cfg/users/users_config.yaml"), root.join("jobs")].iter().chain(&entries)
+    {
         let meta = fs::metadata(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         let shown = path.strip_prefix(root).unwrap_or(path).display().to_string();
         listing.push_str(&format!("{:o} {}:{} {shown}\n", meta.mode() & 0o7777, meta.uid(), meta.gid()));
         let written_in_place =
-            ["cfg", "jobs", "jobs/.lock", "jobs/monitor_exec", "jobs/used.csv"].contains(&shown.as_str());
+            ["cfg/users", "jobs", "jobs/.lock", "jobs/monitor_exec", "jobs/used.csv"].contains(&shown.as_str());
         if written_in_place && !writable_by(path, account) {
             refused.push(shown);
         }
@@ -835,7 +1159,7 @@ fn booking_can_still_write(journal: &Journal, root: &Path, account: (u32, u32)) 
 /// glibc/libxcrypt (the container's `chpasswd -e` and PAM) use only the first 16 and then
 /// compare strings, so the booking password can never log in.
 fn salt_diagnosis(root: &Path, user: &str) -> String {
-    let text = fs::read_to_string(root.join("cfg/users_config.yaml")).unwrap_or_default();
+    let text = fs::read_to_string(root.join("cfg/users/users_config.yaml")).unwrap_or_default();
     let mut in_user = false;
     for line in text.lines() {
         if !line.starts_with(' ') {

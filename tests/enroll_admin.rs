@@ -347,16 +347,22 @@ fn list_shows_limits_ports_and_folder_sizes() {
 }
 
 #[test]
-fn check_warns_about_missing_folders_and_ports_out_of_range() {
+fn check_names_folders_outside_their_parents_and_ports_out_of_range() {
     let root = scratch_root();
     let path = root.path();
     ok(path, &["add", "alice", "--forward-port", "10050", "--password-stdin"], "tulip-42\n");
-    fs::remove_dir_all(path.join("volumes/backup/alice")).unwrap();
     let text = read(path, "cfg/users_config.yaml").replace("forward_port: 10050", "forward_port: 2222");
-    fs::write(path.join("cfg/users_config.yaml"), text).unwrap();
+    fs::write(path.join("cfg/users_config.yaml"), &text).unwrap();
     let run = ok(path, &["check"], "");
-    assert!(run.stdout.contains("alice.volume_backup_dir: the folder"), "{run}");
     assert!(run.stdout.contains("alice.forward_port: 2222 is outside"), "{run}");
+
+    // The booking account writes this file: a folder pointed at the host is an error.
+    let pointed = text.replace("volume_backup_dir: ./volumes/backup/alice", "volume_backup_dir: /etc");
+    assert_ne!(pointed, text, "alice's entry names her backup folder:\n{text}");
+    fs::write(path.join("cfg/users_config.yaml"), pointed).unwrap();
+    let run = enroll_in(path, &["check"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stdout.contains("alice.volume_backup_dir: /etc is not inside"), "{run}");
 }
 
 #[test]

@@ -28,7 +28,8 @@ fn shipped_root() -> tempfile::TempDir {
     let scratch = tempfile::tempdir().expect("create a temporary folder");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg");
     fs::create_dir_all(scratch.path().join("cfg")).unwrap();
-    for name in ["host_deploy.yaml", "capability_config.yaml", "users_config.yaml", "login.yaml"] {
+    fs::create_dir_all(scratch.path().join("cfg/users")).unwrap();
+    for name in ["host_deploy.yaml", "capability_config.yaml", "users/users_config.yaml", "login.yaml"] {
         fs::copy(shipped.join(name), scratch.path().join("cfg").join(name)).unwrap();
     }
     fs::create_dir_all(scratch.path().join("cfg/templates")).unwrap();
@@ -70,7 +71,7 @@ fn run_with_input(name: &str, root: &Path, args: &[&str], input: &str) -> Run {
 /// Every file under `cfg/` and `jobs/` whose owner is not `owner`, with its owner.
 fn files_not_owned_by(root: &Path, owner: u32) -> Vec<String> {
     let mut wrong = Vec::new();
-    for folder in ["cfg", "jobs"] {
+    for folder in ["cfg", "cfg/users", "jobs"] {
         for entry in fs::read_dir(root.join(folder)).unwrap() {
             let entry = entry.unwrap();
             let metadata = entry.metadata().unwrap();
@@ -95,7 +96,7 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
     }
     let scratch = shipped_root();
     let root = scratch.path();
-    fs::set_permissions(root.join("cfg/users_config.yaml"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(root.join("cfg/users/users_config.yaml"), fs::Permissions::from_mode(0o600)).unwrap();
     give_tree_to(root, OTHER_OWNER);
 
     // As root, the way an admin and the monitor's side of the tools would write: a new user
@@ -138,7 +139,9 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
     );
     assert_eq!(cancelled.code, Some(0), "book cancel:\n{cancelled}");
 
-    for written in ["jobs/booking.csv", "jobs/used.csv", "jobs/monitor_exec", "jobs/.lock", "cfg/users_config.yaml"] {
+    for written in
+        ["jobs/booking.csv", "jobs/used.csv", "jobs/monitor_exec", "jobs/.lock", "cfg/users/users_config.yaml"]
+    {
         assert!(root.join(written).is_file(), "{written} should have been written");
     }
     assert_eq!(
@@ -146,7 +149,7 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
         Vec::<String>::new(),
         "files root left behind with its own owner"
     );
-    let mode = fs::metadata(root.join("cfg/users_config.yaml")).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(root.join("cfg/users/users_config.yaml")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "users_config.yaml holds password hashes and must stay private");
 }
 
@@ -157,7 +160,7 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
 fn every_tool_that_writes_users_config_leaves_it_owner_only() {
     let scratch = shipped_root();
     let root = scratch.path();
-    let users = root.join("cfg/users_config.yaml");
+    let users = root.join("cfg/users/users_config.yaml");
     let as_root = running_as_root();
     let owner = if as_root { OTHER_OWNER } else { fs::metadata(&users).unwrap().uid() };
     let mut writers: Vec<(&str, Vec<&str>, String)> = vec![
@@ -195,4 +198,70 @@ fn every_tool_that_writes_users_config_leaves_it_owner_only() {
         assert_eq!(metadata.uid(), owner, "after {name} {args:?}: the owner is kept");
     }
     assert!(!fs::read_to_string(&users).unwrap().contains("legacy-demo-3"));
+}
+
+#[test]
+fn root_never_writes_through_a_link_the_state_folders_owner_planted() {
+    if !running_as_root() {
+        eprintln!(
+            "skipped: the point is root writing into a folder another account owns, and this test runs as a normal user"
+        );
+        return;
+    }
+    let scratch = shipped_root();
+    let root = scratch.path();
+    let added = run_with_input("enroll", root, &["add", "erin", "--password-stdin"], "tulip-42\n");
+    assert_eq!(added.code, Some(0), "enroll add:\n{added}");
+    let booked = run_with_input(
+        "book",
+        root,
+        &[
+            "--user",
+            "erin",
+            "--password-stdin",
+            "new",
+            "--cpus",
+            "1",
+            "--memory",
+            "1",
+            "--gpus",
+            "0",
+            "--start",
+            "2-day",
+            "--end",
+            "3-day",
+            "--yes",
+        ],
+        "tulip-42\n",
+    );
+    assert_eq!(booked.code, Some(0), "book new:\n{booked}");
+    give_tree_to(root, OTHER_OWNER);
+    // A root-owned file outside the root, as /etc/passwd would be.
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("passwd");
+    fs::write(&target, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    // What the owner of jobs/ could do: put links where root writes.
+    fs::remove_file(root.join("jobs/used.csv")).unwrap();
+    std::os::unix::fs::symlink(&target, root.join("jobs/used.csv")).unwrap();
+    std::os::unix::fs::lchown(root.join("jobs/used.csv"), Some(OTHER_OWNER), Some(OTHER_OWNER)).unwrap();
+    std::os::unix::fs::symlink(&target, root.join("jobs/.booking.csv.tmp")).unwrap();
+    let cancelled = run_with_input(
+        "book",
+        root,
+        &["--user", "erin", "--password-stdin", "cancel", "--start", "2-day"],
+        "tulip-42\n",
+    );
+    cancelled.assert_no_panic("book cancel as root");
+    assert_eq!(cancelled.code, Some(1), "a link in place of used.csv must be refused:\n{cancelled}");
+    assert!(cancelled.stderr.contains("used.csv") && cancelled.stderr.contains("symbolic link"), "{cancelled}");
+    fs::remove_file(root.join("jobs/used.csv")).unwrap();
+    let cancelled = run_with_input(
+        "book",
+        root,
+        &["--user", "erin", "--password-stdin", "cancel", "--start", "2-day"],
+        "tulip-42\n",
+    );
+    assert_eq!(cancelled.code, Some(0), "book cancel once the link is gone:\n{cancelled}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), "root:x:0:0:root:/root:/bin/bash\n", "root wrote through a link");
+    assert_eq!(files_not_owned_by(root, OTHER_OWNER), Vec::<String>::new(), "files root left with its own owner");
 }

@@ -1,9 +1,12 @@
-//! `cfg/users_config.yaml` (its path is set in `host_deploy.yaml`): one entry per user who
-//! has logged in or been enrolled — password hash, forward port, default image and command,
-//! volume folders, SSH keys.
+//! `users_config.yaml` (its path is set in `host_deploy.yaml`; shipped in `cfg/users/`): one
+//! entry per user who has logged in or been enrolled — password hash, forward port, default
+//! image and command, volume folders, SSH keys.
 //!
 //! Written by the tools and hand-editable. Every change is a read-modify-write under the
-//! [`ExclusiveLock`], saved atomically; readers hold a lock too. Fields gpu-booking added
+//! [`ExclusiveLock`], saved atomically; readers hold a lock too. On a server its folder
+//! belongs to the `booking` account (`book` saves it by renaming a new file into place) and
+//! to nothing else of the admin's, so the file is read and written only as
+//! [`crate::state_folder`] allows: never through a link, only a plain file with one name. Fields gpu-booking added
 //! (`ssh_keys`, `must_change_password`) are optional, so the original's files load as they
 //! are and files without those fields are written as the original would expect.
 
@@ -108,15 +111,15 @@ pub struct UsersConfig {
 impl UsersConfig {
     /// Reads the file; a missing or empty file is no users yet.
     pub fn load(_lock: &impl LockHeld, path: &Path, shown_path: &str) -> Parsed<UsersConfig> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        // Its folder is the booking account's, and root tools read it too: never through a link.
+        let text = match crate::state_folder::read_to_string(path) {
+            Ok(text) => text.unwrap_or_default(),
             Err(error) => {
                 return Err(vec![crate::error::FileProblem::error(
                     shown_path,
                     None,
                     "",
-                    format!("cannot read: {error}"),
+                    format!("cannot read: {error:#}"),
                 )]);
             }
         };

@@ -4,11 +4,14 @@
 //!
 //! Locking: lines are appended with one `write` each on a file opened for appending, so
 //! lines from the monitor and `run-container` never mix; no lock is needed and none is
-//! taken, so logging never waits on a booking.
+//! taken, so logging never waits on a booking. `jobs/` is the booking account's and the
+//! monitor writes this file as root: it is opened as [`crate::state_folder`] allows (never
+//! through a link, only a plain file with one name), and a refusal counts as an error.
 
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use chrono::NaiveDateTime;
 
 use crate::root::Root;
@@ -101,9 +104,14 @@ impl MonitorLog {
         if self.echo {
             println!("{line}");
         }
-        let appended = crate::atomic_file::open_for_appending(&self.path)
-            .and_then(|mut file| Ok(file.write_all(format!("{line}\n").as_bytes())?));
+        let appended = crate::atomic_file::open_for_appending(&self.path).and_then(|mut file| {
+            file.write_all(format!("{line}\n").as_bytes())
+                .with_context(|| format!("cannot append to {}", self.path.display()))
+        });
         if let Err(error) = appended {
+            // A log that cannot be written (a link swapped in, a full disk) fails the run:
+            // the line itself is on stdout, and the exit status tells systemd.
+            self.errors += 1;
             eprintln!("cannot write {}: {error:#}", self.path.display());
         }
     }

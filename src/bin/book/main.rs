@@ -19,6 +19,7 @@ use gpu_booking::config::{Config, UserId};
 use gpu_booking::error::{AuthenticationFailed, Refused, UsageError};
 use gpu_booking::faillock;
 use gpu_booking::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::login_shell;
 use gpu_booking::root::Root;
 use gpu_booking::rules::{capacity, time_input};
 use gpu_booking::schedule::{Booking, format_gpu_list};
@@ -26,32 +27,14 @@ use gpu_booking::views::{self, BookingView, TimelineOptions};
 use serde::Serialize;
 
 fn main() -> ExitCode {
-    let arguments = match arguments() {
+    // As the booking account's login shell, book's command line is built from `-c STRING`
+    // and the account's home folder (see gpu_booking::login_shell).
+    let arguments = match login_shell::arguments() {
         Ok(arguments) => arguments,
         Err(error) => return finish(Err(error)),
     };
     let cli = Cli::parse_from(arguments);
     finish(run(cli))
-}
-
-/// The command line, plus — under sshd's forced command — the words the student typed after
-/// the host, split as a shell would (never run through one). Those words may not move the
-/// root: that is the admin's choice, made in the forced command.
-fn arguments() -> Result<Vec<String>> {
-    let mut arguments: Vec<String> = std::env::args().collect();
-    if let Ok(original) = std::env::var("SSH_ORIGINAL_COMMAND")
-        && !original.trim().is_empty()
-    {
-        let words = shlex::split(&original)
-            .ok_or_else(|| UsageError(format!("cannot split {original:?} into words (unbalanced quotes?)")))?;
-        if words.iter().any(|word| word == "--root" || word.starts_with("--root=")) {
-            bail!(UsageError("--root cannot be given over SSH".into()));
-        }
-        // `ssh booking@server book list` works as well as `ssh booking@server list`.
-        let skip = usize::from(words.first().is_some_and(|word| word == "book"));
-        arguments.extend(words.into_iter().skip(skip));
-    }
-    Ok(arguments)
 }
 
 fn run(cli: Cli) -> Result<()> {
