@@ -340,12 +340,21 @@ impl Engine {
                     if written > limit {
                         bail!("{path} is larger than the {limit} bytes the backup quota leaves; not saved");
                     }
-                    file.write_all(&bytes).with_context(|| format!("cannot write {}", archive.display()))?
+                    // Docker spells a sparse file out in zeros: holes here keep the staging
+                    // copy from taking that much of the host's disk.
+                    if bytes.iter().all(|byte| *byte == 0) {
+                        use std::io::Seek;
+                        file.seek(std::io::SeekFrom::Current(bytes.len() as i64))
+                    } else {
+                        file.write_all(&bytes).map(|()| 0)
+                    }
+                    .with_context(|| format!("cannot write {}", archive.display()))?;
                 }
                 Err(error) if is_not_found(&error) => return Ok(false),
                 Err(error) => return Err(error).with_context(|| format!("cannot copy {path} out of container {name}")),
             }
         }
+        file.set_len(written).with_context(|| format!("cannot write {}", archive.display()))?;
         file.sync_all().with_context(|| format!("cannot flush {}", archive.display()))?;
         Ok(true)
     }

@@ -1832,3 +1832,80 @@ fn a_damaged_users_config_or_schedule_row_stops_book_naming_the_file_and_line() 
     lab.book_as("alice", &new).run().expect(1, "booking on a damaged booking.csv").says(&["jobs/booking.csv:2"]);
     lab.assert_unchanged(&before, "a damaged booking.csv");
 }
+
+/// An extra command often holds a secret (a notebook token): `book list`, which needs no
+/// login, never shows anyone's; the owner sees theirs in `status` and `options`.
+#[test]
+fn nobody_reads_another_students_extra_command() {
+    let lab = Lab::new();
+    lab.register_all();
+    let token = "jupyter lab --NotebookApp.token=9f2c41d7e0b3";
+    let args = [
+        "new",
+        "--cpus",
+        "1",
+        "--memory",
+        "2",
+        "--gpus",
+        "0",
+        "--start",
+        "1-day",
+        "--end",
+        "2-hour",
+        "--extra-command",
+        token,
+        "--yes",
+    ];
+    lab.book_as("alice", &args).run().expect(0, "alice books with a token in her extra command");
+    for (who, run) in [
+        ("nobody logged in, as text", lab.book(&["list"]).run()),
+        ("nobody logged in, as JSON", lab.book(&["list", "--json"]).run()),
+        ("nobody logged in, the timeline", lab.book(&["list", "--timeline"]).run()),
+        ("bob, logged in", lab.book_as("bob", &["list", "--json"]).run()),
+    ] {
+        let run = run.expect(0, who);
+        assert!(run.stdout.contains("alice"), "{who}: alice's booking is listed:\n{run}");
+        assert!(!run.stdout.contains("9f2c41d7e0b3"), "{who} sees alice's token:\n{run}");
+    }
+    let own = lab.book_as("alice", &["list", "--json"]).run().expect(0, "alice lists her own");
+    assert!(own.stdout.contains("9f2c41d7e0b3"), "alice sees her own extra command:\n{own}");
+}
+
+/// Every free-text field has a size limit, so one student cannot make the schedule huge for
+/// everyone; a refusal writes nothing.
+#[test]
+fn oversized_fields_are_refused_and_nothing_is_written() {
+    let lab = Lab::new();
+    lab.register("alice");
+    let before = lab.snapshot();
+    let long = "x".repeat(4097);
+    let args = [
+        "new",
+        "--cpus",
+        "1",
+        "--memory",
+        "2",
+        "--gpus",
+        "0",
+        "--start",
+        "1-day",
+        "--end",
+        "2-hour",
+        "--extra-command",
+        &long,
+        "--yes",
+    ];
+    lab.book_as("alice", &args).run().expect(2, "a 4097-byte extra command").says(&["4096"]);
+    lab.book_as("alice", &["options", "--extra-command", &long]).run().expect(2, "the same as a default");
+    let image = "i".repeat(300);
+    lab.book_as("alice", &["options", "--image", &image]).run().expect(2, "a 300-byte image name").says(&["256"]);
+    lab.assert_unchanged(&before, "refused fields");
+
+    let key = |index: usize| format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{index:020} key{index}@laptop");
+    for index in 0..16 {
+        lab.book_as("alice", &["options", "--add-ssh-key", &key(index)]).run().expect(0, "a key within the limit");
+    }
+    let before = lab.snapshot();
+    lab.book_as("alice", &["options", "--add-ssh-key", &key(16)]).run().expect(3, "a 17th key").says(&["16"]);
+    lab.assert_unchanged(&before, "a refused 17th key");
+}

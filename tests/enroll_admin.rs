@@ -363,6 +363,13 @@ fn check_names_folders_outside_their_parents_and_ports_out_of_range() {
     let run = enroll_in(path, &["check"], "");
     assert_eq!(run.code, Some(1), "{run}");
     assert!(run.stdout.contains("alice.volume_backup_dir: /etc is not inside"), "{run}");
+
+    // Hand edits get the same size limits as `book`.
+    let long = format!("extra_command: \"{}\"", "x".repeat(5000));
+    fs::write(path.join("cfg/users_config.yaml"), text.replacen("extra_command: null", &long, 1)).unwrap();
+    let run = enroll_in(path, &["check"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stdout.contains("alice.extra_command: the extra command is 5000 bytes"), "{run}");
 }
 
 #[test]

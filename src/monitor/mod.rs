@@ -227,8 +227,10 @@ async fn user_pass(
         }
     }
     let continuing = mine(&plan.continuing);
+    let restart_requested =
+        requests.iter().any(|request| matches!(request, Request::Restart(requested) if requested == user));
     for booking in &continuing {
-        reconcile_running(root, config, engine, booking, label, progress, log).await;
+        reconcile_running(root, config, engine, booking, label, progress, restart_requested, log).await;
     }
     let mut running = continuing;
     running.extend(outcome.started.iter().cloned());
@@ -610,6 +612,7 @@ fn within_quota(config: &Config, user: &UserId, entry: &crate::config::UserEntry
     false
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_running(
     root: &Root,
     config: &Config,
@@ -617,6 +620,7 @@ async fn reconcile_running(
     booking: &Booking,
     label: &str,
     progress: bool,
+    restart_requested: bool,
     log: &mut MonitorLog,
 ) {
     let name = booking.user_id.as_str();
@@ -627,6 +631,18 @@ async fn reconcile_running(
         Ok(Some(container))
             if container.is_ours(label) && container.labels.get(LABEL_START) == Some(&format_time(booking.start)) =>
         {
+            // Stopped for its quota: it stays stopped until the student asks for a restart.
+            let (over, past_grace) = quota_overrun(config, booking);
+            if past_grace && !restart_requested {
+                log.warning(
+                    "SpaceWarning",
+                    &format!(
+                        "{name} is over-use {}; the container stays stopped until `book restart`",
+                        over.join(", and ")
+                    ),
+                );
+                return;
+            }
             log.warning("ContainerWarning", &format!("{name}'s container had stopped; starting it again"));
             start_booking(root, config, engine, booking, label, progress, log).await;
         }
@@ -699,12 +715,11 @@ fn grace_bytes(quota_bytes: u64) -> u64 {
     (quota_bytes / 10).max(1_000_000_000)
 }
 
-/// The quotas hold during the booking, not only at its start: over quota is warned at every
-/// pass; past the grace margin the container is stopped (files kept, booking still running),
-/// and `book restart` starts it again until the next pass so the student can make room.
-async fn enforce_quota_while_running(config: &Config, engine: &Engine, booking: &Booking, log: &mut MonitorLog) {
+/// How far over their quotas a running booking's folders are: what is over, and whether any
+/// is past the grace margin.
+fn quota_overrun(config: &Config, booking: &Booking) -> (Vec<String>, bool) {
     let user = &booking.user_id;
-    let Some(entry) = config.users.get(user) else { return };
+    let Some(entry) = config.users.get(user) else { return (Vec::new(), false) };
     let limits = config.capability.limits_for(user);
     let mut over = Vec::new();
     let mut past_grace = false;
@@ -726,6 +741,15 @@ async fn enforce_quota_while_running(config: &Config, engine: &Engine, booking: 
             _ => {}
         }
     }
+    (over, past_grace)
+}
+
+/// The quotas hold during the booking, not only at its start: over quota is warned at every
+/// pass; past the grace margin the container is stopped (files kept, booking still running),
+/// and `book restart` starts it again until the next pass so the student can make room.
+async fn enforce_quota_while_running(config: &Config, engine: &Engine, booking: &Booking, log: &mut MonitorLog) {
+    let user = &booking.user_id;
+    let (over, past_grace) = quota_overrun(config, booking);
     if over.is_empty() {
         return;
     }
