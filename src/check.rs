@@ -125,15 +125,10 @@ fn check_modes(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
             ));
         }
     }
-    let mut folders = vec![root.cfg_dir()];
-    if let Some(parent) = users_path.parent()
-        && !folders.iter().any(|folder| folder == parent)
-    {
-        folders.push(parent.to_path_buf());
-    }
-    for folder in folders {
-        let Ok(metadata) = std::fs::metadata(&folder) else {
-            continue;
+    // The folder that holds the hashes (cfg/users/, or cfg/ itself in the original's layout).
+    if let Some(folder) = users_path.parent() {
+        let Ok(metadata) = std::fs::metadata(folder) else {
+            return;
         };
         let mode = metadata.permissions().mode() & 0o777;
         let what = if mode & 0o022 != 0 {
@@ -142,7 +137,7 @@ fn check_modes(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
             "others can list and read what is in it".to_string()
         };
         if mode & 0o066 != 0 {
-            let shown = root.display(&folder);
+            let shown = root.display(folder);
             problems.push(FileProblem::warning(
                 format!("{shown}/"),
                 None,

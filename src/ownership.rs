@@ -124,16 +124,7 @@ pub fn warnings(root: &Root, config: Option<&Config>) -> Vec<FileProblem> {
             ));
         }
     }
-    if let Some(users_file) = &users_file
-        && std::fs::metadata(users_file).is_ok_and(|metadata| metadata.mode() & 0o004 != 0)
-    {
-        problems.push(FileProblem::warning(
-            root.display(users_file),
-            None,
-            "",
-            "every local user can read it, and it holds password hashes (chmod 600)",
-        ));
-    }
+    // Who may read the hashes is `check`'s modes check.
     problems.extend(account_warnings(root, &accounts));
     problems
 }
