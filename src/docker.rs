@@ -159,16 +159,19 @@ impl Engine {
             .await
             .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image))?;
         let started = async {
+            // The saved files first, the setup files last: a container that holds its setup
+            // files is complete (an interrupted pass keeps it), so one without its saved
+            // files is never taken over, and never saved back over the good copies.
+            let mut restore_problem = None;
+            if let Some(archive) = restore {
+                restore_problem = self.upload_file(&spec.name, archive).await.err();
+            }
             let archive = setup_archive(spec)?;
             let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
             self.docker
                 .upload_to_container(&spec.name, Some(upload), bollard::body_full(archive.into()))
                 .await
                 .with_context(|| format!("cannot write the setup files into container {}", spec.name))?;
-            let mut restore_problem = None;
-            if let Some(archive) = restore {
-                restore_problem = self.upload_file(&spec.name, archive).await.err();
-            }
             self.docker
                 .start_container(&spec.name, None::<StartContainerOptions>)
                 .await

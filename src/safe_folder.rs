@@ -170,6 +170,14 @@ impl SafeFolder {
         }
     }
 
+    /// The 512-byte blocks `name` takes on disk (not following it).
+    pub fn blocks_of(&self, name: &OsStr) -> Result<u64> {
+        let stat = unix::statat(&self.handle, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_error)
+            .with_context(|| format!("cannot look at {}", self.shown.join(name).display()))?;
+        Ok(stat.st_blocks as u64)
+    }
+
     /// The names in this folder (without `.` and `..`), each with its type.
     pub fn entries(&self) -> Result<Vec<(OsString, EntryType)>> {
         // A listing reads through its own handle: sharing this one would move its offset.

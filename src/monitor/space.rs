@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::safe_folder::{EntryType, SafeFolder};
+
 /// The outcome of measuring a folder against a quota.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Measured {
@@ -16,21 +18,24 @@ pub enum Measured {
     Unknown(u64),
 }
 
-/// Sums the disk usage under `folder` until it exceeds `quota_bytes` or `limit` passes.
+/// Sums the disk usage under `folder` until it exceeds `quota_bytes` or `limit` passes. The
+/// walk goes through directory handles and never follows a link: the container may swap a
+/// folder for a link to `/` while it is measured.
 pub fn measure(folder: &Path, quota_bytes: u64, limit: Duration) -> Measured {
-    use std::os::unix::fs::MetadataExt;
     let deadline = Instant::now() + limit;
+    let Ok(top) = SafeFolder::open_trusted(folder) else { return Measured::Within(0) };
     let mut total: u64 = 0;
-    let mut pending = vec![folder.to_path_buf()];
+    let mut pending = vec![top];
     let mut visited = 0u64;
     while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else { continue };
-        for entry in entries.flatten() {
-            let Ok(metadata) = entry.metadata() else { continue };
+        let Ok(entries) = current.entries() else { continue };
+        for (name, kind) in entries {
             // Blocks, not length: a sparse file takes only what it uses.
-            total += metadata.blocks() * 512;
-            if metadata.is_dir() {
-                pending.push(entry.path());
+            total += current.blocks_of(&name).unwrap_or(0) * 512;
+            if kind == EntryType::Folder
+                && let Ok(Some(child)) = current.child_folder(&name, false)
+            {
+                pending.push(child);
             }
             if total > quota_bytes {
                 return Measured::Over(total);
