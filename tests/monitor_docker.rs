@@ -817,4 +817,17 @@ fn monitor_status_names_the_missing_driver_and_the_running_bookings() {
     run.expect(0, "monitor status without a driver or an engine");
     assert!(run.stdout.contains("no NVIDIA driver"), "the missing driver is one clear line\n{run}");
     assert!(run.stdout.contains(&user) && run.stdout.contains("until 2026-11-23 12:00"), "the running booking\n{run}");
+    // What the host enforces, said plainly: quotas, limits, and the mount of the folders.
+    for words in [
+        &["quotas", "every pass", "project quotas: not used"][..],
+        &["processes: at most 4096", "no-new-privileges"],
+        &["container file system", "unknown"],
+    ] {
+        assert!(
+            run.stdout.lines().any(|line| words.iter().all(|word| line.contains(word))),
+            "a status line with {words:?}\n{run}"
+        );
+    }
+    let mounted = if lab.mounted_privately() { "mounted nosuid,nodev" } else { "NOT mounted nosuid,nodev" };
+    assert!(run.stdout.lines().any(|line| line.contains("work folders") && line.contains(mounted)), "{run}");
 }

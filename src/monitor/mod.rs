@@ -684,8 +684,10 @@ pub async fn enforcement_report(config: &Config, engine: Option<&Engine>) -> Vec
         ),
     ];
     for (what, parent) in [("work", &deploy.volume_work_dir), ("backup", &deploy.volume_backup_dir)] {
+        // A folder not made yet lands on the mount of its nearest existing parent.
+        let existing = parent.ancestors().find(|folder| folder.is_dir()).unwrap_or(parent);
         let verdict =
-            match crate::safe_folder::SafeFolder::open_trusted(parent).and_then(|folder| folder.is_nosuid_nodev()) {
+            match crate::safe_folder::SafeFolder::open_trusted(existing).and_then(|folder| folder.is_nosuid_nodev()) {
                 Ok(true) => "mounted nosuid,nodev".to_string(),
                 Ok(false) => "NOT mounted nosuid,nodev: the monitor starts no container until it is".to_string(),
                 Err(error) => format!("{error:#}"),

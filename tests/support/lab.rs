@@ -107,6 +107,11 @@ impl Lab {
         lab
     }
 
+    /// Whether the volumes folder got its `nosuid,nodev` mount (only root can make it).
+    pub fn mounted_privately(&self) -> bool {
+        self._volumes.is_mounted()
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }

@@ -40,6 +40,12 @@ impl PrivateMount {
     }
 }
 
+impl PrivateMount {
+    pub fn is_mounted(&self) -> bool {
+        self.path.is_some()
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0")
 }
