@@ -1833,6 +1833,13 @@ fn a_damaged_users_config_or_schedule_row_stops_book_naming_the_file_and_line() 
     lab.assert_unchanged(&before, "a damaged booking.csv");
 }
 
+/// `book new` for 1 CPU, 2 GB, no GPU, tomorrow for two hours, with this extra command.
+fn tomorrow_with_extra_command(command: &str) -> Vec<&str> {
+    let mut args = vec!["new", "--cpus", "1", "--memory", "2", "--gpus", "0", "--start", "1-day", "--end", "2-hour"];
+    args.extend(["--extra-command", command, "--yes"]);
+    args
+}
+
 /// An extra command often holds a secret (a notebook token): `book list`, which needs no
 /// login, never shows anyone's; the owner sees theirs in `status` and `options`.
 #[test]
@@ -1840,22 +1847,7 @@ fn nobody_reads_another_students_extra_command() {
     let lab = Lab::new();
     lab.register_all();
     let token = "jupyter lab --NotebookApp.token=9f2c41d7e0b3";
-    let args = [
-        "new",
-        "--cpus",
-        "1",
-        "--memory",
-        "2",
-        "--gpus",
-        "0",
-        "--start",
-        "1-day",
-        "--end",
-        "2-hour",
-        "--extra-command",
-        token,
-        "--yes",
-    ];
+    let args = tomorrow_with_extra_command(token);
     lab.book_as("alice", &args).run().expect(0, "alice books with a token in her extra command");
     for (who, run) in [
         ("nobody logged in, as text", lab.book(&["list"]).run()),
@@ -1879,22 +1871,7 @@ fn oversized_fields_are_refused_and_nothing_is_written() {
     lab.register("alice");
     let before = lab.snapshot();
     let long = "x".repeat(4097);
-    let args = [
-        "new",
-        "--cpus",
-        "1",
-        "--memory",
-        "2",
-        "--gpus",
-        "0",
-        "--start",
-        "1-day",
-        "--end",
-        "2-hour",
-        "--extra-command",
-        &long,
-        "--yes",
-    ];
+    let args = tomorrow_with_extra_command(&long);
     lab.book_as("alice", &args).run().expect(2, "a 4097-byte extra command").says(&["4096"]);
     lab.book_as("alice", &["options", "--extra-command", &long]).run().expect(2, "the same as a default");
     let image = "i".repeat(300);
