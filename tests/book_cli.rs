@@ -1886,3 +1886,29 @@ fn oversized_fields_are_refused_and_nothing_is_written() {
     lab.book_as("alice", &["options", "--add-ssh-key", &key(16)]).run().expect(3, "a 17th key").says(&["16"]);
     lab.assert_unchanged(&before, "a refused 17th key");
 }
+
+/// A reader that stops early (`book list --json | head -1`) ends `book` quietly, as it ends
+/// `ls`: no panic, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    let lab = Lab::new();
+    lab.register_all();
+    for day in 1..=6 {
+        lab.new_booking("alice", "1", "2", "0", &format!("{day}-day"), "1-hour");
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_book"))
+        .arg("--root")
+        .arg(lab.root())
+        .args(["list", "--json"])
+        .env("GPU_BOOKING_NOW", NOW)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start book");
+    // Read nothing and close the pipe, as `head -c0` would.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for book");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "a panic's exit code");
+}

@@ -831,3 +831,49 @@ fn monitor_status_names_the_missing_driver_and_the_running_bookings() {
     let mounted = if lab.mounted_privately() { "mounted nosuid,nodev" } else { "NOT mounted nosuid,nodev" };
     assert!(run.stdout.lines().any(|line| line.contains("work folders") && line.contains(mounted)), "{run}");
 }
+
+/// `book extend` does not wait for a pass that is ending the same booking. Whichever wins,
+/// the student is never told "extended" and then loses the booking: an extension that lands
+/// while the pass stops the container keeps the booking running and gets its container back
+/// in the same run.
+#[test]
+fn an_extension_racing_the_end_of_its_booking_is_never_lost() {
+    if !images::engine_or_skip("an_extension_racing_the_end_of_its_booking_is_never_lost") {
+        return;
+    }
+    images::busybox_image();
+    let mut lab = Lab::new("extendrace", &["a"]);
+    let user = lab.user(0).to_string();
+    lab.register(&user);
+    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
+    lab.monitor(NOW).expect(0, "the pass that starts the booking");
+    let end = "2026-11-23 12:00";
+    let pass = {
+        let root = lab.root().to_path_buf();
+        std::thread::spawn(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_monitor"));
+            command.arg("--root").arg(root);
+            run(command, end, None)
+        })
+    };
+    let extended = lab.book(&user, &["extend", "--end", "2026-11-23 14:00"], end);
+    let pass = pass.join().expect("the pass thread");
+    pass.assert_no_panic("the pass that ends the booking");
+    extended.assert_no_panic("book extend");
+    let start = full("2026-11-23 10:00");
+    println!(
+        "the race went to {}{}",
+        if extended.code == Some(0) { "the extension" } else { "the pass" },
+        if lab.log().contains("ExtendWarning") { ", during the pass's Docker work" } else { "" }
+    );
+    if extended.code == Some(0) {
+        assert!(!lab.holds(USED, &user, &start), "extended, then recorded as ended:\n{}\n{extended}", lab.read(USED));
+        let row = lab.rows(USING).into_iter().find(|row| row["user_id"] == user).expect("still running");
+        assert_eq!(row["end"], full("2026-11-23 14:00"), "with its new end");
+        let container = inspect_existing(&user, "after the race");
+        assert!(is_running(&container), "the extended booking has its container");
+    } else {
+        assert!(lab.holds(USED, &user, &start), "refused, and the booking ended:\n{extended}");
+        assert!(inspect(&user).is_none(), "its container is gone");
+    }
+}

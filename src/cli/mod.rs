@@ -45,6 +45,17 @@ Environment:
 
 Exit status: 0 ok, 1 error, 2 usage, 3 refused (no capacity, conflict, quota), 4 authentication";
 
+/// Lets a closed pipe end the program quietly, as it ends `ls | head`: Rust ignores SIGPIPE,
+/// so `book list --json | head -1` would otherwise panic in `println!`. Called first in
+/// every binary's `main`.
+pub fn end_quietly_on_closed_pipe() {
+    // SAFETY: called at the start of `main`, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Prints an error the way every binary does and turns it into the exit code.
 pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {

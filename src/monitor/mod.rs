@@ -178,7 +178,7 @@ async fn pass(
     stop_orphans(engine, &label, &running_now, &plan, log).await;
     check_gpus(engine, gpus, &running_now, log).await;
 
-    record(root, &plan, &ended_ok, &started_ok, log)?;
+    record(root, now, &plan, &ended_ok, &started_ok, log)?;
     requeue(root, &failed_restarts, log)?;
     summary.started += started_ok.len();
     summary.stopped += ended_ok.len();
@@ -905,7 +905,14 @@ async fn check_gpus(engine: &Engine, gpus: &dyn GpuInfo, running: &[Booking], lo
 }
 
 /// Writes the outcome under the lock, on freshly read state.
-fn record(root: &Root, plan: &Plan, ended_ok: &[Booking], started_ok: &[Booking], log: &mut MonitorLog) -> Result<()> {
+fn record(
+    root: &Root,
+    now: NaiveDateTime,
+    plan: &Plan,
+    ended_ok: &[Booking],
+    started_ok: &[Booking],
+    log: &mut MonitorLog,
+) -> Result<()> {
     if ended_ok.is_empty() && started_ok.is_empty() && plan.missed.is_empty() {
         return Ok(());
     }
@@ -915,8 +922,7 @@ fn record(root: &Root, plan: &Plan, ended_ok: &[Booking], started_ok: &[Booking]
 
     // The history first: a pass killed after this line is completed by the next one, and
     // the rows it already wrote are recognised at the end of the file.
-    let mut history: Vec<Booking> =
-        running.iter().filter(|row| ended_ok.iter().any(|ended| same_booking(row, ended))).cloned().collect();
+    let (mut history, extended) = split_ended(&running, ended_ok, now);
     let missed_now: Vec<&Booking> =
         booked.iter().filter(|row| plan.missed.iter().any(|missed| same_booking(row, missed))).collect();
     // A missed booking used nothing: recorded with its end at its start (read as zero hours).
@@ -926,8 +932,10 @@ fn record(root: &Root, plan: &Plan, ended_ok: &[Booking], started_ok: &[Booking]
     schedule::ensure_files(&lock)?;
     schedule::append_history(&lock, &history)?;
 
-    let mut new_running: Vec<Booking> =
-        running.into_iter().filter(|row| !ended_ok.iter().any(|ended| same_booking(row, ended))).collect();
+    let mut new_running: Vec<Booking> = running
+        .into_iter()
+        .filter(|row| !ended_ok.iter().any(|ended| same_booking(row, ended)) || extended.contains(row))
+        .collect();
     let mut stale = Vec::new();
     for started in started_ok {
         match booked.iter().find(|row| same_booking(row, started)) {
@@ -946,12 +954,77 @@ fn record(root: &Root, plan: &Plan, ended_ok: &[Booking], started_ok: &[Booking]
         })
         .collect();
     schedule::write(&lock, ActiveFile::Booking, &new_booked)?;
+    // What changed while this pass talked to Docker is put right by another pass at once (the
+    // run goes on while `monitor_exec` holds a request): an extended booking gets its
+    // container back, a cancelled one loses the container that just started.
+    if !extended.is_empty() || !stale.is_empty() {
+        monitor_exec::append(&lock, &Request::Now)?;
+    }
     drop(lock);
+    for booking in &extended {
+        log.warning(
+            "ExtendWarning",
+            &format!(
+                "{}'s booking was extended to {} while its container was being stopped; it is started again now",
+                booking.user_id,
+                format_time(booking.end)
+            ),
+        );
+    }
     for user in stale {
         log.warning(
             "OrphanWarning",
-            &format!("{user}'s booking was cancelled while its container started; the next pass stops it"),
+            &format!("{user}'s booking was cancelled while its container started; it is stopped now"),
         );
     }
     Ok(())
+}
+
+/// Of the running rows (read afresh under the lock) whose containers this pass stopped: those
+/// that still end by `now` go to the history; those extended meanwhile (`book extend` does not
+/// wait for the pass) stay running.
+fn split_ended(running: &[Booking], ended_ok: &[Booking], now: NaiveDateTime) -> (Vec<Booking>, Vec<Booking>) {
+    running
+        .iter()
+        .filter(|row| ended_ok.iter().any(|ended| same_booking(row, ended)))
+        .cloned()
+        .partition(|row| row.end <= now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
+    }
+
+    fn booking(user: &str, start: &str, end: &str) -> Booking {
+        Booking {
+            start: at(start),
+            end: at(end),
+            user_id: UserId::parse(user).unwrap(),
+            cpus: 1.0,
+            memory: 2,
+            gpus: vec![0],
+            forward_port: 10001,
+            image: None,
+            extra_command: None,
+        }
+    }
+
+    /// `book extend` does not wait for a pass: a booking extended while the pass stopped its
+    /// container stays running (and is started again), never recorded as ended.
+    #[test]
+    fn a_booking_extended_during_the_pass_stays_running() {
+        let now = at("2026-11-23 12:00");
+        let planned = [
+            booking("alice", "2026-11-23 10:00", "2026-11-23 12:00"),
+            booking("bob", "2026-11-23 09:00", "2026-11-23 12:00"),
+        ];
+        let fresh = [booking("alice", "2026-11-23 10:00", "2026-11-23 14:00"), planned[1].clone()];
+        let (history, extended) = split_ended(&fresh, &planned, now);
+        assert_eq!(history, vec![planned[1].clone()], "bob's ended booking goes to the history");
+        assert_eq!(extended, vec![fresh[0].clone()], "alice's extension wins");
+    }
 }

@@ -27,6 +27,7 @@ use gpu_booking::views::{self, BookingView, TimelineOptions};
 use serde::Serialize;
 
 fn main() -> ExitCode {
+    gpu_booking::cli::end_quietly_on_closed_pipe();
     // As the booking account's login shell, book's command line is built from `-c STRING`
     // and the account's home folder (see gpu_booking::login_shell).
     let arguments = match login_shell::arguments() {

@@ -21,6 +21,7 @@ use gpu_booking::root::Root;
 use gpu_booking::schedule::{self, format_gpu_list};
 
 fn main() -> ExitCode {
+    gpu_booking::cli::end_quietly_on_closed_pipe();
     let cli = Cli::parse();
     finish(run(cli))
 }

@@ -16,6 +16,7 @@ use gpu_booking::monitor::{self, PassOptions};
 use gpu_booking::schedule::format_gpu_list;
 
 fn main() -> ExitCode {
+    gpu_booking::cli::end_quietly_on_closed_pipe();
     finish(run(Cli::parse()))
 }
 

@@ -21,6 +21,7 @@ use gpu_booking::rules::floor_to_slot;
 use gpu_booking::schedule::Booking;
 
 fn main() -> ExitCode {
+    gpu_booking::cli::end_quietly_on_closed_pipe();
     finish(run(Cli::parse()))
 }
 
