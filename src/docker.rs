@@ -29,7 +29,7 @@ const EXEC_DEADLINE: Duration = Duration::from_secs(15);
 /// How much of its output is read.
 const EXEC_OUTPUT_LIMIT: usize = 64 * 1024;
 /// How long copying one saved path out of a container may take.
-const COPY_DEADLINE: Duration = Duration::from_secs(10 * 60);
+const COPY_DEADLINE: Duration = Duration::from_secs(5 * 60);
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECONDS: i32 = 10;
 
@@ -369,9 +369,13 @@ impl Engine {
         let options = DownloadFromContainerOptions { path: path.clone() };
         let mut stream = self.docker.download_from_container(name, Some(options));
         let mut found = false;
+        // The first bytes answer the question: the file is the student's to make huge.
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(_) => found = true,
+                Ok(_) => {
+                    found = true;
+                    break;
+                }
                 Err(error) if is_not_found(&error) => return Ok(false),
                 Err(error) => return Err(error).with_context(|| format!("cannot look for {path} in container {name}")),
             }

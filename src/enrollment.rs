@@ -391,7 +391,10 @@ pub fn list(lock: &impl LockHeld, measure_for: Duration) -> Result<Vec<UserSumma
         if !path.is_dir() {
             return FolderSize { path, bytes: None, complete: false };
         }
-        match measure(&path, u64::MAX, measure_for) {
+        let Ok(folder) = crate::safe_folder::SafeFolder::open_trusted(&path) else {
+            return FolderSize { path, bytes: None, complete: false };
+        };
+        match measure(&folder, u64::MAX, measure_for) {
             Measured::Within(bytes) | Measured::Over(bytes) => FolderSize { path, bytes: Some(bytes), complete: true },
             Measured::Unknown(bytes) => FolderSize { path, bytes: Some(bytes), complete: false },
         }

@@ -18,6 +18,10 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use rustix::fs::{self as unix, AtFlags, FileType, Mode, OFlags, RenameFlags};
 
+/// How deep a tree the recursive walks here go; deeper is an error, never a stack overflow
+/// (a student can nest folders tens of thousands deep).
+pub const DEPTH_LIMIT: usize = 256;
+
 const DIRECTORY_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// An open folder; everything below it is reached relative to this handle.
@@ -285,12 +289,19 @@ impl SafeFolder {
 
     /// Removes `name` and, for a folder, everything in it; links are removed, never followed.
     pub fn remove_tree(&self, name: &OsStr) -> Result<()> {
+        self.remove_tree_at_depth(name, 0)
+    }
+
+    fn remove_tree_at_depth(&self, name: &OsStr, depth: usize) -> Result<()> {
         match self.entry_type(name)? {
             None => Ok(()),
             Some(EntryType::Folder) => {
+                if depth > DEPTH_LIMIT {
+                    bail!("{} is nested more than {DEPTH_LIMIT} folders deep", self.shown.join(name).display());
+                }
                 if let Some(folder) = self.child_folder(name, false)? {
                     for (child, _) in folder.entries()? {
-                        folder.remove_tree(&child)?;
+                        folder.remove_tree_at_depth(&child, depth + 1)?;
                     }
                 }
                 unix::unlinkat(&self.handle, name, AtFlags::REMOVEDIR)

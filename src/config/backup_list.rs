@@ -76,6 +76,19 @@ impl BackupList {
                     findings.problems.push(warning);
                     continue;
                 }
+                if entries.len() == ENTRY_LIMIT {
+                    let mut warning = FileProblem::warning(
+                        shown_path,
+                        line_of_text(text, &backup_path),
+                        key,
+                        format!("more than {ENTRY_LIMIT} entries; {backup_path:?} and the rest are left out"),
+                    );
+                    if warning.line.is_none() {
+                        warning.line = crate::yaml_lines::line_of_key(text, &[key]);
+                    }
+                    findings.problems.push(warning);
+                    break;
+                }
                 entries.push(BackupEntry { kind, backup_path, container_path });
             }
         }
@@ -87,6 +100,9 @@ impl BackupList {
 fn line_of_text(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|line| line.contains(needle)).map(|index| index + 1)
 }
+
+/// Paths one list may name: each is copied out of the container, one after another.
+pub const ENTRY_LIMIT: usize = 64;
 
 /// Where nothing is restored: the kernel's file systems, the setup files, and the user's
 /// own folders (mounted from the host already).

@@ -10,7 +10,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -108,7 +107,7 @@ impl<W: Write> ArchiveWriter<W> {
         match (entry.kind, kind) {
             (EntryKind::Dir, EntryType::Folder) => {
                 let folder = parent.child_folder(&name, false)?.ok_or_else(|| anyhow!("vanished"))?;
-                self.add_folder(&folder, &member)?;
+                self.add_folder(&folder, &member, 0)?;
             }
             (EntryKind::File, EntryType::File) => self.add_file(&parent, &name, &member)?,
             (_, EntryType::SymbolicLink) => {
@@ -120,7 +119,10 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(true)
     }
 
-    fn add_folder(&mut self, folder: &SafeFolder, member: &str) -> Result<()> {
+    fn add_folder(&mut self, folder: &SafeFolder, member: &str, depth: usize) -> Result<()> {
+        if depth > crate::safe_folder::DEPTH_LIMIT {
+            bail!("{} is nested more than {} folders deep", folder.path().display(), crate::safe_folder::DEPTH_LIMIT);
+        }
         let stat = rustix::fs::fstat(folder.as_fd()).context("cannot look at a saved folder")?;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
@@ -135,7 +137,7 @@ impl<W: Write> ArchiveWriter<W> {
             match kind {
                 EntryType::Folder => {
                     if let Some(sub) = folder.child_folder(&name, false)? {
-                        self.add_folder(&sub, &child)?;
+                        self.add_folder(&sub, &child, depth + 1)?;
                     }
                 }
                 EntryType::File => self.add_file(folder, &name, &child)?,
@@ -208,7 +210,9 @@ pub fn install_archive(backup: &SafeFolder, entry: &BackupEntry, archive: &Path,
         .file_name()
         .context("the container path has no last component")?
         .to_os_string();
-    let staging_name = OsString::from(format!("{STAGING_PREFIX}{}", std::process::id()));
+    // One fixed name: a user's saves run one at a time, and debris of a killed pass is
+    // removed here before it is made afresh.
+    let staging_name = OsString::from(STAGING_NAME);
     parent.remove_tree(&staging_name)?;
     let staging = parent.create_new_folder(&staging_name)?;
     let result = unpack(&staging, archive, limit).and_then(|installed| {
@@ -228,8 +232,8 @@ pub fn install_archive(backup: &SafeFolder, entry: &BackupEntry, archive: &Path,
     Ok(installed)
 }
 
-/// Scratch folders start with this; one left by a killed pass is removed by the next.
-const STAGING_PREFIX: &str = ".gpu-booking-save-";
+/// The scratch folder next to a saved path.
+const STAGING_NAME: &str = ".gpu-booking-save";
 
 /// Unpacks every member below `into`, by handle, refusing links on the way.
 fn unpack(into: &SafeFolder, archive: &Path, limit: u64) -> Result<Installed> {
@@ -245,6 +249,9 @@ fn unpack(into: &SafeFolder, archive: &Path, limit: u64) -> Result<Installed> {
             installed.skipped.push(format!("{}: not a plain relative name", path.display()));
             continue;
         };
+        if parts.len() > crate::safe_folder::DEPTH_LIMIT {
+            bail!("the copy is nested more than {} folders deep", crate::safe_folder::DEPTH_LIMIT);
+        }
         let name = parts[parts.len() - 1];
         let parent_path: PathBuf = parts[..parts.len() - 1].iter().collect();
         let parent = if parent_path.as_os_str().is_empty() {
@@ -320,17 +327,6 @@ fn copy_sparse(from: &mut impl Read, to: &mut File, size: u64) -> io::Result<()>
         }
     }
     to.set_len(size)
-}
-
-/// Removes staging folders a killed pass left in the user's backup folder.
-pub fn clear_debris(backup: &SafeFolder) {
-    if let Ok(entries) = backup.entries() {
-        for (name, _) in entries {
-            if name.as_bytes().starts_with(STAGING_PREFIX.as_bytes()) {
-                let _ = backup.remove_tree(&name);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -414,6 +410,23 @@ mod tests {
         assert_eq!(std::fs::read(backup_dir.path().join(".default/.bashrc")).unwrap().len(), 4096);
         let names: Vec<_> = std::fs::read_dir(backup_dir.path().join(".default")).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "no staging folder is left: {names:?}");
+    }
+
+    #[test]
+    fn a_tree_nested_deeper_than_the_limit_is_refused_not_a_crash() {
+        let backup_dir = tempfile::tempdir().unwrap();
+        let mut deep = backup_dir.path().join(".default/.ssh");
+        for _ in 0..(crate::safe_folder::DEPTH_LIMIT + 10) {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let backup = SafeFolder::open_trusted(backup_dir.path()).unwrap();
+        let list = BackupList { entries: vec![entry(EntryKind::Dir, ".default/.ssh", "/root/.ssh")] };
+        let restored = restore_archive(&backup, &list, 1 << 20, io::sink()).unwrap();
+        assert!(restored.entries.is_empty(), "{restored:?}");
+        assert!(restored.warnings.iter().any(|warning| warning.contains("deep")), "{restored:?}");
+        let default = SafeFolder::open_trusted(&backup_dir.path().join(".default")).unwrap();
+        assert!(default.remove_tree(OsStr::new(".ssh")).is_err(), "refused, not a stack overflow");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod log;
 pub mod plan;
 pub mod space;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -187,7 +188,11 @@ async fn pass(
 }
 
 /// How long one user's part of a pass may take: saving a large backup, pulling an image.
-const USER_DEADLINE: Duration = Duration::from_secs(20 * 60);
+/// Well under the unit's `TimeoutStartSec` (20 minutes), so the pass records everyone's
+/// outcome before systemd would stop it.
+const USER_DEADLINE: Duration = Duration::from_secs(12 * 60);
+/// How long saving one container's `backup.yaml` paths may take.
+const SAVE_DEADLINE: Duration = Duration::from_secs(6 * 60);
 
 /// What one user's part of a pass achieved.
 #[derive(Default)]
@@ -297,7 +302,17 @@ pub async fn stop_container_of(
         log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
         return false;
     }
-    save_backup(root, config, engine, user, log).await;
+    // The save has one deadline: past it, what was not copied keeps its previous copy, and
+    // the container still goes, so the next booking is not held up.
+    if tokio::time::timeout(SAVE_DEADLINE, save_backup(root, config, engine, user, log)).await.is_err() {
+        log.warning(
+            "BackupWarning",
+            &format!(
+                "{name}: saving took longer than {} minutes; paths not saved by then keep their previous copy",
+                SAVE_DEADLINE.as_secs() / 60
+            ),
+        );
+    }
     if let Err(error) = engine.remove(name).await {
         log.error("DockerError", &format!("{error:#}; {name}'s booking stays in using.csv and the next pass retries"));
         return false;
@@ -365,12 +380,23 @@ async fn save_backup(root: &Root, config: &Config, engine: &Engine, user: &UserI
             },
             Err(error) => Err(error),
         };
+        // What was streamed counts, saved or not: one oversized path must not be copied
+        // again and again under other names.
+        let streamed = std::fs::metadata(&archive).map(|metadata| metadata.len()).unwrap_or(0);
+        budget = budget.saturating_sub(streamed);
         match saved {
             Ok(installed) => {
-                let size = std::fs::metadata(&archive).map(|metadata| metadata.len()).unwrap_or(0);
-                budget = budget.saturating_sub(size);
-                for skipped in installed.skipped {
-                    log.warning("BackupWarning", &format!("{user}: {}: {skipped}", entry.container_path));
+                if !installed.skipped.is_empty() {
+                    let shown: Vec<&str> = installed.skipped.iter().take(5).map(String::as_str).collect();
+                    log.warning(
+                        "BackupWarning",
+                        &format!(
+                            "{user}: {}: {} item(s) kept out of the saved copy, such as {}",
+                            entry.container_path,
+                            installed.skipped.len(),
+                            shown.join("; ")
+                        ),
+                    );
                 }
             }
             Err(error) => {
@@ -526,7 +552,7 @@ async fn start_booking(
             return false;
         }
     };
-    if !within_quota(config, &booking.user_id, entry, log) {
+    if !within_quota(config, &booking.user_id, entry, log).await {
         return false;
     }
     match launch(root, config, engine, &prepared, progress, log).await {
@@ -578,16 +604,28 @@ async fn resume(engine: &Engine, name: &str, running: bool, log: &mut MonitorLog
     }
 }
 
-fn within_quota(config: &Config, user: &UserId, entry: &crate::config::UserEntry, log: &mut MonitorLog) -> bool {
+/// The user's work and backup folders with their parents and quotas (GB).
+fn quota_folders(
+    config: &Config,
+    user: &UserId,
+    entry: &crate::config::UserEntry,
+) -> Vec<(&'static str, PathBuf, PathBuf, f64)> {
     let limits = config.capability.limits_for(user);
+    let deploy = &config.deploy;
+    [
+        ("work_dir", deploy.volume_work_dir.clone(), entry.work_dir(deploy, user), limits.work_space),
+        ("backup_dir", deploy.volume_backup_dir.clone(), entry.backup_dir(deploy, user), limits.backup_space),
+    ]
+    .into_iter()
+    .filter_map(|(what, parent, folder, quota)| Some((what, parent, folder, quota?.clamp(0.0, 1e6))))
+    .collect()
+}
+
+async fn within_quota(config: &Config, user: &UserId, entry: &crate::config::UserEntry, log: &mut MonitorLog) -> bool {
     let mut over = Vec::new();
-    for (what, folder, quota) in [
-        ("work_dir", entry.work_dir(&config.deploy, user), limits.work_space),
-        ("backup_dir", entry.backup_dir(&config.deploy, user), limits.backup_space),
-    ] {
-        let Some(quota) = quota else { continue };
+    for (what, parent, folder, quota) in quota_folders(config, user, entry) {
         let quota_bytes = (quota * 1e9) as u64;
-        match space::measure(&folder, quota_bytes, SPACE_WALK_LIMIT) {
+        match space::measure_beneath(parent, folder, quota_bytes, SPACE_WALK_LIMIT).await {
             Measured::Within(_) => {}
             Measured::Over(size) => over.push(format!("the {what} {} (quota {quota}GB)", space::gigabytes(size))),
             Measured::Unknown(size) => log.warning(
@@ -632,7 +670,7 @@ async fn reconcile_running(
             if container.is_ours(label) && container.labels.get(LABEL_START) == Some(&format_time(booking.start)) =>
         {
             // Stopped for its quota: it stays stopped until the student asks for a restart.
-            let (over, past_grace) = quota_overrun(config, booking);
+            let (over, past_grace) = quota_overrun(config, booking).await;
             if past_grace && !restart_requested {
                 log.warning(
                     "SpaceWarning",
@@ -719,20 +757,15 @@ fn grace_bytes(quota_bytes: u64) -> u64 {
 
 /// How far over their quotas a running booking's folders are: what is over, and whether any
 /// is past the grace margin.
-fn quota_overrun(config: &Config, booking: &Booking) -> (Vec<String>, bool) {
+async fn quota_overrun(config: &Config, booking: &Booking) -> (Vec<String>, bool) {
     let user = &booking.user_id;
     let Some(entry) = config.users.get(user) else { return (Vec::new(), false) };
-    let limits = config.capability.limits_for(user);
     let mut over = Vec::new();
     let mut past_grace = false;
-    for (what, folder, quota) in [
-        ("work_dir", entry.work_dir(&config.deploy, user), limits.work_space),
-        ("backup_dir", entry.backup_dir(&config.deploy, user), limits.backup_space),
-    ] {
-        let Some(quota) = quota else { continue };
-        let quota_bytes = (quota.clamp(0.0, 1e6) * 1e9) as u64;
+    for (what, parent, folder, quota) in quota_folders(config, user, entry) {
+        let quota_bytes = (quota * 1e9) as u64;
         let stop_at = quota_bytes + grace_bytes(quota_bytes);
-        match space::measure(&folder, stop_at, SPACE_WALK_LIMIT) {
+        match space::measure_beneath(parent, folder, stop_at, SPACE_WALK_LIMIT).await {
             Measured::Within(size) if size > quota_bytes => {
                 over.push(format!("the {what} {} (quota {quota}GB)", space::gigabytes(size)))
             }
@@ -751,7 +784,7 @@ fn quota_overrun(config: &Config, booking: &Booking) -> (Vec<String>, bool) {
 /// and `book restart` starts it again until the next pass so the student can make room.
 async fn enforce_quota_while_running(config: &Config, engine: &Engine, booking: &Booking, log: &mut MonitorLog) {
     let user = &booking.user_id;
-    let (over, past_grace) = quota_overrun(config, booking);
+    let (over, past_grace) = quota_overrun(config, booking).await;
     if over.is_empty() {
         return;
     }

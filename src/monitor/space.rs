@@ -2,10 +2,10 @@
 //! stops as soon as the total passes the quota, and after a time limit, so a huge tree never
 //! holds up a pass; it never follows symbolic links.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::safe_folder::{EntryType, SafeFolder};
+use crate::safe_folder::{DEPTH_LIMIT, EntryType, SafeFolder};
 
 /// The outcome of measuring a folder against a quota.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,34 +19,68 @@ pub enum Measured {
 }
 
 /// Sums the disk usage under `folder` until it exceeds `quota_bytes` or `limit` passes. The
-/// walk goes through directory handles and never follows a link: the container may swap a
-/// folder for a link to `/` while it is measured.
-pub fn measure(folder: &Path, quota_bytes: u64, limit: Duration) -> Measured {
-    let deadline = Instant::now() + limit;
-    let Ok(top) = SafeFolder::open_trusted(folder) else { return Measured::Within(0) };
-    let mut total: u64 = 0;
-    let mut pending = vec![top];
-    let mut visited = 0u64;
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = current.entries() else { continue };
+/// walk goes through directory handles and never follows a link (the container may swap a
+/// folder for a link to `/` while it is measured); it holds one handle per level, so a wide
+/// tree cannot run it out of open files. Anything it cannot read makes the size unknown.
+pub fn measure(folder: &SafeFolder, quota_bytes: u64, limit: Duration) -> Measured {
+    let mut walk = Walk { deadline: Instant::now() + limit, quota_bytes, total: 0 };
+    match walk.folder(folder, 0) {
+        Ok(()) => Measured::Within(walk.total),
+        Err(Stop::Over) => Measured::Over(walk.total),
+        Err(Stop::Unknown) => Measured::Unknown(walk.total),
+    }
+}
+
+/// The user's folder at `path`, reached below `parent` without following a link, measured in
+/// a blocking thread so a huge tree never holds up the other users' part of the pass.
+pub async fn measure_beneath(parent: PathBuf, path: PathBuf, quota_bytes: u64, limit: Duration) -> Measured {
+    tokio::task::spawn_blocking(move || match SafeFolder::open_beneath(&parent, &path, false) {
+        Ok(folder) => measure(&folder, quota_bytes, limit),
+        // Not made yet: nothing in it.
+        Err(_) if !path.exists() => Measured::Within(0),
+        Err(_) => Measured::Unknown(0),
+    })
+    .await
+    .unwrap_or(Measured::Unknown(0))
+}
+
+enum Stop {
+    Over,
+    Unknown,
+}
+
+struct Walk {
+    deadline: Instant,
+    quota_bytes: u64,
+    total: u64,
+}
+
+impl Walk {
+    fn folder(&mut self, folder: &SafeFolder, depth: usize) -> Result<(), Stop> {
+        if depth > DEPTH_LIMIT {
+            return Err(Stop::Unknown);
+        }
+        let entries = folder.entries().map_err(|_| Stop::Unknown)?;
         for (name, kind) in entries {
+            if Instant::now() > self.deadline {
+                return Err(Stop::Unknown);
+            }
             // Blocks, not length: a sparse file takes only what it uses.
-            total += current.blocks_of(&name).unwrap_or(0) * 512;
-            if kind == EntryType::Folder
-                && let Ok(Some(child)) = current.child_folder(&name, false)
-            {
-                pending.push(child);
+            self.total += folder.blocks_of(&name).unwrap_or(0) * 512;
+            if self.total > self.quota_bytes {
+                return Err(Stop::Over);
             }
-            if total > quota_bytes {
-                return Measured::Over(total);
-            }
-            visited += 1;
-            if visited.is_multiple_of(1024) && Instant::now() > deadline {
-                return Measured::Unknown(total);
+            if kind == EntryType::Folder {
+                match folder.child_folder(&name, false) {
+                    Ok(Some(child)) => self.folder(&child, depth + 1)?,
+                    // Gone meanwhile: nothing to count.
+                    Ok(None) => {}
+                    Err(_) => return Err(Stop::Unknown),
+                }
             }
         }
+        Ok(())
     }
-    Measured::Within(total)
 }
 
 pub fn gigabytes(bytes: u64) -> String {
@@ -59,14 +93,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tree_deeper_than_the_limit_is_unknown_not_a_crash() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut deep = folder.path().to_path_buf();
+        for _ in 0..(DEPTH_LIMIT + 5) {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let handle = SafeFolder::open_trusted(folder.path()).unwrap();
+        assert!(matches!(measure(&handle, u64::MAX, Duration::from_secs(5)), Measured::Unknown(_)));
+    }
+
+    #[test]
     fn stops_once_over_the_quota_and_ignores_symlinks() {
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("a"), vec![1u8; 64 * 1024]).unwrap();
         std::fs::create_dir(folder.path().join("sub")).unwrap();
         std::fs::write(folder.path().join("sub/b"), vec![1u8; 64 * 1024]).unwrap();
         std::os::unix::fs::symlink("/usr", folder.path().join("link")).unwrap();
-        let within = measure(folder.path(), 10 * 1024 * 1024, Duration::from_secs(5));
+        let handle = SafeFolder::open_trusted(folder.path()).unwrap();
+        let within = measure(&handle, 10 * 1024 * 1024, Duration::from_secs(5));
         assert!(matches!(within, Measured::Within(size) if (128 * 1024..1024 * 1024).contains(&size)), "{within:?}");
-        assert!(matches!(measure(folder.path(), 70 * 1024, Duration::from_secs(5)), Measured::Over(_)));
+        assert!(matches!(measure(&handle, 70 * 1024, Duration::from_secs(5)), Measured::Over(_)));
     }
 }
