@@ -109,7 +109,7 @@ pub fn log_in(
         && password::needs_rehash(&stored)
     {
         entry.password = Some(password::hash(typed)?);
-        config.users.save(lock, &config.deploy.users_config_yaml)?;
+        config.users.save(lock, &config.deploy)?;
     }
     faillock::clear(lock, user, now)?;
     Ok(LoginOutcome::Verified)
@@ -155,7 +155,7 @@ pub fn register(
             entry
         }
     };
-    config.users.save(lock, &config.deploy.users_config_yaml)?;
+    config.users.save(lock, &config.deploy)?;
     faillock::log_info(lock, now, &format!("{user} chose their first password from {address} (self-registration)"));
     Ok(entry)
 }
@@ -167,7 +167,7 @@ pub fn set_password(lock: &ExclusiveLock, user: &UserId, chosen_password: &str) 
     let entry = config.users.users.get_mut(user).with_context(|| format!("{user} has no settings yet"))?;
     entry.password = Some(password::hash(chosen_password)?);
     entry.must_change_password = false;
-    config.users.save(lock, &config.deploy.users_config_yaml)
+    config.users.save(lock, &config.deploy)
 }
 
 /// A port in [`PORT_RANGE`] that no user has and no active booking uses, picked at random so
@@ -309,6 +309,6 @@ pub fn change_defaults(lock: &ExclusiveLock, user: &UserId, change: &DefaultsCha
     }
     crate::rules::fields::check_ssh_keys(&entry.ssh_keys).map_err(Refused)?;
     let updated = entry.clone();
-    config.users.save(lock, &config.deploy.users_config_yaml)?;
+    config.users.save(lock, &config.deploy)?;
     Ok(updated)
 }

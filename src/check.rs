@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::config::backup_list::BackupList;
 use crate::config::capability_edit::ALLOWED_SECTION;
 use crate::config::login::SelfRegistration;
-use crate::config::{Config, read_text};
+use crate::config::{Config, UserId, read_text};
 use crate::error::{FileProblem, Severity};
 use crate::faillock;
 use crate::lock::SharedLock;
@@ -58,6 +58,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
         check_active_rows(root, config, &active, &mut problems);
         check_accounts(root, config, &mut problems);
         check_modes(root, config, &mut problems);
+        check_original_compatibility(root, config, &active, &mut problems);
     }
     problems.extend(crate::ownership::warnings(root, config.as_ref()));
     Ok(problems)
@@ -148,6 +149,121 @@ fn check_modes(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
     }
 }
 
+/// What would keep the original system from reading these files as gpu-booking does (a lab
+/// must be able to go back): ids with upper-case letters, which neither `book` nor the
+/// original can log in as (both lower-case the id typed); ids written bare that YAML 1.1
+/// reads as a number, boolean or date (`- 0012` is 10 there); and SSH keys or must-change
+/// flags that an earlier release wrote inline in `users_config.yaml`, which the original
+/// rejects.
+fn check_original_compatibility(
+    root: &Root,
+    config: &Config,
+    active: &[(String, Row)],
+    problems: &mut Vec<FileProblem>,
+) {
+    use crate::config::capability_edit::CUSTOM_SECTION;
+    use crate::config::yaml_scalar::is_plain_text;
+    use crate::yaml_lines::{line_of_item, line_of_key};
+
+    let capability_path = root.display(&config.deploy.capability_config_yaml);
+    let capability_text = std::fs::read_to_string(&config.deploy.capability_config_yaml).unwrap_or_default();
+    let users_path = root.display(&config.deploy.users_config_yaml);
+    let users_text =
+        crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
+    let upper = |user: &UserId| {
+        format!(
+            "{user} has upper-case letters: book, like the original system, lower-cases the id typed at login, \
+             so nobody can log in as {user}; rename it {} (enroll remove {user}, enroll add {})",
+            user.as_str().to_lowercase(),
+            user.as_str().to_lowercase()
+        )
+    };
+    // Each id once per place it is written, with the line it is on.
+    let mut places: Vec<(&str, &str, Option<usize>, &UserId, String)> = Vec::new();
+    for user in &config.capability.allowed_users {
+        let line = line_of_item(&capability_text, ALLOWED_SECTION, user.as_str());
+        places.push((&capability_path, &capability_text, line, user, ALLOWED_SECTION.to_string()));
+    }
+    for user in config.capability.users_with_custom_limits() {
+        let line = line_of_key(&capability_text, &[CUSTOM_SECTION, user.as_str()]);
+        places.push((&capability_path, &capability_text, line, user, format!("{CUSTOM_SECTION}.{user}")));
+    }
+    for user in config.users.users.keys() {
+        let line = line_of_key(&users_text, &[user.as_str()]);
+        places.push((&users_path, &users_text, line, user, user.to_string()));
+    }
+    for (path, text, line, user, field) in places {
+        if user.has_upper_case() {
+            problems.push(FileProblem::warning(path, line, field.clone(), upper(user)));
+        }
+        let written = line.and_then(|line| text.lines().nth(line - 1)).map(|line| line.trim_start());
+        let bare = written.is_some_and(|written| {
+            let written = written.strip_prefix('-').map_or(written, str::trim_start);
+            !written.starts_with(['"', '\''])
+        });
+        if bare && !is_plain_text(user.as_str()) {
+            problems.push(FileProblem::warning(
+                path,
+                line,
+                field,
+                format!(
+                    "the id {user} is written without quotes, and the original system (YAML 1.1) reads it as \
+                     something else (a number, a boolean or a date); write it as {}",
+                    crate::config::yaml_scalar::scalar(user.as_str())
+                ),
+            ));
+        }
+    }
+    // A bare `allow_userIDs:` reads as null; the original then fails every login with
+    // `argument of type 'NoneType' is not iterable`.
+    if config.capability.allowed_users.is_empty()
+        && let Some(line) = line_of_key(&capability_text, &[ALLOWED_SECTION])
+    {
+        let lines: Vec<&str> = capability_text.lines().collect();
+        let value = lines[line - 1].split_once(':').map_or("", |(_, value)| value);
+        let inline_empty = crate::yaml_lines::strip_comment(value).trim().is_empty();
+        let has_items = lines[line..]
+            .iter()
+            .map(|line| crate::yaml_lines::strip_comment(line))
+            .take_while(|line| line.trim().is_empty() || line.starts_with([' ', '-']))
+            .any(|line| line.trim_start().starts_with('-'));
+        if inline_empty && !has_items {
+            problems.push(FileProblem::warning(
+                &capability_path,
+                Some(line),
+                ALLOWED_SECTION,
+                "empty, which YAML reads as null: the original system then fails every login; write \
+                 allow_userIDs: []",
+            ));
+        }
+    }
+    let mut named: Vec<&UserId> = Vec::new();
+    for (path, row) in active {
+        let user = &row.booking.user_id;
+        if user.has_upper_case() && !named.contains(&user) {
+            named.push(user);
+            problems.push(FileProblem::warning(path, Some(row.line), "user_id", upper(user)));
+        }
+    }
+    if !config.users.inline_extras.is_empty() {
+        let side = crate::config::user_extras::path_for(&config.deploy.users_config_yaml);
+        let first = &config.users.inline_extras[0];
+        let line = line_of_key(&users_text, &[first.as_str(), "ssh_keys"])
+            .or_else(|| line_of_key(&users_text, &[first.as_str(), "must_change_password"]));
+        problems.push(FileProblem::warning(
+            &users_path,
+            line,
+            "",
+            format!(
+                "ssh_keys or must_change_password of {} are written here (by an earlier release), which the \
+                 original system rejects; they move to {} at the next change, or now with enroll absolute-paths",
+                config.users.inline_extras.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                root.display(&side)
+            ),
+        ));
+    }
+}
+
 pub fn count_errors(problems: &[FileProblem]) -> usize {
     problems.iter().filter(|problem| problem.severity == Severity::Error).count()
 }
@@ -233,6 +349,8 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
     }
 
     let users_path = root.display(&config.deploy.users_config_yaml);
+    let side_path = crate::config::user_extras::path_for(&config.deploy.users_config_yaml);
+    let side_text = crate::state_folder::read_to_string(&side_path).ok().flatten().unwrap_or_default();
     for (user, entry) in &config.users.users {
         let line = crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]);
         if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
@@ -277,12 +395,14 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
         ];
         for (field, result) in field_problems {
             if let Some(Err(reason)) = result {
-                problems.push(FileProblem::error(
-                    &users_path,
-                    crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
-                    format!("{user}.{field}"),
-                    reason,
-                ));
+                // SSH keys live in the side file, unless an earlier release wrote them inline.
+                let (path, line) = match crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]) {
+                    None if field == "ssh_keys" => {
+                        (root.display(&side_path), crate::yaml_lines::line_of_key(&side_text, &[user.as_str(), field]))
+                    }
+                    line => (users_path.clone(), line),
+                };
+                problems.push(FileProblem::error(path, line, format!("{user}.{field}"), reason));
             }
         }
         if !config.capability.is_allowed(user) && !by_user.contains_key(user.as_str()) {

@@ -1,4 +1,5 @@
-//! The admin's changes to who may book: `enroll add`, `remove`, `passwd`, `limits` and `list`.
+//! The admin's changes to who may book: `enroll add`, `remove`, `passwd`, `limits`, `list` and
+//! `absolute-paths`.
 //!
 //! Each change loads and checks everything it needs first (configuration, schedule, the edited
 //! `capability_config.yaml`, the folders to purge) and only then writes, under the
@@ -128,7 +129,7 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
     entry.must_change_password = temporary_password.is_some();
     volumes::create_user_folders(lock.root(), &config, user, &entry)?;
     config.users.users.insert(user.clone(), entry.clone());
-    config.users.save(lock, &config.deploy.users_config_yaml)?;
+    config.users.save(lock, &config.deploy)?;
     capability::save(lock, &config.deploy.capability_config_yaml, &edited)?;
     Ok(Added { entry, temporary_password })
 }
@@ -205,7 +206,7 @@ pub fn remove(lock: &ExclusiveLock, user: &UserId, force: bool, purge: bool, now
         }
     }
     if config.users.users.shift_remove(user).is_some() {
-        config.users.save(lock, &config.deploy.users_config_yaml)?;
+        config.users.save(lock, &config.deploy)?;
     }
     if edited != text {
         capability::save(lock, &config.deploy.capability_config_yaml, &edited)?;
@@ -300,7 +301,7 @@ pub fn reset_password(
             config.users.users.insert(user.clone(), entry);
         }
     }
-    config.users.save(lock, &config.deploy.users_config_yaml)?;
+    config.users.save(lock, &config.deploy)?;
     if faillock::clear(lock, user, now)? > 0 {
         let message = match was_locked_until {
             Some(until) => format!("{user} unlocked by enroll passwd (was locked until {})", format_minutes(until)),
@@ -433,6 +434,70 @@ pub fn list(lock: &impl LockHeld, measure_for: Duration) -> Result<Vec<UserSumma
             }
         })
         .collect())
+}
+
+/// One volume folder `enroll absolute-paths` rewrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathChange {
+    pub user: String,
+    pub field: &'static str,
+    /// As the entry had it (`None`: the key was missing, and the default folder applied).
+    pub from: Option<PathBuf>,
+    pub to: PathBuf,
+}
+
+/// What `enroll absolute-paths` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AbsolutePaths {
+    pub changes: Vec<PathChange>,
+    /// Users whose SSH keys or must-change flag were still inline in `users_config.yaml`
+    /// (an earlier release); they moved to the side file with this write.
+    pub moved_to_side_file: Vec<String>,
+    /// Users whose password is a hash: the original compares plain text, so these cannot log
+    /// in there until the admin gives them one (README, "Going back to the original").
+    pub hashed_passwords: Vec<String>,
+}
+
+/// `enroll absolute-paths`: rewrites every relative volume folder in `users_config.yaml` as
+/// the absolute path it stands for (relative paths are relative to the root here, but to
+/// its working folder in the original). A missing folder key is written as the absolute
+/// folder it stood for. Nothing else in the file changes; nothing is written when there is
+/// nothing to change.
+pub fn make_paths_absolute(lock: &ExclusiveLock) -> Result<AbsolutePaths> {
+    let mut config = Config::load(lock)?;
+    let deploy = config.deploy.clone();
+    let absolute = |path: PathBuf| -> Result<PathBuf> {
+        let resolved = std::path::absolute(&path)
+            .with_context(|| format!("cannot make {} absolute (is the current folder gone?)", path.display()))?;
+        Ok(crate::safe_folder::lexically_normal(&resolved))
+    };
+    let mut done = AbsolutePaths {
+        moved_to_side_file: config.users.inline_extras.iter().map(ToString::to_string).collect(),
+        ..AbsolutePaths::default()
+    };
+    for (user, entry) in config.users.users.iter_mut() {
+        let resolved = [entry.work_dir(&deploy, user), entry.dataset_dir(&deploy), entry.backup_dir(&deploy, user)];
+        if entry.password_is_hashed() {
+            done.hashed_passwords.push(user.to_string());
+        }
+        let slots = [
+            ("volume_work_dir", &mut entry.volume_work_dir),
+            ("volume_dataset_dir", &mut entry.volume_dataset_dir),
+            ("volume_backup_dir", &mut entry.volume_backup_dir),
+        ];
+        for ((field, slot), resolved) in slots.into_iter().zip(resolved) {
+            if slot.as_deref().is_some_and(Path::is_absolute) {
+                continue;
+            }
+            let to = absolute(resolved)?;
+            done.changes.push(PathChange { user: user.to_string(), field, from: slot.clone(), to: to.clone() });
+            *slot = Some(to);
+        }
+    }
+    if !done.changes.is_empty() || !done.moved_to_side_file.is_empty() {
+        config.users.save(lock, &config.deploy)?;
+    }
+    Ok(done)
 }
 
 /// The limit keys by their command-line names (`work-space`) or file names (`work_space`).

@@ -1,6 +1,8 @@
-//! `jobs/monitor_exec`: requests for the monitor. `book` appends `now` when a booking starts
-//! at once and `restart <user>` when a user asks for a restart; a systemd path unit runs the
-//! monitor when the file changes, and the monitor consumes the requests.
+//! `jobs/monitor_exec`: requests for the monitor, in the original system's format. `book`
+//! appends `now` when a booking starts at once and the bare user id when a user asks for a
+//! restart (the original's watcher runs `docker restart <line>`); a systemd path unit runs the
+//! monitor when the file changes, and the monitor consumes the requests. Read are `now`, a
+//! bare id (the original's restart), and `restart <id>` (what an earlier release wrote).
 //!
 //! Locking: appends and the consume (read, then empty the file) happen under the
 //! [`ExclusiveLock`], so no request is lost between the read and the emptying. The file lies
@@ -31,7 +33,10 @@ pub fn path(root: &Root) -> PathBuf {
 pub fn append(lock: &ExclusiveLock, request: &Request) -> Result<()> {
     let line = match request {
         Request::Now => "now\n".to_string(),
-        Request::Restart(user) => format!("restart {user}\n"),
+        // A user named `now` (possible in files from before ids were checked for it) keeps
+        // the long form: the bare id would read as a request for a pass.
+        Request::Restart(user) if user.as_str() == "now" => "restart now\n".to_string(),
+        Request::Restart(user) => format!("{user}\n"),
     };
     atomic_file::append_durably(lock, &path(lock.root()), b"", line.as_bytes())
 }
@@ -57,7 +62,7 @@ fn parse(text: &str) -> (Vec<Request>, Vec<String>) {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["now"] => requests.push(Request::Now),
-            ["restart", user] => match UserId::parse(user) {
+            ["restart", user] | [user] => match UserId::parse(user) {
                 Ok(user) => requests.push(Request::Restart(user)),
                 Err(_) => unknown.push(line.to_string()),
             },
@@ -73,8 +78,24 @@ mod tests {
 
     #[test]
     fn requests_are_parsed_and_strangers_kept_for_the_log() {
-        let (requests, unknown) = parse("now\nrestart alice\n\nreboot\nrestart ../x\n");
-        assert_eq!(requests, vec![Request::Now, Request::Restart(UserId::parse("alice").unwrap())]);
-        assert_eq!(unknown, vec!["reboot".to_string(), "restart ../x".to_string()]);
+        let (requests, unknown) = parse("now\nrestart alice\n\nbob\nrestart ../x\n../y\nrm -rf /\n");
+        let user = |id: &str| Request::Restart(UserId::parse(id).unwrap());
+        assert_eq!(requests, vec![Request::Now, user("alice"), user("bob")]);
+        assert_eq!(unknown, vec!["restart ../x".to_string(), "../y".to_string(), "rm -rf /".to_string()]);
+    }
+
+    #[test]
+    fn a_restart_is_written_as_the_original_writes_it_and_read_back() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Root::new(scratch.path());
+        std::fs::create_dir_all(root.jobs_dir()).unwrap();
+        let lock = ExclusiveLock::acquire(&root).unwrap();
+        let alice = Request::Restart(UserId::parse("alice").unwrap());
+        let now_user = Request::Restart(UserId::parse("now").unwrap());
+        for request in [&Request::Now, &alice, &now_user] {
+            append(&lock, request).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(path(&root)).unwrap(), "now\nalice\nrestart now\n");
+        assert_eq!(take_all(&lock).unwrap(), (vec![Request::Now, alice, now_user], Vec::new()));
     }
 }

@@ -52,6 +52,12 @@ pub enum Command {
     Limits(LimitsArgs),
     /// Usage per user and month from jobs/used.csv: bookings, cancellations, GPU/CPU/memory hours
     Report(ReportArgs),
+    /// Rewrite relative volume folders in users_config.yaml as absolute paths, as the original
+    /// system needs them (it resolves relative paths against its own working folder)
+    AbsolutePaths {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script
     Completions {
         shell: Shell,
@@ -104,7 +110,7 @@ impl LimitFlags {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// The user id (letters, digits, '_', '.', '-')
+    /// The user id (lower-case letters, digits, '_', '.', '-')
     pub id: String,
     #[command(flatten)]
     pub limits: LimitFlags,

@@ -18,6 +18,7 @@ use anyhow::{Result, bail};
 
 use super::capability::{CapabilityConfig, LIMIT_FIELDS};
 use super::yaml::{Limit, UserId};
+use super::yaml_scalar::scalar;
 use crate::error::{FileProblems, Refused, UsageError};
 use crate::yaml_lines::{key_of, strip_comment};
 
@@ -315,12 +316,12 @@ impl Document {
             && let Some((index, _)) = items.iter().find(|(_, value)| value.is_empty())
         {
             let comment = self.trailing_comment(*index);
-            self.replace(*index, format!("{prefix}- {user}{comment}"));
+            self.replace(*index, format!("{prefix}- {}{comment}", scalar(user.as_str())));
             return Ok(());
         }
         let at = items.last().map_or(key_line + 1, |(index, _)| index + 1);
-        let mut texts: Vec<String> = inline.iter().map(|entry| format!("{prefix}- {entry}")).collect();
-        texts.push(format!("{prefix}- {user}"));
+        let mut texts: Vec<String> = inline.iter().map(|entry| format!("{prefix}- {}", scalar(entry))).collect();
+        texts.push(format!("{prefix}- {}", scalar(user.as_str())));
         self.insert(at, texts);
         Ok(())
     }
@@ -329,10 +330,17 @@ impl Document {
         let Some((key_line, _)) = self.section(ALLOWED_SECTION) else {
             return Ok(());
         };
+        // Nobody to remove from an empty list: its line stays as it is.
+        if matches!(self.inline_value(key_line), "~" | "null" | "Null" | "NULL" | "[]") {
+            return Ok(());
+        }
         let inline = self.open_section(key_line, ALLOWED_SECTION)?;
         if !inline.is_empty() {
             let prefix = "  ";
-            let texts = inline.iter().filter(|entry| *entry != user.as_str()).map(|entry| format!("{prefix}- {entry}"));
+            let texts = inline
+                .iter()
+                .filter(|entry| *entry != user.as_str())
+                .map(|entry| format!("{prefix}- {}", scalar(entry)));
             self.insert(key_line + 1, texts.collect());
         }
         let (_, end) = self.section(ALLOWED_SECTION).unwrap_or((key_line, key_line + 1));
@@ -342,8 +350,17 @@ impl Document {
             .filter(|(_, value)| value == user.as_str())
             .map(|(index, _)| index)
             .collect();
+        let removed_any = !matching.is_empty() || !inline.is_empty();
         for index in matching.into_iter().rev() {
             self.lines.remove(index);
+        }
+        // A bare `allow_userIDs:` reads as null, and the original then fails every login
+        // (`argument of type 'NoneType' is not iterable`): the last one out leaves `[]`.
+        let (_, end) = self.section(ALLOWED_SECTION).unwrap_or((key_line, key_line + 1));
+        if removed_any && self.list_items(key_line + 1, end).is_empty() {
+            let comment = self.trailing_comment(key_line);
+            let indent = " ".repeat(self.indent(key_line));
+            self.replace(key_line, format!("{indent}{ALLOWED_SECTION}: []{comment}"));
         }
         Ok(())
     }
@@ -466,7 +483,7 @@ impl Document {
         if has_users && last.is_some_and(|index| !self.is_blank(index)) {
             texts.push(String::new());
         }
-        texts.push(format!("{}{user}:", " ".repeat(child)));
+        texts.push(format!("{}{}:", " ".repeat(child), scalar(user.as_str())));
         for (field, value) in values {
             texts.push(format!("{}{field}: {}", " ".repeat(child + 2), format_limit(*value)));
         }
@@ -602,14 +619,14 @@ mod tests {
         let edited = apply("c.yaml", minimal, &edits).unwrap();
         assert_eq!(
             edited,
-            format!("{minimal}\nallow_userIDs:\n  - 11007\n\nmax_custom_capability:\n  11007:\n    cpus: 4\n")
+            format!("{minimal}\nallow_userIDs:\n  - \"11007\"\n\nmax_custom_capability:\n  \"11007\":\n    cpus: 4\n")
         );
 
         let inline = format!("{minimal}allow_userIDs: [] # nobody yet\nmax_custom_capability: {{}}\n");
         let edited = apply("c.yaml", &inline, &edits).unwrap();
-        assert!(
-            edited.contains("allow_userIDs: # nobody yet\n  - 11007\nmax_custom_capability:\n  11007:\n    cpus: 4\n")
-        );
+        assert!(edited.contains(
+            "allow_userIDs: # nobody yet\n  - \"11007\"\nmax_custom_capability:\n  \"11007\":\n    cpus: 4\n"
+        ));
 
         let flow = format!("{minimal}allow_userIDs: [a, 'b']\n");
         let edited = apply("c.yaml", &flow, &[Edit::Allow(user("c"))]).unwrap();
@@ -627,6 +644,39 @@ mod tests {
         let error = apply("c.yaml", &inline, &[Edit::SetLimits(user("m11007s05-2"), vec![("gpus", Some(Limit::Max))])])
             .unwrap_err();
         assert!(error.to_string().contains("inline"), "{error}");
+    }
+
+    #[test]
+    fn ids_yaml_1_1_would_misread_are_quoted_as_items_and_keys() {
+        let limits = vec![("gpus", Some(Limit::Number(2.0)))];
+        let mut text = TEMPLATE.to_string();
+        for id in ["0012", "off", "12345678", "2024-01-01", "y"] {
+            text = apply("c.yaml", &text, &[Edit::Allow(user(id)), Edit::SetLimits(user(id), limits.clone())]).unwrap();
+            assert!(text.contains(&format!("  - \"{id}\"")), "{text}");
+            assert!(text.contains(&format!("  \"{id}\":\n    gpus: 2\n")), "{text}");
+        }
+        let config = parsed(&text);
+        assert_eq!(config.allowed_users.len(), 5);
+        // Quoted entries are found again to be removed.
+        let edited = apply("c.yaml", &text, &[Edit::Disallow(user("off")), Edit::RemoveLimits(user("off"))]).unwrap();
+        assert!(!edited.contains("off"), "{edited}");
+        assert_eq!(lost_lines(&text, &edited).len(), 4, "{edited}");
+    }
+
+    #[test]
+    fn the_last_user_out_leaves_an_empty_list_not_null() {
+        let text = UPSTREAM.replace("allow_userIDs:\n", "allow_userIDs: # who may book\n");
+        let everyone: Vec<Edit> = ["m11007s05", "m11007s05-1", "m11007s05-2", "m11007s05-3"]
+            .iter()
+            .map(|id| Edit::Disallow(user(id)))
+            .collect();
+        let edited = apply("c.yaml", &text, &everyone).unwrap();
+        assert!(edited.contains("allow_userIDs: [] # who may book\n\nmax_default_capability:"), "{edited}");
+        assert!(parsed(&edited).allowed_users.is_empty());
+        // An empty list stays as it is when nobody is removed from it.
+        assert_eq!(apply("c.yaml", &edited, &[Edit::Disallow(user("bob"))]).unwrap(), edited);
+        let edited = apply("c.yaml", &edited, &[Edit::Allow(user("bob"))]).unwrap();
+        assert!(edited.contains("allow_userIDs: # who may book\n  - bob\n"), "{edited}");
     }
 
     #[test]

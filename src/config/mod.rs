@@ -7,8 +7,10 @@ pub mod containers;
 pub mod expression;
 pub mod host_deploy;
 pub mod login;
+pub mod user_extras;
 pub mod users;
 pub mod yaml;
+pub mod yaml_scalar;
 
 use std::path::Path;
 

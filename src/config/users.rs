@@ -1,29 +1,38 @@
 //! `users_config.yaml` (its path is set in `host_deploy.yaml`; shipped in `cfg/users/`): one
 //! entry per user who has logged in or been enrolled — password hash, forward port, default
-//! image and command, volume folders, SSH keys.
+//! image and command, volume folders — and, merged in from its side file
+//! ([`super::user_extras`]), what gpu-booking adds: SSH keys, the must-change-password flag.
 //!
 //! Written by the tools and hand-editable. Every change is a read-modify-write under the
 //! [`ExclusiveLock`], saved atomically; readers hold a lock too. On a server its folder
 //! belongs to the `booking` account (`book` saves it by renaming a new file into place) and
 //! to nothing else of the admin's, so the file is read and written only as
-//! [`crate::state_folder`] allows: never through a link, only a plain file with one name. Fields gpu-booking added
-//! (`ssh_keys`, `must_change_password`) are optional, so the original's files load as they
-//! are and files without those fields are written as the original would expect.
+//! [`crate::state_folder`] allows: never through a link, only a plain file with one name.
+//!
+//! The file is the original system's contract both ways: each entry is written with exactly
+//! the original's seven keys (its reader rejects any other), every string so that YAML 1.1
+//! and 1.2 read it back unchanged ([`super::yaml_scalar`]). A file written by an earlier
+//! release, with `ssh_keys` or `must_change_password` inline, still loads; those keys move to
+//! the side file at the next save, nothing lost.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
+use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize};
 
 use super::host_deploy::HostDeploy;
+use super::user_extras::{self, UserExtras};
 use super::yaml::{self, Findings, Parsed, UserId};
+use super::yaml_scalar::scalar;
 use crate::atomic_file;
+use crate::error::FileProblem;
 use crate::lock::{ExclusiveLock, LockHeld};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One user: the original's seven keys, and gpu-booking's additions (saved in the side file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
     /// A crypt(3) hash (`$6$…`), or — as the original stored it — the password itself, which
@@ -35,17 +44,19 @@ pub struct UserEntry {
     pub image: Option<String>,
     #[serde(default)]
     pub extra_command: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub volume_work_dir: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub volume_dataset_dir: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub volume_backup_dir: Option<PathBuf>,
-    /// OpenSSH public keys that may log into the user's container.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// OpenSSH public keys that may log into the user's container. Saved in the side file;
+    /// read here too, where an earlier release wrote it inline.
+    #[serde(default)]
     pub ssh_keys: Vec<String>,
-    /// Set for a temporary password: the user must choose their own at the next login.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Set for a temporary password: the user must choose their own at the next login. Saved
+    /// in the side file; read here too, where an earlier release wrote it inline.
+    #[serde(default)]
     pub must_change_password: bool,
 }
 
@@ -106,26 +117,52 @@ impl UserEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsersConfig {
     pub users: IndexMap<UserId, UserEntry>,
+    /// Users whose SSH keys or must-change flag an earlier release wrote inline in
+    /// `users_config.yaml`, where the original cannot read the file; the next save moves them.
+    pub inline_extras: Vec<UserId>,
 }
 
 impl UsersConfig {
-    /// Reads the file; a missing or empty file is no users yet.
+    /// Reads the file and its side file; a missing or empty file is no users yet. An entry of
+    /// the side file without a user in `users_config.yaml` is ignored (with a warning) and
+    /// dropped at the next save: removing a user by hand removes their keys too.
     pub fn load(_lock: &impl LockHeld, path: &Path, shown_path: &str) -> Parsed<UsersConfig> {
         // Its folder is the booking account's, and root tools read it too: never through a link.
         let text = match crate::state_folder::read_to_string(path) {
             Ok(text) => text.unwrap_or_default(),
             Err(error) => {
-                return Err(vec![crate::error::FileProblem::error(
-                    shown_path,
-                    None,
-                    "",
-                    format!("cannot read: {error:#}"),
-                )]);
+                return Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error:#}"))]);
             }
         };
-        Self::parse(shown_path, &text)
+        let side_path = user_extras::path_for(path);
+        let side_shown = user_extras::path_for(Path::new(shown_path)).display().to_string();
+        let ((mut config, mut warnings), ((extras, side_text), _)) =
+            match (Self::parse(shown_path, &text), user_extras::load(&side_path, &side_shown)) {
+                (Ok(main), Ok(side)) => (main, side),
+                (main, side) => {
+                    let mut problems = main.err().unwrap_or_default();
+                    problems.extend(side.err().unwrap_or_default());
+                    return Err(problems);
+                }
+            };
+        for (user, extras) in extras {
+            match config.users.get_mut(&user) {
+                Some(entry) => merge(entry, extras),
+                None => warnings.push(FileProblem::warning(
+                    &side_shown,
+                    crate::yaml_lines::line_of_key(&side_text, &[user.as_str()]),
+                    user.as_str(),
+                    format!(
+                        "{user} has no entry in {shown_path}, so these settings are ignored (and dropped at \
+                         the next change)"
+                    ),
+                )),
+            }
+        }
+        Ok((config, warnings))
     }
 
+    /// Parses `users_config.yaml` alone (inline additions of an earlier release included).
     pub fn parse(shown_path: &str, text: &str) -> Parsed<UsersConfig> {
         let users: Option<IndexMap<UserId, UserEntry>> =
             yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
@@ -143,23 +180,88 @@ impl UsersConfig {
                 );
             }
         }
-        findings.finish(UsersConfig { users })
+        let inline_extras =
+            users.iter().filter(|(_, entry)| !extras_of(entry).is_empty()).map(|(user, _)| user.clone()).collect();
+        findings.finish(UsersConfig { users, inline_extras })
     }
 
     pub fn get(&self, user: &UserId) -> Option<&UserEntry> {
         self.users.get(user)
     }
 
-    /// Writes the whole file atomically. Comments in the file are not kept: it is the tools'
-    /// file (the admin's hand-written settings live in `capability_config.yaml`).
-    pub fn save(&self, lock: &ExclusiveLock, path: &Path) -> Result<()> {
-        let text = if self.users.is_empty() {
-            String::new()
-        } else {
-            serde_yaml::to_string(&self.users).with_context(|| format!("cannot encode {}", path.display()))?
-        };
+    /// Writes both files atomically: the side file first, so that a crash between the two
+    /// writes leaves keys moving out of `users_config.yaml` in both files rather than in
+    /// neither. Comments in the files are not kept: they are the tools' files (the admin's
+    /// hand-written settings live in `capability_config.yaml`).
+    pub fn save(&self, lock: &ExclusiveLock, deploy: &HostDeploy) -> Result<()> {
+        let path = &deploy.users_config_yaml;
+        let side_path = user_extras::path_for(path);
+        let extras: Vec<(&UserId, UserExtras)> =
+            self.users.iter().map(|(user, entry)| (user, extras_of(entry))).collect();
+        user_extras::save(lock, &side_path, &extras)?;
+        let text = self.render(deploy)?;
         atomic_file::write_atomically_private(lock, path, text.as_bytes())
     }
+
+    /// `users_config.yaml` as the original writes it: per user exactly its seven keys, in its
+    /// order. A volume folder missing from a hand-written entry is written as the folder it
+    /// stands for (the original needs every key).
+    pub fn render(&self, deploy: &HostDeploy) -> Result<String> {
+        let path = &deploy.users_config_yaml;
+        let side_name =
+            user_extras::path_for(path).file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut text = format!(
+            "# The users of gpu-booking, in the original system's format (book and enroll write it;\n\
+             # hand edits allowed). SSH keys and other additions are in {side_name} next to it.\n"
+        );
+        if self.users.is_empty() {
+            // An empty mapping rather than an empty document, which YAML reads as null.
+            text.push_str("{}\n");
+        }
+        let optional = |value: &Option<String>| value.as_deref().map_or_else(|| "null".to_string(), scalar);
+        let folder = |field: &str, folder: &Path| -> Result<String> {
+            let folder = folder.to_str().with_context(|| {
+                format!("cannot write {}: {field} {} is not UTF-8", path.display(), folder.display())
+            })?;
+            Ok(scalar(folder))
+        };
+        for (index, (user, entry)) in self.users.iter().enumerate() {
+            let (work, dataset, backup) = deploy.new_user_folders(user.as_str());
+            let work = entry.volume_work_dir.clone().unwrap_or(work);
+            let dataset = entry.volume_dataset_dir.clone().unwrap_or(dataset);
+            let backup = entry.volume_backup_dir.clone().unwrap_or(backup);
+            if index > 0 {
+                text.push('\n');
+            }
+            text.push_str(&format!("{}:\n", scalar(user.as_str())));
+            text.push_str(&format!("  password: {}\n", optional(&entry.password)));
+            text.push_str(&format!("  forward_port: {}\n", entry.forward_port));
+            text.push_str(&format!("  image: {}\n", optional(&entry.image)));
+            text.push_str(&format!("  extra_command: {}\n", optional(&entry.extra_command)));
+            text.push_str(&format!("  volume_work_dir: {}\n", folder("volume_work_dir", &work)?));
+            text.push_str(&format!("  volume_dataset_dir: {}\n", folder("volume_dataset_dir", &dataset)?));
+            text.push_str(&format!("  volume_backup_dir: {}\n", folder("volume_backup_dir", &backup)?));
+        }
+        Ok(text)
+    }
+}
+
+/// What of `entry` goes into the side file.
+fn extras_of(entry: &UserEntry) -> UserExtras {
+    UserExtras { ssh_keys: entry.ssh_keys.clone(), must_change_password: entry.must_change_password }
+}
+
+/// Adds the side file's settings to an entry. When an earlier release's inline keys are there
+/// too (a crash between the two writes of a save), nothing is dropped: keys from both, and a
+/// must-change flag from either.
+fn merge(entry: &mut UserEntry, extras: UserExtras) {
+    let inline = std::mem::replace(&mut entry.ssh_keys, extras.ssh_keys);
+    for key in inline {
+        if !entry.ssh_keys.contains(&key) {
+            entry.ssh_keys.push(key);
+        }
+    }
+    entry.must_change_password |= extras.must_change_password;
 }
 
 /// The original quoted passwords (`"0000"`), but a hand edit may not; YAML then reads a number.

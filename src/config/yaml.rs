@@ -66,6 +66,39 @@ impl UserId {
         }
     }
 
+    /// An id as a person typed it (`book --user`, the login prompt): lower-cased first, as
+    /// the original did with the id it was given, so both systems agree on who `Alice` is.
+    pub fn parse_typed(text: &str) -> Result<Self, String> {
+        Self::parse(&text.trim().to_lowercase())
+    }
+
+    /// A new user's id (`enroll add`): besides [`UserId::parse`], lower-case only (`book`
+    /// and the original lower-case the id typed at login, so `Alice` could never log in),
+    /// and not `now` (a line `now` in `jobs/monitor_exec` asks for a monitor pass, where a
+    /// restart request is the bare user id).
+    pub fn parse_new(text: &str) -> Result<Self, String> {
+        let user = Self::parse(text)?;
+        if user.has_upper_case() {
+            return Err(format!(
+                "user ids are lower-case ({text:?} could never log in: book, like the original system, \
+                 lower-cases the id typed at login); use {}",
+                text.to_lowercase()
+            ));
+        }
+        if text == "now" {
+            return Err("\"now\" cannot be a user id: in jobs/monitor_exec the line `now` asks for a monitor pass, \
+                 and a restart request is the bare user id"
+                .to_string());
+        }
+        Ok(user)
+    }
+
+    /// True for an id with an upper-case letter, which nobody can log in as (see
+    /// [`UserId::parse_typed`]); `enroll check` names such ids.
+    pub fn has_upper_case(&self) -> bool {
+        self.0.chars().any(|character| character.is_ascii_uppercase())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

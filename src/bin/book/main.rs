@@ -142,7 +142,7 @@ impl Session {
             None if prompts::interactive() => prompts::user_id()?,
             None => bail!(UsageError("--user is needed when there is no terminal to ask on".into())),
         };
-        let user = UserId::parse(user_text.trim()).map_err(UsageError)?;
+        let user = UserId::parse_typed(&user_text).map_err(UsageError)?;
         let standing = {
             let lock = SharedLock::acquire(&self.root)?;
             account::standing(&Config::load(&lock)?, &user)

@@ -24,7 +24,7 @@ pub fn interactive() -> bool {
 pub fn user_id() -> Result<String> {
     Ok(Input::<String>::new()
         .with_prompt("User id")
-        .validate_with(|text: &String| UserId::parse(text.trim()).map(|_| ()))
+        .validate_with(|text: &String| UserId::parse_typed(text).map(|_| ()))
         .interact_text()?)
 }
 

@@ -78,6 +78,35 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Limits(arguments) => limits(&root, arguments),
         Command::Report(arguments) => report(&root, arguments),
+        Command::AbsolutePaths { json } => {
+            let lock = ExclusiveLock::acquire(&root)?;
+            let done = enrollment::make_paths_absolute(&lock)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+                return Ok(());
+            }
+            for change in &done.changes {
+                let from = change.from.as_ref().map_or("(missing)".to_string(), |from| from.display().to_string());
+                println!("{}.{}: {from} -> {}", change.user, change.field, change.to.display());
+            }
+            if !done.moved_to_side_file.is_empty() {
+                println!(
+                    "moved SSH keys and must-change flags of {} out of users_config.yaml into its side file",
+                    done.moved_to_side_file.join(", ")
+                );
+            }
+            if done.changes.is_empty() && done.moved_to_side_file.is_empty() {
+                println!("nothing to change: every volume folder is absolute");
+            }
+            if !done.hashed_passwords.is_empty() {
+                println!(
+                    "note: {} have hashed passwords, which the original system cannot check; see README, \
+                     \"Going back to the original\"",
+                    done.hashed_passwords.join(", ")
+                );
+            }
+            Ok(())
+        }
         Command::Completions { shell, binary } => {
             std::io::stdout().write_all(&generate::completions(shell, binary)).context("cannot write the script")
         }
@@ -128,7 +157,7 @@ fn print_temporary(user: &UserId, temporary: &str) {
 }
 
 fn add(root: &Root, arguments: AddArgs) -> Result<()> {
-    let user = user_id(&arguments.id)?;
+    let user = UserId::parse_new(&arguments.id).map_err(UsageError)?;
     let mut ssh_keys = Vec::new();
     for file in &arguments.key {
         let text =
