@@ -61,6 +61,8 @@ pub struct ContainerSpec {
     pub pids_limit: i64,
     /// `nofile`, soft and hard.
     pub open_files_limit: i64,
+    /// The container's own file system, in GB, where the storage driver can limit it.
+    pub writable_layer_gb: Option<i64>,
     /// The network every booking's container joins; containers on it cannot reach each
     /// other (inter-container communication is off), only the host's published ports.
     pub network: String,
@@ -233,6 +235,7 @@ pub fn build(booking: &Booking, inputs: &SpecInputs) -> ContainerSpec {
         security_options: vec!["no-new-privileges:true".into()],
         pids_limit: config.containers.pids_limit,
         open_files_limit: config.containers.open_files_limit,
+        writable_layer_gb: config.containers.writable_layer_gb,
         network: NETWORK.into(),
         files,
     }

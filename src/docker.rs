@@ -152,12 +152,27 @@ impl Engine {
     ) -> Result<Started> {
         self.ensure_image(&spec.image, progress).await?;
         self.ensure_network(&spec.network).await?;
-        let body = create_body(spec);
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image))?;
+        let mut layer_not_limited = None;
+        match self.docker.create_container(Some(options.clone()), create_body(spec)).await {
+            Ok(_) => {}
+            // Only overlay2 on xfs with pquota can limit the writable layer: elsewhere the
+            // container runs without that limit, and the caller says so.
+            Err(DockerError::DockerResponseServerError { message, .. })
+                if spec.writable_layer_gb.is_some() && message.to_lowercase().contains("storage-opt") =>
+            {
+                layer_not_limited = Some(message);
+                let unlimited = ContainerSpec { writable_layer_gb: None, ..spec.clone() };
+                self.docker
+                    .create_container(Some(options), create_body(&unlimited))
+                    .await
+                    .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image))?;
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image));
+            }
+        }
         let started = async {
             // The saved files first, the setup files last: a container that holds its setup
             // files is complete (an interrupted pass keeps it), so one without its saved
@@ -194,6 +209,7 @@ impl Engine {
             _ => String::new(),
         };
         Ok(Started {
+            layer_not_limited,
             restore_problem: restore_problem.map(|error| format!("{error:#}")),
             missing: missing.split_whitespace().map(str::to_string).collect(),
         })
@@ -474,6 +490,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 hard: Some(spec.open_files_limit),
             }]),
             network_mode: Some(spec.network.clone()),
+            storage_opt: spec.writable_layer_gb.map(|gb| HashMap::from([("size".to_string(), format!("{gb}G"))])),
             ..Default::default()
         }),
         ..Default::default()
@@ -496,6 +513,8 @@ fn folder_mount(mount: &crate::container_spec::FolderMount) -> Mount {
 /// What [`Engine::start_booking_container`] reports besides success.
 #[derive(Debug, Default)]
 pub struct Started {
+    /// Why the writable layer could not be limited (the storage driver's refusal).
+    pub layer_not_limited: Option<String>,
     /// Why the saved files could not be copied in (the container runs without them).
     pub restore_problem: Option<String>,
     /// Parts of the image contract the container lacks.

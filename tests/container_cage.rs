@@ -204,3 +204,23 @@ fn the_work_quota_holds_while_the_booking_runs() {
     lab.monitor("2026-11-23 12:00").expect(0, "a pass back under the quota");
     assert!(is_running(&inspect_existing(&user, "under the quota")), "under the quota it keeps running");
 }
+
+/// The container's own file system is limited where the storage driver can do it; where it
+/// cannot, the container still runs and the log says the limit is missing.
+#[test]
+fn the_writable_layer_is_limited_where_the_driver_can_and_said_where_not() {
+    if !images::engine_or_skip("the_writable_layer_is_limited_where_the_driver_can_and_said_where_not") {
+        return;
+    }
+    let lab = lab_with("layer", &["a"], "");
+    lab.write("cfg/containers.yaml", "writable_layer_gb: 5\n");
+    let user = lab.user(0).to_string();
+    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
+    lab.monitor(NOW).assert_no_panic("the pass that starts the booking");
+    let container = inspect_existing(&user, "after the start");
+    assert!(is_running(&container), "the container runs either way");
+    let limited = container["HostConfig"]["StorageOpt"]["size"].as_str() == Some("5G");
+    let warned = !lab.log_lines("[WARNING] StorageWarning", &[&user, "not limited to 5 GB"]).is_empty();
+    println!("writable layer limited here: {limited}");
+    assert!(limited != warned, "limited ({limited}) or said not to be ({warned}), exactly one:\n{}", lab.log());
+}

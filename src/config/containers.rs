@@ -21,6 +21,7 @@ struct RawContainerSettings {
     ssh_bind_address: Option<String>,
     pids_limit: Option<i64>,
     open_files_limit: Option<i64>,
+    writable_layer_gb: Option<i64>,
 }
 
 /// What every booking's container gets besides its booked resources.
@@ -32,14 +33,23 @@ pub struct ContainerSettings {
     pub pids_limit: i64,
     /// Open files per process (`nofile`, soft and hard).
     pub open_files_limit: i64,
+    /// The size limit of a container's own file system (its writable layer), where the
+    /// storage driver can enforce one (overlay2 on xfs with `pquota`); `None`: no limit.
+    pub writable_layer_gb: Option<i64>,
 }
 
 pub const PIDS_RANGE: std::ops::RangeInclusive<i64> = 64..=4_194_304;
 pub const OPEN_FILES_RANGE: std::ops::RangeInclusive<i64> = 1024..=1_048_576;
+pub const WRITABLE_LAYER_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 
 impl Default for ContainerSettings {
     fn default() -> ContainerSettings {
-        ContainerSettings { ssh_bind_address: IpAddr::from([0, 0, 0, 0]), pids_limit: 4096, open_files_limit: 16_384 }
+        ContainerSettings {
+            ssh_bind_address: IpAddr::from([0, 0, 0, 0]),
+            pids_limit: 4096,
+            open_files_limit: 16_384,
+            writable_layer_gb: None,
+        }
     }
 }
 
@@ -70,6 +80,18 @@ impl ContainerSettings {
                 ),
                 None => {}
             }
+        }
+        match raw.writable_layer_gb {
+            Some(value) if WRITABLE_LAYER_RANGE.contains(&value) => settings.writable_layer_gb = Some(value),
+            Some(value) => findings.error(
+                &["writable_layer_gb"],
+                format!(
+                    "expected a whole number of GB from {} to {}, found {value}",
+                    WRITABLE_LAYER_RANGE.start(),
+                    WRITABLE_LAYER_RANGE.end()
+                ),
+            ),
+            None => {}
         }
         findings.finish(settings)
     }

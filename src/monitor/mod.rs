@@ -488,6 +488,16 @@ pub async fn launch(
     }
     let started =
         engine.start_booking_container(&prepared.spec, archive.as_ref().map(|file| file.path()), progress).await?;
+    if let Some(refusal) = &started.layer_not_limited {
+        log.warning(
+            "StorageWarning",
+            &format!(
+                "{name}'s container file system is not limited to {} GB: the storage driver refused ({refusal}); \
+                 Docker limits it only on overlay2 over xfs mounted with pquota",
+                prepared.spec.writable_layer_gb.unwrap_or_default()
+            ),
+        );
+    }
     if let Some(problem) = &started.restore_problem {
         log.warning("BackupWarning", &format!("{name}: the saved files were not restored: {problem}"));
     }
@@ -732,15 +742,22 @@ pub async fn enforcement_report(config: &Config, engine: Option<&Engine>) -> Vec
             };
         lines.push(format!("{what} folders ({}): {verdict}", parent.display()));
     }
+    let asked = match settings.writable_layer_gb {
+        Some(gb) => format!("{gb} GB asked in containers.yaml"),
+        None => "no limit asked (writable_layer_gb in containers.yaml)".to_string(),
+    };
     lines.push(match engine {
         Some(engine) => match engine.storage().await {
-            Ok((driver, backing)) if driver == "overlay2" && backing == "xfs" => format!(
-                "container file system: {driver} on {backing}; not limited by gpu-booking (Docker can limit it only \
-                 with xfs mounted pquota)"
-            ),
+            Ok((driver, backing))
+                if settings.writable_layer_gb.is_some() && driver == "overlay2" && backing == "xfs" =>
+            {
+                format!(
+                    "container file system: {asked}; {driver} on {backing} limits it when xfs is mounted with pquota"
+                )
+            }
             Ok((driver, backing)) => format!(
-                "container file system: not limited ({driver} on {backing}; Docker limits it only on overlay2 over xfs \
-                 with pquota)"
+                "container file system: not limited ({asked}; {driver} on {backing}, and Docker limits it only on \
+                 overlay2 over xfs with pquota)"
             ),
             Err(error) => format!("container file system: unknown ({error:#})"),
         },
