@@ -384,19 +384,13 @@ impl Engine {
         let path = format!("{}/start", crate::container_spec::SETUP_DIR);
         let options = DownloadFromContainerOptions { path: path.clone() };
         let mut stream = self.docker.download_from_container(name, Some(options));
-        let mut found = false;
         // The first bytes answer the question: the file is the student's to make huge.
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(_) => {
-                    found = true;
-                    break;
-                }
-                Err(error) if is_not_found(&error) => return Ok(false),
-                Err(error) => return Err(error).with_context(|| format!("cannot look for {path} in container {name}")),
-            }
+        match stream.next().await {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(error)) if is_not_found(&error) => Ok(false),
+            Some(Err(error)) => Err(error).with_context(|| format!("cannot look for {path} in container {name}")),
+            None => Ok(false),
         }
-        Ok(found)
     }
 
     /// The host PIDs of the processes in a running container (to match NVML's GPU processes).
