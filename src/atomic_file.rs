@@ -21,6 +21,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::journal;
 use crate::lock::ExclusiveLock;
 use crate::state_folder::{self, FileMode as Mode, Folder};
 
@@ -56,6 +57,29 @@ pub fn append_durably(_lock: &ExclusiveLock, path: &Path, header: &[u8], content
     file.write_all(&bytes).with_context(|| format!("cannot append to {}", path.display()))?;
     file.sync_data().with_context(|| format!("cannot flush {} to disk", path.display()))?;
     Ok(())
+}
+
+/// What appending `contents` to `path` would write (the header first on an empty file, a
+/// newline after an open last line), and the file's length now: one step of a multi-file
+/// change (see [`crate::journal`]). The file is created when missing.
+pub fn planned_append(_lock: &ExclusiveLock, path: &Path, header: &[u8], contents: &[u8]) -> Result<(u64, Vec<u8>)> {
+    let mut file = open_for_appending(path)?;
+    let length = file.metadata().with_context(|| format!("cannot read the size of {}", path.display()))?.len();
+    let mut bytes = Vec::with_capacity(header.len() + contents.len() + 1);
+    if length == 0 {
+        bytes.extend_from_slice(header);
+    } else if !ends_with_newline(&mut file, length) {
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(contents);
+    Ok((length, bytes))
+}
+
+/// Makes a change to several files of the folder `folder` so that a kill at any moment
+/// leaves either none or all of it made, once the next holder of the lock has looked.
+pub fn change_together(_lock: &ExclusiveLock, folder: &Path, steps: &[journal::Step]) -> Result<()> {
+    let handle = Folder::open(folder)?.with_context(|| format!("the folder {} does not exist", folder.display()))?;
+    journal::make(&handle, steps)
 }
 
 /// Opens `path` for appending, creating it (owned like its folder, see the module comment)

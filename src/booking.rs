@@ -298,12 +298,11 @@ pub fn cancel(
                 .into_iter()
                 .filter(|booking| !(booking.user_id == *user && booking.start == chosen.start))
                 .collect();
-            // Appending nothing opens the history as an append would: if it cannot be
-            // written (a swapped file is refused), the booking stays where it is.
-            schedule::append_history(lock, &[])?;
-            schedule::write(lock, ActiveFile::Booking, &booked)?;
             let record = Booking { end: chosen.start, ..chosen.clone() };
-            schedule::append_history(lock, &[record])?;
+            schedule::commit(
+                lock,
+                schedule::Change { booked: Some(&booked), history: &[record], ..Default::default() },
+            )?;
             Ok(Cancelled::Removed(chosen))
         }
         BookingState::Running => {
@@ -386,7 +385,12 @@ pub fn request_restart(lock: &ExclusiveLock, user: &UserId) -> Result<Booking> {
     let Some(running) = state.running.iter().find(|booking| &booking.user_id == user) else {
         bail!(Refused(format!("{user} has no running booking, so there is no container to restart")));
     };
-    monitor_exec::append(lock, &MonitorRequest::Restart(user.clone()))?;
+    let request = MonitorRequest::Restart(user.clone());
+    // Asking again before the monitor came round (a retry after a dropped connection) adds
+    // nothing: one restart was asked for.
+    if !monitor_exec::read(lock)?.requests.contains(&request) {
+        monitor_exec::append(lock, &request)?;
+    }
     Ok(running.clone())
 }
 

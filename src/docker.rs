@@ -117,12 +117,10 @@ impl Engine {
 
     /// Creates the network every booking's container joins, if missing: a bridge with
     /// inter-container communication off, so students reach each other only through the
-    /// host's published ports.
-    pub async fn ensure_network(&self, name: &str) -> Result<()> {
-        match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
-            Ok(_) => return Ok(()),
-            Err(error) if is_not_found(&error) => {}
-            Err(error) => return Err(error).with_context(|| format!("cannot inspect the network {name}")),
+    /// host's published ports. Returns its id.
+    pub async fn ensure_network(&self, name: &str) -> Result<String> {
+        if let Some(id) = self.network_id(name).await? {
+            return Ok(id);
         }
         let request = bollard::models::NetworkCreateRequest {
             name: name.to_string(),
@@ -132,11 +130,36 @@ impl Engine {
             ..Default::default()
         };
         match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // Made by a concurrent start meanwhile.
-            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
-            Err(error) => Err(error).with_context(|| format!("cannot create the network {name}")),
+            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {}
+            Err(error) => return Err(error).with_context(|| format!("cannot create the network {name}")),
         }
+        self.network_id(name).await?.with_context(|| format!("the network {name} vanished as it was created"))
+    }
+
+    /// The id of the network named exactly `name`. Engines before API 1.44 let two concurrent
+    /// creations (two monitors, on two roots, starting their first containers at once) make
+    /// two networks of one name, after which a start by name fails as "ambiguous": every
+    /// caller picks the oldest, and removes the others of ours that nothing uses.
+    async fn network_id(&self, name: &str) -> Result<Option<String>> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let options = bollard::query_parameters::ListNetworksOptions { filters: Some(filters) };
+        let listed = self.docker.list_networks(Some(options)).await.context("cannot list the networks")?;
+        let mut found: Vec<_> = listed.into_iter().filter(|network| network.name.as_deref() == Some(name)).collect();
+        found.sort_by(|left, right| left.created.cmp(&right.created).then_with(|| left.id.cmp(&right.id)));
+        let mut found = found.into_iter();
+        let Some(chosen) = found.next().and_then(|network| network.id) else {
+            return Ok(None);
+        };
+        for duplicate in found {
+            let ours = duplicate.labels.as_ref().is_some_and(|labels| labels.contains_key(LABEL_MANAGED));
+            if let (true, Some(id)) = (ours, duplicate.id) {
+                // Refused while a container uses it; that container keeps working.
+                let _ = self.docker.remove_network(&id).await;
+            }
+        }
+        Ok(Some(chosen))
     }
 
     /// Creates and starts a booking's container: image pulled if missing, the setup files and
@@ -151,7 +174,9 @@ impl Engine {
         progress: bool,
     ) -> Result<Started> {
         self.ensure_image(&spec.image, progress).await?;
-        self.ensure_network(&spec.network).await?;
+        // By id: a name another monitor is creating at this moment could be ambiguous.
+        let network = self.ensure_network(&spec.network).await?;
+        let spec = &ContainerSpec { network, ..spec.clone() };
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         let mut layer_not_limited = None;
         match self.docker.create_container(Some(options.clone()), create_body(spec)).await {

@@ -18,6 +18,7 @@ pub mod enrollment;
 pub mod error;
 pub mod faillock;
 pub mod gpu;
+pub mod journal;
 pub mod lock;
 pub mod login_shell;
 pub mod monitor;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::journal;
 use crate::root::Root;
 use crate::state_folder::Folder;
 
@@ -36,7 +37,7 @@ pub struct SharedLock {
     _file: File,
 }
 
-fn open_lock_file(root: &Root) -> Result<(File, PathBuf)> {
+fn open_lock_file(root: &Root) -> Result<(File, PathBuf, Folder)> {
     // `jobs/` is created on first use, but only inside a root that exists: a mistyped
     // `--root` must be an error, not a new folder tree.
     if !root.dir().is_dir() {
@@ -47,26 +48,49 @@ fn open_lock_file(root: &Root) -> Result<(File, PathBuf)> {
     // Created by root (the monitor) or by `booking` (book): either must open it afterwards.
     // `jobs/` is the booking account's, so the lock file is opened like every file there
     // (never through a link, only a plain file).
-    let file = Folder::create(&jobs)?
+    let folder = Folder::create(&jobs)?;
+    let file = folder
         .open_or_create(OsStr::new(LOCK_FILE_NAME), rustix::fs::OFlags::RDWR)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    Ok((file, path))
+    Ok((file, path, folder))
+}
+
+/// What the first holder of the exclusive lock does before anything else: complete a change
+/// a killed writer left half made, and remove the temporary files it left (no writer of ours
+/// is half-way through one while the lock is held).
+fn tidy_up_after_killed_writers(folder: &Folder) -> Result<()> {
+    journal::finish_interrupted(folder)?;
+    folder.remove_debris(journal::is_temporary_name)?;
+    Ok(())
 }
 
 impl ExclusiveLock {
-    /// Waits until no other process holds the lock, then takes it.
+    /// Waits until no other process holds the lock, then takes it. A change that a killed
+    /// writer left half made is completed first (see [`crate::journal`]).
     pub fn acquire(root: &Root) -> Result<Self> {
-        let (file, path) = open_lock_file(root)?;
+        let (file, path, folder) = open_lock_file(root)?;
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        tidy_up_after_killed_writers(&folder)?;
         Ok(ExclusiveLock { root: root.clone(), _file: file })
     }
 }
 
 impl SharedLock {
     /// Waits until no writer holds the lock, then takes a shared hold on it.
+    /// A change that a killed writer left half made is completed first: a reader never sees
+    /// a booking in two files.
     pub fn acquire(root: &Root) -> Result<Self> {
-        let (file, path) = open_lock_file(root)?;
+        let (file, path, folder) = open_lock_file(root)?;
         file.lock_shared().with_context(|| format!("cannot lock {}", path.display()))?;
+        if journal::is_pending(&folder) {
+            // Upgraded for the repair, then shared again: a writer may come in between, and
+            // leaves the files whole.
+            file.unlock().with_context(|| format!("cannot unlock {}", path.display()))?;
+            file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+            tidy_up_after_killed_writers(&folder)?;
+            file.unlock().with_context(|| format!("cannot unlock {}", path.display()))?;
+            file.lock_shared().with_context(|| format!("cannot lock {}", path.display()))?;
+        }
         Ok(SharedLock { root: root.clone(), _file: file })
     }
 }
@@ -99,7 +123,7 @@ mod tests {
         let root = Root::new(dir.path());
         let first = ExclusiveLock::acquire(&root).unwrap();
         // A second open file description on the same file must not get the lock.
-        let (second, _) = open_lock_file(&root).unwrap();
+        let (second, _, _) = open_lock_file(&root).unwrap();
         assert!(second.try_lock().is_err());
         assert!(second.try_lock_shared().is_err());
         drop(first);
@@ -112,7 +136,7 @@ mod tests {
         let root = Root::new(dir.path());
         let _reader_one = SharedLock::acquire(&root).unwrap();
         let _reader_two = SharedLock::acquire(&root).unwrap();
-        let (writer, _) = open_lock_file(&root).unwrap();
+        let (writer, _, _) = open_lock_file(&root).unwrap();
         assert!(writer.try_lock().is_err());
     }
 }

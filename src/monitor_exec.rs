@@ -4,8 +4,10 @@
 //! monitor when the file changes, and the monitor consumes the requests. Read are `now`, a
 //! bare id (the original's restart), and `restart <id>` (what an earlier release wrote).
 //!
-//! Locking: appends and the consume (read, then empty the file) happen under the
-//! [`ExclusiveLock`], so no request is lost between the read and the emptying. The file lies
+//! Locking: appends happen under the [`ExclusiveLock`]. A pass reads the requests at its
+//! start and removes them only at its end, under the lock again and together with what it
+//! records, keeping those that failed: a pass killed in between leaves every request for the
+//! next one, and a request that arrives meanwhile stays. The file lies
 //! in the booking account's `jobs/` and the monitor consumes it as root: it is read and
 //! written only as [`crate::state_folder`] allows.
 
@@ -15,7 +17,7 @@ use anyhow::Result;
 
 use crate::atomic_file;
 use crate::config::UserId;
-use crate::lock::ExclusiveLock;
+use crate::lock::{ExclusiveLock, LockHeld};
 use crate::root::Root;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,28 +33,72 @@ pub fn path(root: &Root) -> PathBuf {
 }
 
 pub fn append(lock: &ExclusiveLock, request: &Request) -> Result<()> {
-    let line = match request {
+    atomic_file::append_durably(lock, &path(lock.root()), b"", line_of(request).as_bytes())
+}
+
+fn line_of(request: &Request) -> String {
+    match request {
         Request::Now => "now\n".to_string(),
         // A user named `now` (possible in files from before ids were checked for it) keeps
         // the long form: the bare id would read as a request for a pass.
         Request::Restart(user) if user.as_str() == "now" => "restart now\n".to_string(),
         Request::Restart(user) => format!("{user}\n"),
-    };
-    atomic_file::append_durably(lock, &path(lock.root()), b"", line.as_bytes())
+    }
 }
 
-/// Reads every pending request and empties the file. Lines that are not requests are
-/// returned as text so the monitor can log them.
-pub fn take_all(lock: &ExclusiveLock) -> Result<(Vec<Request>, Vec<String>)> {
+/// The requests a pass read at its start. They stay in the file until the pass is done with
+/// them ([`after_pass`]): a pass killed half-way leaves them for the next one.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Pending {
+    pub requests: Vec<Request>,
+    /// Lines that are not requests, for the log (and removed with the rest).
+    pub strangers: Vec<String>,
+    /// Every line read, as written.
+    lines: Vec<String>,
+}
+
+/// Reads the pending requests without removing them.
+pub fn read(lock: &impl LockHeld) -> Result<Pending> {
     let file = path(lock.root());
     let Some(text) = crate::state_folder::read_to_string(&file)? else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Pending::default());
     };
-    let (requests, unknown) = parse(&text);
-    if !text.is_empty() {
-        atomic_file::write_atomically(lock, &file, b"")?;
+    let (requests, strangers) = parse(&text);
+    let lines = text.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_string).collect();
+    Ok(Pending { requests, strangers, lines })
+}
+
+/// Whether any request waits (one that arrived while a pass ran, or one kept for a retry).
+pub fn has_pending(lock: &impl LockHeld) -> Result<bool> {
+    Ok(!read(lock)?.lines.is_empty())
+}
+
+/// The contents `monitor_exec` gets when a pass is done with the requests it read: those lines
+/// leave the file, except the requests in `kept` (to be tried again); lines that arrived while
+/// the pass ran stay; `added` requests are appended. Written by the pass's last change
+/// ([`crate::schedule::commit`]), together with what it records.
+pub fn after_pass(lock: &ExclusiveLock, served: &Pending, kept: &[Request], added: &[Request]) -> Result<Vec<u8>> {
+    let now = read(lock)?;
+    let mut remaining = now.lines;
+    let mut kept: Vec<String> = kept.iter().map(line_of).map(|line| line.trim_end().to_string()).collect();
+    for line in &served.lines {
+        if let Some(position) = kept.iter().position(|keep| keep == line) {
+            kept.remove(position);
+            continue;
+        }
+        if let Some(position) = remaining.iter().position(|current| current == line) {
+            remaining.remove(position);
+        }
     }
-    Ok((requests, unknown))
+    let mut contents = String::new();
+    for line in remaining {
+        contents.push_str(&line);
+        contents.push('\n');
+    }
+    for request in added {
+        contents.push_str(&line_of(request));
+    }
+    Ok(contents.into_bytes())
 }
 
 fn parse(text: &str) -> (Vec<Request>, Vec<String>) {
@@ -96,6 +142,27 @@ mod tests {
             append(&lock, request).unwrap();
         }
         assert_eq!(std::fs::read_to_string(path(&root)).unwrap(), "now\nalice\nrestart now\n");
-        assert_eq!(take_all(&lock).unwrap(), (vec![Request::Now, alice, now_user], Vec::new()));
+        let pending = read(&lock).unwrap();
+        assert_eq!(
+            (pending.requests.clone(), pending.strangers.clone()),
+            (vec![Request::Now, alice, now_user], Vec::new())
+        );
+    }
+
+    #[test]
+    fn a_pass_removes_what_it_served_and_keeps_what_failed_or_arrived_meanwhile() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Root::new(scratch.path());
+        std::fs::create_dir_all(root.jobs_dir()).unwrap();
+        let lock = ExclusiveLock::acquire(&root).unwrap();
+        let user = |id: &str| Request::Restart(UserId::parse(id).unwrap());
+        std::fs::write(path(&root), "now\nalice\nbob\nrm -rf /\n").unwrap();
+        let served = read(&lock).unwrap();
+        assert_eq!(served.strangers, vec!["rm -rf /".to_string()]);
+        // While the pass runs, carol asks for a restart and alice asks again.
+        append(&lock, &user("carol")).unwrap();
+        append(&lock, &user("alice")).unwrap();
+        let contents = after_pass(&lock, &served, &[user("bob")], &[Request::Now]).unwrap();
+        assert_eq!(String::from_utf8(contents).unwrap(), "bob\ncarol\nalice\nnow\n");
     }
 }

@@ -365,6 +365,55 @@ pub fn append_history(lock: &ExclusiveLock, bookings: &[Booking]) -> Result<()> 
     atomic_file::append_durably(lock, &history_path(lock.root()), header_line().as_bytes(), &encode(bookings)?)
 }
 
+/// A change to more than one of the schedule files (and `monitor_exec`), made at once: a kill
+/// at any moment leaves either the old files or, once the next holder of the lock has looked,
+/// the new ones (see [`crate::journal`]). A booking moved from one file to another is
+/// therefore never in none of them, nor in two.
+#[derive(Debug, Default)]
+pub struct Change<'a> {
+    pub booked: Option<&'a [Booking]>,
+    pub running: Option<&'a [Booking]>,
+    /// Rows appended to `used.csv`.
+    pub history: &'a [Booking],
+    /// The new contents of `jobs/monitor_exec` (see [`crate::monitor_exec`]).
+    pub requests: Option<Vec<u8>>,
+}
+
+pub fn commit(lock: &ExclusiveLock, change: Change<'_>) -> Result<()> {
+    use crate::journal::Step;
+    let mut steps = Vec::new();
+    if !change.history.is_empty() {
+        let (length_before, bytes) = atomic_file::planned_append(
+            lock,
+            &history_path(lock.root()),
+            header_line().as_bytes(),
+            &encode(change.history)?,
+        )?;
+        steps.push(Step::Append { name: "used.csv", length_before, bytes });
+    }
+    for (file, rows, name) in
+        [(ActiveFile::Using, change.running, "using.csv"), (ActiveFile::Booking, change.booked, "booking.csv")]
+    {
+        if let Some(rows) = rows {
+            debug_assert_eq!(file.path(lock.root()).file_name().and_then(|name| name.to_str()), Some(name));
+            let mut contents = header_line().into_bytes();
+            contents.extend(encode(rows)?);
+            steps.push(Step::Replace { name, contents });
+        }
+    }
+    if let Some(contents) = change.requests {
+        steps.push(Step::Replace { name: "monitor_exec", contents });
+    }
+    match steps.as_slice() {
+        [] => Ok(()),
+        [Step::Append { .. }] => append_history(lock, change.history),
+        [Step::Replace { name, contents }] => {
+            atomic_file::write_atomically(lock, &lock.root().jobs_dir().join(name), contents)
+        }
+        _ => atomic_file::change_together(lock, &lock.root().jobs_dir(), &steps),
+    }
+}
+
 /// The rows at the end of `used.csv` (its last 64 KiB), so the monitor can tell a row it
 /// already appended in an interrupted pass without reading a long history.
 pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {

@@ -197,6 +197,48 @@ impl Folder {
         result
     }
 
+    /// Whether anything (a link included) stands at `name`.
+    pub fn exists(&self, name: &OsStr) -> bool {
+        rustix::fs::statat(&self.handle, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// Removes the name `name` (never what a link points to) and flushes the folder, so the
+    /// removal survives a power cut. A name that is already gone is not an error.
+    pub fn remove(&self, name: &OsStr) -> Result<()> {
+        let path = self.file_path(name);
+        match rustix::fs::unlinkat(&self.handle, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(error) => return Err(error).with_context(|| format!("cannot remove {}", path.display())),
+        }
+        rustix::fs::fsync(&self.handle)
+            .with_context(|| format!("cannot flush the folder {} to disk", self.path.display()))
+    }
+
+    /// Removes the files whose names `is_debris` picks (temporary files a killed writer left).
+    /// Only plain files are removed; returns how many.
+    pub fn remove_debris(&self, is_debris: impl Fn(&OsStr) -> bool) -> Result<usize> {
+        use std::os::unix::ffi::OsStrExt;
+        let listing = rustix::fs::Dir::read_from(&self.handle)
+            .with_context(|| format!("cannot list the folder {}", self.path.display()))?;
+        let mut debris = Vec::new();
+        for entry in listing {
+            let entry = entry.with_context(|| format!("cannot list the folder {}", self.path.display()))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if is_debris(name) && entry.file_type() == FileType::RegularFile {
+                debris.push(name.to_os_string());
+            }
+        }
+        for name in &debris {
+            match rustix::fs::unlinkat(&self.handle, name.as_os_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(error) => {
+                    return Err(error).with_context(|| format!("cannot remove {}", self.file_path(name).display()));
+                }
+            }
+        }
+        Ok(debris.len())
+    }
+
     fn owner(&self) -> Result<(u32, u32)> {
         let stat = rustix::fs::fstat(&self.handle)
             .with_context(|| format!("cannot read the owner of {}", self.path.display()))?;

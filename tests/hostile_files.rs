@@ -84,7 +84,10 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|error| panic!("run {name}: {error}"));
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        // A command that refuses before reading its input closes the pipe first.
+        if let Err(error) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
+            assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "writing to {name}'s input: {error}");
+        }
         let output = child.wait_with_output().unwrap();
         let run = Run {
             code: output.status.code(),

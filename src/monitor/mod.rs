@@ -1,13 +1,14 @@
 //! The monitor pass: bring the Docker engine in line with the schedule.
 //!
-//! 1. Under the lock: read the state, take the requests in `jobs/monitor_exec`, plan.
+//! 1. Under the lock: read the state and the requests in `jobs/monitor_exec`, plan.
 //! 2. Without the lock (so `book` never waits on Docker): back up, stop and remove the
 //!    containers of ended bookings; check quotas and start the containers of bookings that
 //!    began; restart on request; reconcile (a running booking without its container gets
 //!    it back; a container of ours without a booking is stopped); GPU checks.
-//! 3. Under the lock again, on freshly read state: record what succeeded. The history is
-//!    appended first and its recent rows are checked for the same row, so a pass killed at
-//!    any moment and run again converges: each booking in exactly one file, no row twice.
+//! 3. Under the lock again, on freshly read state: record what succeeded and remove the
+//!    requests served, as one change through [`crate::journal`], so a pass killed at any
+//!    moment and run again converges: each booking in exactly one file, no row twice, no
+//!    request lost.
 //!
 //! Anything that fails is logged and its row stays where it was, for the next pass.
 
@@ -84,7 +85,7 @@ pub async fn run(root: &Root, options: &PassOptions, gpus: &dyn GpuInfo) -> Resu
     let mut summary = PassSummary::default();
     for _ in 0..MAX_PASSES {
         pass(root, options, &engine, gpus, &mut log, &mut summary).await?;
-        let pending = std::fs::metadata(monitor_exec::path(root)).map(|metadata| metadata.len() > 0).unwrap_or(false);
+        let pending = monitor_exec::has_pending(&crate::lock::SharedLock::acquire(root)?)?;
         if !pending {
             break;
         }
@@ -113,8 +114,8 @@ async fn pass(
                 return Err(error);
             }
         };
-        let (requests, strangers) = monitor_exec::take_all(&lock)?;
-        for line in strangers {
+        let requests = monitor_exec::read(&lock)?;
+        for line in &requests.strangers {
             log.warning("RequestWarning", &format!("ignored the request {line:?} in jobs/monitor_exec"));
         }
         let plan = plan::plan(now, &state.booked, &state.running);
@@ -126,7 +127,7 @@ async fn pass(
     // deadline: one student's slow or hostile container never delays another's start or stop.
     let mut users: Vec<&UserId> =
         plan.ending.iter().chain(&plan.starting).chain(&plan.continuing).map(|booking| &booking.user_id).collect();
-    users.extend(requests.iter().filter_map(|request| match request {
+    users.extend(requests.requests.iter().filter_map(|request| match request {
         Request::Restart(user) => Some(user),
         _ => None,
     }));
@@ -135,7 +136,7 @@ async fn pass(
     let tasks = users.into_iter().map(|user| {
         let mut user_log = log.buffered();
         let label = label.as_str();
-        let (plan, requests) = (&plan, &requests);
+        let (plan, requests) = (&plan, &requests.requests);
         async move {
             let work = user_pass(root, config, engine, user, plan, requests, label, options.progress, &mut user_log);
             let outcome = match tokio::time::timeout(USER_DEADLINE, work).await {
@@ -179,8 +180,18 @@ async fn pass(
     stop_orphans(engine, &label, &running_now, &plan, log).await;
     check_gpus(engine, gpus, &running_now, log).await;
 
-    record(root, now, &plan, &ended_ok, &started_ok, log)?;
-    requeue(root, &failed_restarts, log)?;
+    record(
+        root,
+        now,
+        &plan,
+        Outcomes {
+            ended_ok: &ended_ok,
+            started_ok: &started_ok,
+            requests: &requests,
+            failed_restarts: &failed_restarts,
+        },
+        log,
+    )?;
     summary.started += started_ok.len();
     summary.stopped += ended_ok.len();
     summary.missed += plan.missed.len();
@@ -866,24 +877,6 @@ async fn restart(engine: &Engine, running: &[Booking], user: &UserId, label: &st
     }
 }
 
-/// Puts requests that failed back into `jobs/monitor_exec` for the next pass. Written while
-/// this pass runs, they do not set off the path unit again (systemd does not watch the file
-/// while the service runs): the timer's next pass takes them, so a Docker engine that keeps
-/// failing is not hammered.
-fn requeue(root: &Root, requests: &[Request], log: &mut MonitorLog) -> Result<()> {
-    if requests.is_empty() {
-        return Ok(());
-    }
-    let lock = ExclusiveLock::acquire(root)?;
-    for request in requests {
-        if let Err(error) = monitor_exec::append(&lock, request) {
-            log.error("RequestError", &format!("cannot keep a failed request for the next pass: {error:#}"));
-            return Err(error);
-        }
-    }
-    Ok(())
-}
-
 /// Stops containers of ours that no running booking accounts for (a hand-deleted row, a
 /// cancelled booking whose container had already started).
 async fn stop_orphans(engine: &Engine, label: &str, running: &[Booking], plan: &Plan, log: &mut MonitorLog) {
@@ -954,33 +947,40 @@ async fn check_gpus(engine: &Engine, gpus: &dyn GpuInfo, running: &[Booking], lo
     }
 }
 
-/// Writes the outcome under the lock, on freshly read state.
-fn record(
-    root: &Root,
-    now: NaiveDateTime,
-    plan: &Plan,
-    ended_ok: &[Booking],
-    started_ok: &[Booking],
-    log: &mut MonitorLog,
-) -> Result<()> {
-    if ended_ok.is_empty() && started_ok.is_empty() && plan.missed.is_empty() {
+/// What a pass achieved, to be recorded.
+struct Outcomes<'a> {
+    ended_ok: &'a [Booking],
+    started_ok: &'a [Booking],
+    /// The requests read at the start of the pass: served now, except `failed_restarts`.
+    requests: &'a monitor_exec::Pending,
+    failed_restarts: &'a [Request],
+}
+
+/// Writes the outcome under the lock, on freshly read state, as one change (see
+/// [`crate::journal`]): the history, the running and booked rows and the requests served.
+/// Failed restarts stay in `jobs/monitor_exec`; written while this pass runs, they do not set
+/// off the path unit again (systemd does not watch the file while the service runs): this
+/// run's next pass or the timer's takes them, so a Docker engine that keeps failing is not
+/// hammered.
+fn record(root: &Root, now: NaiveDateTime, plan: &Plan, outcomes: Outcomes<'_>, log: &mut MonitorLog) -> Result<()> {
+    let Outcomes { ended_ok, started_ok, requests, failed_restarts } = outcomes;
+    if ended_ok.is_empty() && started_ok.is_empty() && plan.missed.is_empty() && *requests == Default::default() {
         return Ok(());
     }
     let lock = ExclusiveLock::acquire(root)?;
     let booked = schedule::read(&lock, ActiveFile::Booking)?;
     let running = schedule::read(&lock, ActiveFile::Using)?;
 
-    // The history first: a pass killed after this line is completed by the next one, and
-    // the rows it already wrote are recognised at the end of the file.
     let (mut history, extended) = split_ended(&running, ended_ok, now);
     let missed_now: Vec<&Booking> =
         booked.iter().filter(|row| plan.missed.iter().any(|missed| same_booking(row, missed))).collect();
     // A missed booking used nothing: recorded with its end at its start (read as zero hours).
     history.extend(missed_now.iter().map(|row| Booking { end: row.start, ..(*row).clone() }));
+    // A row already at the end of the history was written by a pass of an earlier release
+    // that was killed before it rewrote `using.csv` (this release changes all files at once).
     let recent = schedule::recent_history(&lock).context("cannot read the end of used.csv")?;
     history.retain(|row| !recent.contains(row));
     schedule::ensure_files(&lock)?;
-    schedule::append_history(&lock, &history)?;
 
     let mut new_running: Vec<Booking> = running
         .into_iter()
@@ -995,7 +995,6 @@ fn record(
             None => stale.push(started.user_id.to_string()),
         }
     }
-    schedule::write(&lock, ActiveFile::Using, &new_running)?;
     let new_booked: Vec<Booking> = booked
         .into_iter()
         .filter(|row| {
@@ -1003,13 +1002,20 @@ fn record(
                 && !plan.missed.iter().any(|missed| same_booking(row, missed))
         })
         .collect();
-    schedule::write(&lock, ActiveFile::Booking, &new_booked)?;
     // What changed while this pass talked to Docker is put right by another pass at once (the
     // run goes on while `monitor_exec` holds a request): an extended booking gets its
     // container back, a cancelled one loses the container that just started.
-    if !extended.is_empty() || !stale.is_empty() {
-        monitor_exec::append(&lock, &Request::Now)?;
-    }
+    let again: &[Request] = if !extended.is_empty() || !stale.is_empty() { &[Request::Now] } else { &[] };
+    let requests = monitor_exec::after_pass(&lock, requests, failed_restarts, again)?;
+    schedule::commit(
+        &lock,
+        schedule::Change {
+            booked: Some(&new_booked),
+            running: Some(&new_running),
+            history: &history,
+            requests: Some(requests),
+        },
+    )?;
     drop(lock);
     for booking in &extended {
         log.warning(
