@@ -32,6 +32,8 @@ const EXEC_OUTPUT_LIMIT: usize = 64 * 1024;
 const COPY_DEADLINE: Duration = Duration::from_secs(5 * 60);
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECONDS: i32 = 10;
+/// How long a pass waits for a removal the engine is still making for a killed pass.
+const REMOVAL_WAIT: Duration = Duration::from_secs(60);
 
 /// The engine's address as the tools report it: `DOCKER_HOST`, else the local socket.
 pub fn engine_address() -> String {
@@ -337,7 +339,27 @@ impl Engine {
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(error) if is_not_found(&error) => Ok(()),
+            // A pass killed while the engine removed the container: the engine finishes that
+            // removal by itself, so this pass waits for it rather than failing.
+            Err(DockerError::DockerResponseServerError { status_code: 409, message })
+                if message.contains("already in progress") =>
+            {
+                self.wait_until_gone(name).await
+            }
             Err(error) => Err(error).with_context(|| format!("cannot remove container {name}")),
+        }
+    }
+
+    async fn wait_until_gone(&self, name: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        loop {
+            match self.container(name).await? {
+                None => return Ok(()),
+                Some(_) if tokio::time::Instant::now() >= deadline => {
+                    bail!("container {name} was still being removed after {} seconds", REMOVAL_WAIT.as_secs())
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 

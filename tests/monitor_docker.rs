@@ -878,3 +878,31 @@ fn an_extension_racing_the_end_of_its_booking_is_never_lost() {
         assert!(inspect(&user).is_none(), "its container is gone");
     }
 }
+
+/// An admin deletes a running row by hand (or a booking is cancelled as its container starts):
+/// the pass removes the container, but the student's saved paths are kept, as at an end.
+#[test]
+fn a_container_without_a_booking_is_removed_and_its_saved_paths_kept() {
+    if !images::engine_or_skip("a_container_without_a_booking_is_removed_and_its_saved_paths_kept") {
+        return;
+    }
+    images::busybox_image();
+    let mut lab = Lab::new("orphan", &["a"]);
+    let user = lab.user(0).to_string();
+    lab.register(&user);
+    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
+    lab.monitor(NOW).expect(0, "the pass that starts the booking");
+    docker_ok(&["exec", &user, "sh", "-c", "printf 'kept\\n' > /root/.bashrc"]);
+    lab.write(USING, HEADER);
+
+    let later = "2026-11-23 10:30";
+    lab.monitor(later).expect(0, "the pass that finds the container without a booking");
+    assert!(inspect(&user).is_none(), "the orphan is removed");
+    lab.assert_logged("[WARNING] OrphanWarning", &[&user, "saved paths were kept"], "the orphan");
+    let saved = lab.backup_dir(&user).join(".default/.bashrc");
+    assert_eq!(
+        fs::read_to_string(&saved).unwrap_or_else(|error| panic!("{}: {error}", saved.display())),
+        "kept\n",
+        "the saved path of a container without a booking"
+    );
+}

@@ -177,7 +177,7 @@ async fn pass(
     }
     let mut running_now: Vec<Booking> = plan.continuing.clone();
     running_now.extend(started_ok.iter().cloned());
-    stop_orphans(engine, &label, &running_now, &plan, log).await;
+    stop_orphans(root, config, engine, (&label, &running_now, &plan), log).await;
     check_gpus(engine, gpus, &running_now, log).await;
 
     record(
@@ -878,8 +878,16 @@ async fn restart(engine: &Engine, running: &[Booking], user: &UserId, label: &st
 }
 
 /// Stops containers of ours that no running booking accounts for (a hand-deleted row, a
-/// cancelled booking whose container had already started).
-async fn stop_orphans(engine: &Engine, label: &str, running: &[Booking], plan: &Plan, log: &mut MonitorLog) {
+/// cancelled booking whose container had already started). Their `backup.yaml` paths are
+/// saved first, as at the end of a booking: the student's files are not the row's fault.
+/// All at once, each within the user deadline, like the users' own parts of the pass.
+async fn stop_orphans(
+    root: &Root,
+    config: &Config,
+    engine: &Engine,
+    (label, running, plan): (&str, &[Booking], &Plan),
+    log: &mut MonitorLog,
+) {
     let ours = match engine.list_ours(label).await {
         Ok(ours) => ours,
         Err(error) => {
@@ -887,18 +895,44 @@ async fn stop_orphans(engine: &Engine, label: &str, running: &[Booking], plan: &
             return;
         }
     };
-    for container in ours {
+    let orphans = ours.into_iter().filter(|container| {
         let accounted = running.iter().chain(&plan.ending).any(|booking| booking.user_id.as_str() == container.name);
-        if accounted || container.labels.contains_key(container_spec::LABEL_MANUAL) {
-            continue;
+        !accounted && !container.labels.contains_key(container_spec::LABEL_MANUAL)
+    });
+    let tasks = orphans.map(|container| {
+        let mut orphan_log = log.buffered();
+        async move {
+            let name = container.name;
+            let stopped = match UserId::parse(&name) {
+                Ok(user) => {
+                    let work = stop_container_of(root, config, engine, &user, label, &mut orphan_log);
+                    tokio::time::timeout(USER_DEADLINE, work).await.unwrap_or(false)
+                }
+                // Not a name `book` could have given; nothing of a user's to save.
+                Err(_) => match engine.stop_and_remove(&name).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        orphan_log.error("DockerError", &format!("{error:#}"));
+                        false
+                    }
+                },
+            };
+            if stopped {
+                orphan_log.warning(
+                    "OrphanWarning",
+                    &format!("container {name} had no running booking; its saved paths were kept and it was removed"),
+                );
+            } else {
+                orphan_log.error(
+                    "OrphanError",
+                    &format!("container {name} has no running booking but could not be removed; the next pass retries"),
+                );
+            }
+            orphan_log
         }
-        match engine.stop_and_remove(&container.name).await {
-            Ok(()) => log.warning(
-                "OrphanWarning",
-                &format!("container {} had no running booking; it was stopped and removed", container.name),
-            ),
-            Err(error) => log.error("DockerError", &format!("{error:#}")),
-        }
+    });
+    for orphan_log in futures_util::future::join_all(tasks).await {
+        log.absorb(orphan_log);
     }
 }
 
