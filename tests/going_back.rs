@@ -577,6 +577,7 @@ fn users_with(strings: &[String]) -> UsersConfig {
             volume_backup_dir: Some(PathBuf::from(text)),
             ssh_keys: Vec::new(),
             must_change_password: false,
+            email: None,
         };
         users.users.insert(UserId::parse(&format!("u{index}")).unwrap(), entry);
     }
@@ -628,7 +629,11 @@ proptest! {
         let users_path = scratch.path().join("users_config.yaml");
         fs::write(&users_path, users_with(&strings).render(&deploy(scratch.path())).unwrap()).unwrap();
         // The side file's writer: keys, as a list.
-        let keys = gpu_booking::config::user_extras::UserExtras { ssh_keys: strings.clone(), must_change_password: true };
+        let keys = gpu_booking::config::user_extras::UserExtras {
+            ssh_keys: strings.clone(),
+            must_change_password: true,
+            email: None,
+        };
         let alice = UserId::parse("alice").unwrap();
         let side_path = scratch.path().join("side.yaml");
         fs::write(&side_path, gpu_booking::config::user_extras::render([(&alice, &keys)])).unwrap();
