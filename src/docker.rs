@@ -134,6 +134,12 @@ impl Engine {
         match self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await {
             Ok(_) => return Ok(()),
             Err(error) if is_not_found(&error) => {}
+            // Two of that name: made by two passes at the same moment (this engine allows it).
+            Err(DockerError::DockerResponseServerError { status_code: 400, message })
+                if message.contains("ambiguous") =>
+            {
+                return self.keep_one_network(name).await;
+            }
             Err(error) => return Err(error).with_context(|| format!("cannot inspect the network {name}")),
         }
         let request = bollard::models::NetworkCreateRequest {
@@ -144,11 +150,35 @@ impl Engine {
             ..Default::default()
         };
         match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
+            // A concurrent start (another pass, `run-container`) may have made one too.
+            Ok(_) => self.keep_one_network(name).await,
             // Made by a concurrent start meanwhile.
             Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
             Err(error) => Err(error).with_context(|| format!("cannot create the network {name}")),
         }
+    }
+
+    /// Of our networks called `name`, keeps the one with the lowest id (every process picks
+    /// the same) and removes the others, so containers can name it again.
+    async fn keep_one_network(&self, name: &str) -> Result<()> {
+        let filters = HashMap::from([
+            ("name".to_string(), vec![name.to_string()]),
+            ("label".to_string(), vec![format!("{LABEL_MANAGED}=true")]),
+        ]);
+        let options = bollard::query_parameters::ListNetworksOptions { filters: Some(filters) };
+        let networks = self.docker.list_networks(Some(options)).await.context("cannot list networks")?;
+        // The filter matches parts of names: only this very name counts.
+        let mut ids: Vec<String> = networks
+            .into_iter()
+            .filter(|network| network.name.as_deref() == Some(name))
+            .filter_map(|network| network.id)
+            .collect();
+        ids.sort();
+        for id in ids.iter().skip(1) {
+            // One in use by a container stays; the next start tries again.
+            let _ = self.docker.remove_network(id).await;
+        }
+        Ok(())
     }
 
     /// Creates and starts a booking's container: image pulled if missing, the setup files and
