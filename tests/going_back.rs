@@ -236,8 +236,8 @@ fn what_the_binaries_write_reads_the_same_in_yaml_1_1_and_in_gpu_booking() {
     // A temporary password (must change) and an SSH key: gpu-booking's additions.
     ok("enroll", path, &["add", "alice", "--key", key_file.to_str().unwrap()], "");
     ok("enroll", path, &["passwd", "alice", "--password-stdin"], "tulip-42\n");
-    ok("enroll", path, &["add", "carol"], "");
-    let options = ["options", "--extra-command", "12:30", "--image", "1.10"];
+    ok("enroll", path, &["add", "carol", "--email", "carol@lab.example.org"], "");
+    let options = ["options", "--extra-command", "12:30", "--image", "1.10", "--email", "alice@lab.example.org"];
     ok("book", path, &[&["--user", "alice", "--password-stdin"][..], &options].concat(), "tulip-42\n");
 
     // The original's reader: every file loads, every entry has exactly its seven keys, and
@@ -273,6 +273,9 @@ fn what_the_binaries_write_reads_the_same_in_yaml_1_1_and_in_gpu_booking() {
     }
     assert_eq!(users["alice"]["image"], json!("1.10"));
     assert_eq!(users["alice"]["extra_command"], json!("12:30"));
+    // The e-mail addresses stay in the side file, which the original never reads.
+    let side = read(path, SIDE_FILE);
+    assert!(side.contains("alice@lab.example.org") && side.contains("carol@lab.example.org"), "{side}");
     assert_eq!(users["m11007s05"]["volume_work_dir"], json!("/mnt/Users/m11007s05"));
     assert_eq!(users["0012"]["volume_work_dir"], json!("./volumes/work/0012"));
 

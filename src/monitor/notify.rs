@@ -91,31 +91,38 @@ pub struct Extension {
 pub fn extension(state: &State, booking: &Booking, now: NaiveDateTime) -> Extension {
     let others: Vec<Booking> = state.active().into_iter().filter(|other| !same_booking(other, booking)).collect();
     let host = state.host();
-    let longest = booking.start + Duration::days(state.horizon().length_within_days);
+    let days = state.horizon().length_within_days;
     let from = booking.end.max(crate::rules::floor_to_slot(now));
-    let mut latest = booking.end;
-    loop {
-        let next = latest + slot();
-        if next > longest {
-            let limit = format!("a booking lasts at most {} days", state.horizon().length_within_days);
-            return Extension { latest, limit: Some(limit) };
-        }
+    let fits = |until: NaiveDateTime| {
         let request = Request {
             user: Some(booking.user_id.clone()),
             start: from,
-            end: next,
+            end: until,
             cpus: booking.cpus,
             memory: booking.memory,
             gpus: booking.gpus.len() as u32,
             forward_port: Some(booking.forward_port),
         };
-        match capacity::place_keeping(&others, &host, &request, &booking.gpus) {
-            Ok(()) => latest = next,
-            Err(shortage) => {
-                return Extension { latest, limit: Some(holder_of(&others, booking, latest, &shortage)) };
-            }
-        }
+        capacity::place_keeping(&others, &host, &request, &booking.gpus)
+    };
+    // Slots after the end that a booking may still reach; a window that fits stays fitting
+    // when it is cut shorter, so the last slot that fits is found by halving.
+    let longest = booking.start + Duration::days(days);
+    let slots = ((longest - booking.end).num_minutes() / slot().num_minutes()).max(0);
+    let at = |count: i64| booking.end + slot() * count as i32;
+    if slots > 0 && fits(at(slots)).is_ok() {
+        return Extension { latest: at(slots), limit: Some(format!("a booking lasts at most {days} days")) };
     }
+    let (mut fitting, mut failing) = (0, slots);
+    while failing - fitting > 1 {
+        let middle = (fitting + failing) / 2;
+        if fits(at(middle)).is_ok() { fitting = middle } else { failing = middle }
+    }
+    let limit = match fits(at(fitting + 1)) {
+        Err(shortage) if fitting < slots => holder_of(&others, booking, at(fitting), &shortage),
+        _ => format!("a booking lasts at most {days} days"),
+    };
+    Extension { latest: at(fitting), limit: Some(limit) }
 }
 
 /// Who holds what is short from `at` on, in words.
@@ -674,6 +681,58 @@ mod tests {
         assert_eq!(warning_stage(at("2026-11-23 11:30"), end), Some(Event::TerminalHalfHour));
         assert_eq!(warning_stage(at("2026-11-23 11:59"), end), Some(Event::TerminalHalfHour));
         assert_eq!(warning_stage(end, end), None, "the pass at the end stops it");
+    }
+
+    fn booking(user: &str, start: &str, end: &str, cpus: f64) -> Booking {
+        Booking {
+            start: at(start),
+            end: at(end),
+            user_id: UserId::parse(user).unwrap(),
+            cpus,
+            memory: 2,
+            gpus: vec![],
+            forward_port: if user == "alice" { 10001 } else { 10002 },
+            image: None,
+            extra_command: None,
+        }
+    }
+
+    /// A host of 2 CPUs with alice running from 10:00 to 12:00 on both, and `others` booked.
+    fn extension_with(others: Vec<Booking>) -> Extension {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Root::new(scratch.path());
+        std::fs::create_dir_all(root.jobs_dir()).unwrap();
+        std::fs::create_dir_all(root.cfg_dir()).unwrap();
+        std::fs::write(
+            root.host_deploy_path(),
+            "volume_work_dir: ./w\nvolume_dataset_dir: ./d\nvolume_backup_dir: ./b\n\
+             users_config_yaml: ./cfg/users.yaml\ncapability_config_yaml: ./cfg/capability.yaml\nimages:\n  - i\n",
+        )
+        .unwrap();
+        std::fs::write(
+            scratch.path().join("cfg/capability.yaml"),
+            "max:\n  cpus: 2\n  ram: 16\n  swap_size: 0\n  gpus: 0\n  shm_rate: 1\n  memory: 16\n\
+             allow_userIDs: [alice, bob]\nmax_default_capability:\n  cpus: 2\n  memory: 8\n  gpus: 0\n",
+        )
+        .unwrap();
+        std::fs::write(scratch.path().join("cfg/users.yaml"), "").unwrap();
+        let lock = crate::lock::SharedLock::acquire(&root).unwrap();
+        let alice = booking("alice", "2026-11-23 10:00", "2026-11-23 12:00", 2.0);
+        let state = State { config: Config::load(&lock).unwrap(), booked: others, running: vec![alice.clone()] };
+        extension(&state, &alice, at("2026-11-23 11:00"))
+    }
+
+    #[test]
+    fn an_extension_reaches_the_next_booking_or_the_longest_booking() {
+        let free = extension_with(vec![]);
+        assert_eq!(free.latest, at("2026-12-07 10:00"), "14 days from the start");
+        assert_eq!(free.limit.as_deref(), Some("a booking lasts at most 14 days"));
+        let later = extension_with(vec![booking("bob", "2026-11-23 15:00", "2026-11-23 17:00", 1.0)]);
+        assert_eq!(later.latest, at("2026-11-23 15:00"));
+        assert_eq!(later.limit.as_deref(), Some("the resources are booked next by bob from 2026-11-23 15:00"));
+        let next = extension_with(vec![booking("bob", "2026-11-23 12:00", "2026-11-23 13:00", 1.0)]);
+        assert_eq!(next.latest, at("2026-11-23 12:00"), "no later end fits");
+        assert_eq!(next.limit.as_deref(), Some("the resources are booked next by bob from 2026-11-23 12:00"));
     }
 
     #[test]
