@@ -1,5 +1,5 @@
 //! A user's account: logging in, first-time registration, and the settings they keep in
-//! `users_config.yaml` (password, forward port, default image and command, SSH keys).
+//! `users_config.yaml` (password, forward port, default image and command, SSH keys, e-mail).
 //!
 //! Every change re-reads `users_config.yaml` under the [`ExclusiveLock`] and saves it
 //! atomically, so two users registering at once cannot lose each other's entry.
@@ -196,6 +196,8 @@ pub struct DefaultsChange {
     pub add_ssh_keys: Vec<String>,
     /// Keys to remove, by their position in `book options` (1-based) or their comment.
     pub remove_ssh_keys: Vec<String>,
+    /// `Some(None)` removes the address: no more mail.
+    pub email: Option<Option<String>>,
 }
 
 /// Checks a forward port a user asks for: in range, and nobody else's.
@@ -276,12 +278,19 @@ pub fn change_defaults(lock: &ExclusiveLock, user: &UserId, change: &DefaultsCha
         check_image(&config, image)?;
     }
     let keys: Vec<String> = change.add_ssh_keys.iter().map(|key| check_ssh_key(key)).collect::<Result<_>>()?;
+    let email = match &change.email {
+        Some(Some(address)) => Some(Some(crate::config::mail::check_address(address).map_err(UsageError)?)),
+        other => other.clone(),
+    };
     let entry = config.users.users.get_mut(user).with_context(|| format!("{user} has no settings yet"))?;
     if let Some(port) = change.forward_port {
         entry.forward_port = port;
     }
     if let Some(image) = &change.image {
         entry.image = image.clone();
+    }
+    if let Some(email) = email {
+        entry.email = email;
     }
     if let Some(Some(command)) = &change.extra_command {
         crate::rules::fields::check_extra_command(command).map_err(UsageError)?;

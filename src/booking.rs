@@ -375,6 +375,12 @@ pub fn extend(
             },
         )
         .collect();
+    // A running booking's container shows its end (the login banner, the warnings): the
+    // request runs a pass at once, which writes the new end there. The request first, as in
+    // `book`: if it cannot be written, nothing is changed.
+    if booking_state == BookingState::Running {
+        monitor_exec::append(lock, &MonitorRequest::Now)?;
+    }
     schedule::write(lock, file, &rows)?;
     Ok(updated)
 }

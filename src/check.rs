@@ -54,7 +54,20 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
     let (_, found) = faillock::read_rows(root)?;
     problems.extend(found);
 
+    if let Err(error) = crate::notices::read(&lock) {
+        match error.downcast::<crate::error::FileProblems>() {
+            Ok(found) => problems.extend(found.0),
+            Err(error) => problems.push(FileProblem::error(
+                root.display(&crate::notices::path(root)),
+                None,
+                "",
+                format!("{error:#}"),
+            )),
+        }
+    }
+
     if let Some(config) = &config {
+        check_mail(root, config, &mut problems);
         check_active_rows(root, config, &active, &mut problems);
         check_accounts(root, config, &mut problems);
         check_modes(root, config, &mut problems);
@@ -103,6 +116,22 @@ fn check_accounts(root: &Root, config: &Config, problems: &mut Vec<FileProblem>)
                 format!("{user} is not in allow_userIDs ({capability_path}), so cannot register"),
             ));
         }
+    }
+}
+
+/// The mail settings parse with the rest of `host_deploy.yaml`; here the password file is
+/// read as the monitor will read it (run `enroll check` as root, as the monitor runs).
+fn check_mail(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
+    let Some(mail) = &config.deploy.mail else { return };
+    if let Err(error) = mail.password() {
+        let path = root.host_deploy_path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        problems.push(FileProblem::error(
+            root.display(&path),
+            crate::yaml_lines::line_of_key(&text, &["mail", "password_file"]),
+            "mail.password_file",
+            format!("{error:#}; no mail can be sent"),
+        ));
     }
 }
 

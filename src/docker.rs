@@ -35,6 +35,18 @@ const STOP_GRACE_SECONDS: i32 = 10;
 /// How long a pass waits for a removal the engine is still making for a killed pass.
 const REMOVAL_WAIT: Duration = Duration::from_secs(60);
 
+/// An image that is neither on the engine nor pullable: the student can pick another.
+#[derive(Debug)]
+pub struct ImageUnavailable(pub String);
+
+impl std::fmt::Display for ImageUnavailable {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ImageUnavailable {}
+
 /// The engine's address as the tools report it: `DOCKER_HOST`, else the local socket.
 pub fn engine_address() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
@@ -101,14 +113,14 @@ impl Engine {
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
-                        bail!("cannot pull image {image}: {detail}");
+                        return Err(ImageUnavailable(format!("cannot pull image {image}: {detail}")).into());
                     }
                     if let (Some(bar), Some(status)) = (&bar, info.status) {
                         bar.set_message(format!("pulling {image}: {status}"));
                         bar.tick();
                     }
                 }
-                Err(error) => bail!("cannot pull image {image}: {error}"),
+                Err(error) => return Err(ImageUnavailable(format!("cannot pull image {image}: {error}")).into()),
             }
         }
         if let Some(bar) = bar {
@@ -452,16 +464,45 @@ impl Engine {
         Ok(top.processes.unwrap_or_default().iter().filter_map(|row| row.get(column)?.parse().ok()).collect())
     }
 
+    /// Runs `script` with `/bin/sh -c` in a running container, its `arguments` as `$1`, `$2`…
+    /// (data, never parsed as shell), within [`EXEC_DEADLINE`], and returns at most
+    /// [`EXEC_OUTPUT_LIMIT`] of what it printed; `None` when the container does not run. The
+    /// container is the student's: its shell may print anything, or nothing, or never end.
+    pub async fn run_script(&self, name: &str, script: &str, arguments: &[String]) -> Result<Option<String>> {
+        let mut command = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string(), "gpu-booking".to_string()];
+        command.extend(arguments.iter().cloned());
+        match tokio::time::timeout(EXEC_DEADLINE, self.run_command(name, command)).await {
+            Ok(Ok(output)) => Ok(Some(output)),
+            Ok(Err(error))
+                if error.downcast_ref::<DockerError>().is_some_and(|error| {
+                    matches!(error, DockerError::DockerResponseServerError { status_code: 409, .. })
+                }) =>
+            {
+                Ok(None)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => bail!("a command in container {name} took longer than {} s", EXEC_DEADLINE.as_secs()),
+        }
+    }
+
     /// Runs a shell command in a running container and returns what it printed.
     async fn run(&self, name: &str, command: &str) -> Result<String> {
+        self.run_command(name, vec!["/bin/sh".to_string(), "-c".to_string(), command.to_string()]).await
+    }
+
+    async fn run_command(&self, name: &str, command: Vec<String>) -> Result<String> {
         let options = CreateExecOptions {
             attach_stdout: Some(true),
             attach_stderr: Some(false),
-            cmd: Some(vec!["/bin/sh".to_string(), "-c".to_string(), command.to_string()]),
+            cmd: Some(command),
             ..Default::default()
         };
-        let exec =
-            self.docker.create_exec(name, options).await.with_context(|| format!("cannot run a command in {name}"))?;
+        let exec = match self.docker.create_exec(name, options).await {
+            Ok(exec) => exec,
+            // Kept as it is, so a caller can tell "not running" (409) from other failures.
+            Err(error @ DockerError::DockerResponseServerError { status_code: 409, .. }) => return Err(error.into()),
+            Err(error) => return Err(error).with_context(|| format!("cannot run a command in {name}")),
+        };
         let mut output = String::new();
         if let StartExecResults::Attached { output: mut stream, .. } = self.docker.start_exec(&exec.id, None).await? {
             while let Some(Ok(chunk)) = stream.next().await {

@@ -46,6 +46,8 @@ pub struct NewUser {
     pub password: PasswordChoice,
     /// OpenSSH public key lines.
     pub ssh_keys: Vec<String>,
+    /// Where the monitor writes to them.
+    pub email: Option<String>,
 }
 
 /// What `enroll add` did.
@@ -115,6 +117,7 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
     };
     let keys: Vec<String> = new.ssh_keys.iter().map(|key| account::check_ssh_key(key)).collect::<Result<_>>()?;
     crate::rules::fields::check_ssh_keys(&keys).map_err(Refused)?;
+    let email = new.email.as_deref().map(crate::config::mail::check_address).transpose().map_err(UsageError)?;
     let (hash, temporary_password) = new_password(user, &new.password)?;
 
     let (text, shown) = capability_text(lock, &config)?;
@@ -126,6 +129,7 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
 
     let mut entry = UserEntry::fresh(&config.deploy, user, forward_port, hash);
     entry.ssh_keys = keys;
+    entry.email = email;
     entry.must_change_password = temporary_password.is_some();
     volumes::create_user_folders(lock.root(), &config, user, &entry)?;
     config.users.users.insert(user.clone(), entry.clone());

@@ -236,8 +236,8 @@ fn what_the_binaries_write_reads_the_same_in_yaml_1_1_and_in_gpu_booking() {
     // A temporary password (must change) and an SSH key: gpu-booking's additions.
     ok("enroll", path, &["add", "alice", "--key", key_file.to_str().unwrap()], "");
     ok("enroll", path, &["passwd", "alice", "--password-stdin"], "tulip-42\n");
-    ok("enroll", path, &["add", "carol"], "");
-    let options = ["options", "--extra-command", "12:30", "--image", "1.10"];
+    ok("enroll", path, &["add", "carol", "--email", "carol@lab.example.org"], "");
+    let options = ["options", "--extra-command", "12:30", "--image", "1.10", "--email", "alice@lab.example.org"];
     ok("book", path, &[&["--user", "alice", "--password-stdin"][..], &options].concat(), "tulip-42\n");
 
     // The original's reader: every file loads, every entry has exactly its seven keys, and
@@ -277,7 +277,14 @@ fn what_the_binaries_write_reads_the_same_in_yaml_1_1_and_in_gpu_booking() {
     assert_eq!(users["0012"]["volume_work_dir"], json!("./volumes/work/0012"));
 
     let side = original_reads(&path.join(SIDE_FILE));
-    assert_eq!(side, json!({"alice": {"ssh_keys": [ED25519_KEY]}, "carol": {"must_change_password": true}}));
+    // The e-mail addresses live in the side file, which the original never reads.
+    assert_eq!(
+        side,
+        json!({
+            "alice": {"ssh_keys": [ED25519_KEY], "email": "alice@lab.example.org"},
+            "carol": {"must_change_password": true, "email": "carol@lab.example.org"}
+        })
+    );
 
     let capability = original_reads(&path.join(CAPABILITY));
     let mut allowed = vec!["m11007s05".to_string()];
@@ -577,6 +584,7 @@ fn users_with(strings: &[String]) -> UsersConfig {
             volume_backup_dir: Some(PathBuf::from(text)),
             ssh_keys: Vec::new(),
             must_change_password: false,
+            email: None,
         };
         users.users.insert(UserId::parse(&format!("u{index}")).unwrap(), entry);
     }
@@ -628,7 +636,11 @@ proptest! {
         let users_path = scratch.path().join("users_config.yaml");
         fs::write(&users_path, users_with(&strings).render(&deploy(scratch.path())).unwrap()).unwrap();
         // The side file's writer: keys, as a list.
-        let keys = gpu_booking::config::user_extras::UserExtras { ssh_keys: strings.clone(), must_change_password: true };
+        let keys = gpu_booking::config::user_extras::UserExtras {
+            ssh_keys: strings.clone(),
+            must_change_password: true,
+            email: None,
+        };
         let alice = UserId::parse("alice").unwrap();
         let side_path = scratch.path().join("side.yaml");
         fs::write(&side_path, gpu_booking::config::user_extras::render([(&alice, &keys)])).unwrap();

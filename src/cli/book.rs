@@ -57,7 +57,7 @@ pub enum Command {
     },
     /// Ask the monitor to restart your running container
     Restart,
-    /// Your saved defaults: forward port, image, extra command, password, SSH keys
+    /// Your saved defaults: forward port, image, extra command, password, SSH keys, e-mail
     Options(OptionsArgs),
 }
 
@@ -149,6 +149,9 @@ pub struct OptionsArgs {
     /// Change your password (asked twice; with --password-stdin, the second line)
     #[arg(long)]
     pub change_password: bool,
+    /// Where the monitor writes to you (container ready, an hour before the end, start refused); `none` for no mail
+    #[arg(long, value_name = "ADDR|none")]
+    pub email: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -123,6 +123,10 @@ pub struct AddArgs {
     /// A file of OpenSSH public keys (one per line) that may log into their container
     #[arg(long, value_name = "FILE")]
     pub key: Vec<PathBuf>,
+    /// Their e-mail address: the monitor writes when their container is ready, an hour before
+    /// the end, and when a booking could not start
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Args)]

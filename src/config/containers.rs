@@ -22,6 +22,7 @@ struct RawContainerSettings {
     pids_limit: Option<i64>,
     open_files_limit: Option<i64>,
     writable_layer_gb: Option<i64>,
+    ssh_host: Option<String>,
 }
 
 /// What every booking's container gets besides its booked resources.
@@ -36,6 +37,10 @@ pub struct ContainerSettings {
     /// The size limit of a container's own file system (its writable layer), where the
     /// storage driver can enforce one (overlay2 on xfs with `pquota`); `None`: no limit.
     pub writable_layer_gb: Option<i64>,
+    /// The name students reach this host by (`ssh root@NAME -p PORT`, `ssh booking@NAME`), as
+    /// the monitor writes it in warnings, the login banner and mail; `None`: the machine's
+    /// host name.
+    pub ssh_host: Option<String>,
 }
 
 pub const PIDS_RANGE: std::ops::RangeInclusive<i64> = 64..=4_194_304;
@@ -49,6 +54,7 @@ impl Default for ContainerSettings {
             pids_limit: 4096,
             open_files_limit: 16_384,
             writable_layer_gb: None,
+            ssh_host: None,
         }
     }
 }
@@ -93,7 +99,23 @@ impl ContainerSettings {
             ),
             None => {}
         }
+        if let Some(host) = raw.ssh_host.map(|host| host.trim().to_string()) {
+            let allowed = |character: char| character.is_ascii_alphanumeric() || ".-:[]_".contains(character);
+            if host.is_empty() || !host.chars().all(allowed) {
+                findings.error(
+                    &["ssh_host"],
+                    format!("expected the name or address students use, such as gpu1.lab.example.org, found {host:?}"),
+                );
+            } else {
+                settings.ssh_host = Some(host);
+            }
+        }
         findings.finish(settings)
+    }
+
+    /// The name students reach this host by: `ssh_host`, else the machine's host name.
+    pub fn host_name(&self) -> String {
+        self.ssh_host.clone().unwrap_or_else(machine_host_name)
     }
 
     /// Reads the file; a missing file is the defaults.
@@ -106,6 +128,15 @@ impl ContainerSettings {
             Err(error) => Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error}"))]),
         }
     }
+}
+
+/// The kernel's host name; `this-server` when it cannot be read.
+pub fn machine_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "this-server".into())
 }
 
 #[cfg(test)]

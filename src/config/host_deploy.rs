@@ -1,12 +1,14 @@
 //! `cfg/host_deploy.yaml`: where the volumes live, where the other two configuration files
 //! are, and which images users may pick.
 //!
-//! Admin-authored; the tools only read it. Read without the state lock: no tool writes it.
+//! Admin-authored; the tools only read it. The optional `mail:` block is gpu-booking's own
+//! (the original never had one): see [`super::mail`]. Read without the state lock: no tool writes it.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::mail::MailSettings;
 use super::yaml::{self, Findings, Parsed, without_blanks};
 use crate::root::Root;
 
@@ -20,6 +22,9 @@ struct RawHostDeploy {
     capability_config_yaml: PathBuf,
     #[serde(default)]
     images: Option<Vec<Option<String>>>,
+    /// gpu-booking's own: the mail server (see [`super::mail`]); none means no mail.
+    #[serde(default)]
+    mail: Option<super::mail::RawMail>,
 }
 
 /// The deployment, with every path resolved against the root.
@@ -35,6 +40,8 @@ pub struct HostDeploy {
     pub capability_config_yaml: PathBuf,
     /// The images users may pick; the first is the default.
     pub images: Vec<String>,
+    /// The mail server students are written from; `None`: no mail is sent.
+    pub mail: Option<MailSettings>,
     /// What relative paths are resolved against.
     root: Root,
     /// The three volume paths as the file writes them (`./volumes/work`), for new user
@@ -67,6 +74,7 @@ impl HostDeploy {
                 findings.error(&[field], "expected a path (relative to the root)");
             }
         }
+        let mail = raw.mail.and_then(|mail| super::mail::parse(root, mail, &mut findings));
         findings.finish(HostDeploy {
             volume_work_dir: root.resolve(&raw.volume_work_dir),
             volume_dataset_dir: root.resolve(&raw.volume_dataset_dir),
@@ -74,6 +82,7 @@ impl HostDeploy {
             users_config_yaml: root.resolve(&raw.users_config_yaml),
             capability_config_yaml: root.resolve(&raw.capability_config_yaml),
             images,
+            mail,
             root: root.clone(),
             written_work_dir: raw.volume_work_dir,
             written_dataset_dir: raw.volume_dataset_dir,

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod expression;
 pub mod host_deploy;
 pub mod login;
+pub mod mail;
 pub mod user_extras;
 pub mod users;
 pub mod yaml;

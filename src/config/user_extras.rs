@@ -1,6 +1,6 @@
 //! The side file of `users_config.yaml`: what gpu-booking keeps per user beyond the
-//! original's seven keys (SSH public keys, the must-change-password flag, and whatever later
-//! versions add).
+//! original's seven keys (SSH public keys, the must-change-password flag, the e-mail address,
+//! and whatever later versions add).
 //!
 //! Why a file of its own: the original builds each user with `UserConfig(**entry)`, which
 //! rejects any key it does not know, so one `ssh_keys:` in `users_config.yaml` stops both its
@@ -18,6 +18,7 @@
 //!   ssh_keys:
 //!     - "ssh-ed25519 AAAAC3Nza… alice@laptop"
 //!   must_change_password: true
+//!   email: alice@lab.example.org
 //! ```
 //!
 //! [`crate::config::users`] is its only user: it merges this file into each user's entry
@@ -29,7 +30,7 @@ use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::yaml::{self, Parsed, UserId};
+use super::yaml::{self, Findings, Parsed, UserId};
 use super::yaml_scalar::scalar;
 use crate::atomic_file;
 use crate::error::FileProblem;
@@ -45,12 +46,15 @@ pub struct UserExtras {
     /// Set for a temporary password: the user must choose their own at the next login.
     #[serde(default)]
     pub must_change_password: bool,
+    /// Where the monitor writes to them (container ready, end near, start refused); none: no mail.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 impl UserExtras {
     /// True when there is nothing to keep (the user is left out of the file).
     pub fn is_empty(&self) -> bool {
-        self.ssh_keys.is_empty() && !self.must_change_password
+        self.ssh_keys.is_empty() && !self.must_change_password && self.email.is_none()
     }
 }
 
@@ -76,8 +80,23 @@ pub fn load(path: &Path, shown_path: &str) -> Parsed<(IndexMap<UserId, UserExtra
     };
     let users: Option<IndexMap<UserId, Option<UserExtras>>> =
         yaml::parse(shown_path, &text).map_err(|problem| vec![problem])?;
-    let users = users.unwrap_or_default().into_iter().map(|(user, extras)| (user, extras.unwrap_or_default()));
-    Ok(((users.collect(), text), Vec::new()))
+    let users: IndexMap<UserId, UserExtras> =
+        users.unwrap_or_default().into_iter().map(|(user, extras)| (user, extras.unwrap_or_default())).collect();
+    // The booking account writes this file: an address with a line break in it would be a
+    // header of the monitor's mail.
+    let mut findings = Findings::new(shown_path, &text);
+    for (user, extras) in &users {
+        if let Some(email) = &extras.email
+            && let Err(message) = super::mail::check_address(email)
+        {
+            findings.error(&[user.as_str(), "email"], message);
+        }
+    }
+    let problems = findings.problems;
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(((users, text), Vec::new()))
 }
 
 /// The file's text for `users` (those with nothing to keep are left out).
@@ -99,6 +118,9 @@ pub fn render<'a>(users: impl IntoIterator<Item = (&'a UserId, &'a UserExtras)>)
         }
         if extras.must_change_password {
             text.push_str("  must_change_password: true\n");
+        }
+        if let Some(email) = &extras.email {
+            text.push_str(&format!("  email: {}\n", scalar(email)));
         }
     }
     if !any {
@@ -136,8 +158,14 @@ mod tests {
     fn render_and_parse_agree() {
         let mut users = IndexMap::new();
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq alice@laptop".to_string();
-        users.insert(UserId::parse("alice").unwrap(), UserExtras { ssh_keys: vec![key], must_change_password: true });
-        users.insert(UserId::parse("0012").unwrap(), UserExtras { ssh_keys: vec![], must_change_password: true });
+        users.insert(
+            UserId::parse("alice").unwrap(),
+            UserExtras { ssh_keys: vec![key], must_change_password: true, email: Some("alice@lab.test".into()) },
+        );
+        users.insert(
+            UserId::parse("0012").unwrap(),
+            UserExtras { ssh_keys: vec![], must_change_password: true, email: None },
+        );
         users.insert(UserId::parse("bob").unwrap(), UserExtras::default());
         let text = render(&users);
         assert!(!text.contains("bob"), "{text}");

@@ -58,6 +58,9 @@ pub struct UserEntry {
     /// in the side file; read here too, where an earlier release wrote it inline.
     #[serde(default)]
     pub must_change_password: bool,
+    /// Where the monitor writes to them. Only ever in the side file: never read from here.
+    #[serde(skip)]
+    pub email: Option<String>,
 }
 
 impl UserEntry {
@@ -75,6 +78,7 @@ impl UserEntry {
             volume_backup_dir: Some(backup),
             ssh_keys: Vec::new(),
             must_change_password: false,
+            email: None,
         }
     }
 
@@ -248,7 +252,11 @@ impl UsersConfig {
 
 /// What of `entry` goes into the side file.
 fn extras_of(entry: &UserEntry) -> UserExtras {
-    UserExtras { ssh_keys: entry.ssh_keys.clone(), must_change_password: entry.must_change_password }
+    UserExtras {
+        ssh_keys: entry.ssh_keys.clone(),
+        must_change_password: entry.must_change_password,
+        email: entry.email.clone(),
+    }
 }
 
 /// Adds the side file's settings to an entry. When an earlier release's inline keys are there
@@ -262,6 +270,7 @@ fn merge(entry: &mut UserEntry, extras: UserExtras) {
         }
     }
     entry.must_change_password |= extras.must_change_password;
+    entry.email = extras.email;
 }
 
 /// The original quoted passwords (`"0000"`), but a hand edit may not; YAML then reads a number.

@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod log;
+pub mod notify;
 pub mod plan;
 pub mod space;
 
@@ -30,6 +31,7 @@ use crate::docker::{Engine, Started};
 use crate::gpu::{self, GpuInfo};
 use crate::lock::ExclusiveLock;
 use crate::monitor_exec::{self, Request};
+use crate::notices::Refusal;
 use crate::root::Root;
 use crate::schedule::{self, ActiveFile, Booking, format_time};
 use crate::volumes::UserFolders;
@@ -105,7 +107,7 @@ async fn pass(
 ) -> Result<()> {
     let now = options.now;
     let label = root_label(root);
-    let (state, requests, plan) = {
+    let (state, requests, plan, told) = {
         let lock = ExclusiveLock::acquire(root)?;
         let state = match State::load(&lock) {
             Ok(state) => state,
@@ -119,7 +121,8 @@ async fn pass(
             log.warning("RequestWarning", &format!("ignored the request {line:?} in jobs/monitor_exec"));
         }
         let plan = plan::plan(now, &state.booked, &state.running);
-        (state, requests, plan)
+        let told = crate::notices::read(&lock);
+        (state, requests, plan, told)
     };
     let config = &state.config;
 
@@ -158,11 +161,13 @@ async fn pass(
     let mut ended_ok = Vec::new();
     let mut started_ok = Vec::new();
     let mut failed_restarts = Vec::new();
+    let mut refused = Vec::new();
     for (outcome, user_log) in futures_util::future::join_all(tasks).await {
         log.absorb(user_log);
         ended_ok.extend(outcome.ended);
         started_ok.extend(outcome.started);
         failed_restarts.extend(outcome.failed_restarts);
+        refused.extend(outcome.refused);
     }
     for booking in &plan.missed {
         log.warning(
@@ -177,8 +182,14 @@ async fn pass(
     }
     let mut running_now: Vec<Booking> = plan.continuing.clone();
     running_now.extend(started_ok.iter().cloned());
-    stop_orphans(root, config, engine, (&label, &running_now, &plan), log).await;
-    check_gpus(engine, gpus, &running_now, log).await;
+    // Banners, warnings and mail go out while the rest of the pass goes on; each is bounded.
+    let due = notify_due(root, &state, &plan, &started_ok, &refused, told, now, log);
+    let mut notice_log = log.buffered();
+    let (told_now, ()) = tokio::join!(notify::deliver(root, config, engine, due, now, &mut notice_log), async {
+        stop_orphans(root, config, engine, (&label, &running_now, &plan), log).await;
+        check_gpus(engine, gpus, &running_now, log).await;
+    });
+    log.absorb(notice_log);
 
     record(
         root,
@@ -192,6 +203,9 @@ async fn pass(
         },
         log,
     )?;
+    if !told_now.is_empty() {
+        notify::record(root, &told_now, log);
+    }
     summary.started += started_ok.len();
     summary.stopped += ended_ok.len();
     summary.missed += plan.missed.len();
@@ -211,6 +225,32 @@ struct UserOutcome {
     ended: Vec<Booking>,
     started: Vec<Booking>,
     failed_restarts: Vec<Request>,
+    refused: Vec<notify::StartRefused>,
+}
+
+/// What the pass tells (see [`notify`]); without a readable `jobs/notices.csv` only the
+/// banners, since nothing could tell what was told already.
+#[allow(clippy::too_many_arguments)]
+fn notify_due(
+    root: &Root,
+    state: &State,
+    plan: &Plan,
+    started: &[Booking],
+    refused: &[notify::StartRefused],
+    told: Result<Vec<crate::notices::Notice>>,
+    now: NaiveDateTime,
+    log: &mut MonitorLog,
+) -> notify::Due {
+    match told {
+        Ok(told) => notify::due(root, state, plan, started, refused, &told, now),
+        Err(error) => {
+            log.warning("NoticeWarning", &format!("{error:#}; no warning or mail is given until it is fixed"));
+            let mut due = notify::due(root, state, plan, started, refused, &[], now);
+            due.mails.clear();
+            due.containers.iter_mut().for_each(|notice| notice.warning = None);
+            due
+        }
+    }
 }
 
 /// One user's part of a pass, in order: the ended booking is saved and stopped before the
@@ -238,8 +278,9 @@ async fn user_pass(
         }
     }
     for booking in mine(&plan.starting) {
-        if start_booking(root, config, engine, &booking, label, progress, log).await {
-            outcome.started.push(booking);
+        match start_booking(root, config, engine, &booking, label, progress, log).await {
+            Ok(()) => outcome.started.push(booking),
+            Err((refusal, detail)) => outcome.refused.push(notify::StartRefused { booking, refusal, detail }),
         }
     }
     let continuing = mine(&plan.continuing);
@@ -525,8 +566,8 @@ pub async fn launch(
     Ok(started)
 }
 
-/// Starts a booking's container. `true` when it runs (started now, or found already
-/// running for this booking after an interrupted pass).
+/// Starts a booking's container. `Ok` when it runs (started now, or found already running
+/// for this booking after an interrupted pass); otherwise why not, for the student's mail.
 async fn start_booking(
     root: &Root,
     config: &Config,
@@ -535,46 +576,50 @@ async fn start_booking(
     label: &str,
     progress: bool,
     log: &mut MonitorLog,
-) -> bool {
+) -> Result<(), (Refusal, String)> {
     let name = booking.user_id.as_str();
     match engine.container(name).await {
         Err(error) => {
             log.error("DockerError", &format!("{error:#}"));
-            return false;
+            return Err((Refusal::Docker, "the Docker engine did not answer".into()));
         }
         Ok(Some(container)) if !container.is_ours(label) => {
             log.error("ForeignContainerError", &format!("a container named {name} exists but was not started by gpu-booking; {name}'s booking was not started"));
-            return false;
+            return Err((Refusal::Setup, format!("another container is named {name}")));
         }
         Ok(Some(container)) if container.labels.get(LABEL_START) == Some(&format_time(booking.start)) => {
             // This booking's container, left by an interrupted pass: keep it if it was fully
             // set up, else make it again.
             if let Some(kept) = resume(engine, name, container.running, log).await {
-                return kept;
+                return if kept {
+                    Ok(())
+                } else {
+                    Err((Refusal::Docker, "its container could not be started again".into()))
+                };
             }
         }
         Ok(Some(_)) => {
             // An earlier booking's container that was not stopped: make way.
             if let Err(error) = engine.stop_and_remove(name).await {
                 log.error("DockerError", &format!("{error:#}"));
-                return false;
+                return Err((Refusal::Docker, "the previous container could not be removed".into()));
             }
         }
         Ok(None) => {}
     }
     let Some(entry) = config.users.get(&booking.user_id) else {
         log.error("UserError", &format!("{name} has no entry in users_config.yaml; the booking was not started"));
-        return false;
+        return Err((Refusal::Setup, "you have no settings on this host".into()));
     };
     let prepared = match prepare(root, config, booking, label) {
         Ok(prepared) => prepared,
         Err(error) => {
             log.error("VolumeError", &format!("{error:#}; {name}'s booking was not started, it stays in booking.csv"));
-            return false;
+            return Err((Refusal::Setup, "your folders could not be prepared".into()));
         }
     };
-    if !within_quota(config, &booking.user_id, entry, log).await {
-        return false;
+    if let Err(over) = within_quota(config, &booking.user_id, entry, log).await {
+        return Err((Refusal::Quota, over));
     }
     match launch(root, config, engine, &prepared, progress, log).await {
         Ok(_) => {
@@ -583,11 +628,14 @@ async fn start_booking(
                 booking.forward_port,
                 schedule::format_gpu_list(&booking.gpus)
             ));
-            true
+            Ok(())
         }
         Err(error) => {
             log.error("StartError", &format!("{name}'s container did not start: {error:#}; the booking stays in booking.csv and the next pass retries"));
-            false
+            match error.chain().find_map(|cause| cause.downcast_ref::<crate::docker::ImageUnavailable>()) {
+                Some(unavailable) => Err((Refusal::Image, unavailable.to_string())),
+                None => Err((Refusal::Docker, format!("{error:#}"))),
+            }
         }
     }
 }
@@ -642,7 +690,13 @@ fn quota_folders(
     .collect()
 }
 
-async fn within_quota(config: &Config, user: &UserId, entry: &crate::config::UserEntry, log: &mut MonitorLog) -> bool {
+/// `Err` with what is over when the user's folders are over their quotas.
+async fn within_quota(
+    config: &Config,
+    user: &UserId,
+    entry: &crate::config::UserEntry,
+    log: &mut MonitorLog,
+) -> Result<(), String> {
     let mut over = Vec::new();
     for (what, parent, folder, quota) in quota_folders(config, user, entry) {
         let quota_bytes = (quota * 1e9) as u64;
@@ -659,7 +713,7 @@ async fn within_quota(config: &Config, user: &UserId, entry: &crate::config::Use
         }
     }
     if over.is_empty() {
-        return true;
+        return Ok(());
     }
     log.warning(
         "SpaceWarning",
@@ -668,7 +722,7 @@ async fn within_quota(config: &Config, user: &UserId, entry: &crate::config::Use
             over.join(", and ")
         ),
     );
-    false
+    Err(over.join(", and "))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -703,7 +757,7 @@ async fn reconcile_running(
                 return;
             }
             log.warning("ContainerWarning", &format!("{name}'s container had stopped; starting it again"));
-            start_booking(root, config, engine, booking, label, progress, log).await;
+            let _ = start_booking(root, config, engine, booking, label, progress, log).await;
         }
         Ok(Some(container)) if !container.is_ours(label) => {
             log.error(
@@ -716,7 +770,7 @@ async fn reconcile_running(
                 "ContainerWarning",
                 &format!("{name}'s booking is running but its container is gone; starting it again"),
             );
-            start_booking(root, config, engine, booking, label, progress, log).await;
+            let _ = start_booking(root, config, engine, booking, label, progress, log).await;
         }
         Err(error) => log.error("DockerError", &format!("{error:#}")),
     }

@@ -632,6 +632,7 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
         && arguments.extra_command.is_none()
         && arguments.add_ssh_key.is_empty()
         && arguments.remove_ssh_key.is_empty()
+        && arguments.email.is_none()
         && !arguments.change_password;
     let change = if nothing_asked && prompts::interactive() && !arguments.json {
         prompts::defaults(session, user)?
@@ -644,6 +645,7 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
                 .map(|command| Some(command).filter(|command| !command.trim().is_empty())),
             add_ssh_keys: arguments.add_ssh_key,
             remove_ssh_keys: arguments.remove_ssh_key,
+            email: arguments.email.map(|address| Some(address).filter(|address| address.trim() != "none")),
         }
     };
     if arguments.change_password {
@@ -670,6 +672,7 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
             image: Option<&'a str>,
             extra_command: Option<&'a str>,
             ssh_keys: &'a [String],
+            email: Option<&'a str>,
         }
         let object = OptionsJson {
             user_id: user.as_str(),
@@ -677,6 +680,7 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
             image: entry.image.as_deref(),
             extra_command: entry.extra_command.as_deref(),
             ssh_keys: &entry.ssh_keys,
+            email: entry.email.as_deref(),
         };
         println!("{}", serde_json::to_string(&object)?);
         return Ok(());
@@ -688,6 +692,7 @@ fn options(session: &Session, user: &UserId, arguments: OptionsArgs) -> Result<(
         entry.image.as_deref().unwrap_or(&format!("{} (the host's default)", config.deploy.default_image()))
     );
     println!("  extra command  {}", entry.extra_command.as_deref().unwrap_or("(none)"));
+    println!("  e-mail         {}", entry.email.as_deref().unwrap_or("(none: no mail from the monitor)"));
     if entry.ssh_keys.is_empty() {
         println!("  SSH keys       (none)");
     }

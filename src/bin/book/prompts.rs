@@ -174,5 +174,6 @@ pub fn defaults(session: &Session, user: &UserId) -> Result<DefaultsChange> {
         extra_command: Some(Some(command.trim().to_string()).filter(|command| !command.is_empty())),
         add_ssh_keys,
         remove_ssh_keys: Vec::new(),
+        email: None,
     })
 }

@@ -172,7 +172,14 @@ fn add(root: &Root, arguments: AddArgs) -> Result<()> {
     }
     let password = password_choice(arguments.password_stdin)?;
     let limits = arguments.limits.given().into_iter().map(|(field, value)| (field, Some(value))).collect();
-    let new = NewUser { user: user.clone(), limits, forward_port: arguments.forward_port, password, ssh_keys };
+    let new = NewUser {
+        user: user.clone(),
+        limits,
+        forward_port: arguments.forward_port,
+        password,
+        ssh_keys,
+        email: arguments.email,
+    };
     let lock = ExclusiveLock::acquire(root)?;
     let added = enrollment::add(&lock, &new)?;
     println!("enrolled {user}: forward port {}", added.entry.forward_port);

@@ -51,6 +51,9 @@ fn run(cli: Cli) -> Result<()> {
                     format_minutes(booking.end)
                 );
             }
+            for line in monitor::notify::dry_run_lines(&root, now)? {
+                println!("{line}");
+            }
             Ok(())
         }
         None => {
