@@ -343,7 +343,7 @@ fn a_missing_capability_config_says_which_file_and_who_points_at_it() {
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
         run.stdout.contains("cfg/example/capability_config.yaml: cannot read")
-            && run.stdout.contains("capability_config_yaml in cfg/host_deploy.yaml"),
+            && run.stdout.contains("capability_config_yaml in cfg/host_deploy.yaml:6)"),
         "{run}"
     );
     assert_unchanged(&before, &snapshot(root.path()), "enroll check");

@@ -447,13 +447,13 @@ fn damage_yaml(kind: Kind, text: &str, rng: &mut Rng) -> Option<Damage> {
             let first = *rng.pick(&keys)?;
             let indent = indent_of(&lines[first]);
             let mut last = first;
-            for index in first + 1..lines.len() {
-                let content = strip_comment(&lines[index]);
+            for (index, line) in lines.iter().enumerate().skip(first + 1) {
+                let content = strip_comment(line);
                 if content.trim().is_empty() || content.trim_start().starts_with('#') {
                     continue;
                 }
-                let deeper = indent_of(&lines[index]) > indent
-                    || (content.trim_start().starts_with('-') && indent_of(&lines[index]) == indent);
+                let deeper =
+                    indent_of(line) > indent || (content.trim_start().starts_with('-') && indent_of(line) == indent);
                 if !deeper {
                     break;
                 }
@@ -482,12 +482,12 @@ fn damage_yaml(kind: Kind, text: &str, rng: &mut Rng) -> Option<Damage> {
                         return None;
                     }
                     let mut last = index;
-                    for next in index + 1..lines.len() {
-                        let item = strip_comment(&lines[next]).trim_start();
+                    for (next, line) in lines.iter().enumerate().skip(index + 1) {
+                        let item = strip_comment(line).trim_start();
                         if item.is_empty() || item.starts_with('#') {
                             continue;
                         }
-                        if item.starts_with('-') || indent_of(&lines[next]) > indent_of(content) + 2 {
+                        if item.starts_with('-') || indent_of(line) > indent_of(content) + 2 {
                             last = next;
                         } else {
                             break;
@@ -833,7 +833,7 @@ fn excerpt(run: &Run) -> String {
 
 /// The lines of a failing run that state a problem: `enroll check`'s errors on stdout, the
 /// `error:` lines of the others and the problems listed under them (not `caused by` lines).
-fn error_lines<'a>(reader: Reader, run: &'a Run) -> Vec<&'a str> {
+fn error_lines(reader: Reader, run: &Run) -> Vec<&str> {
     if reader == Reader::EnrollCheck {
         return run.stdout.lines().filter(|line| !line.contains(": warning") && !line.starts_with("ok:")).collect();
     }
