@@ -80,7 +80,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
 /// Allowed ids that nobody has a password for yet, and passwords anyone could guess.
 fn check_accounts(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
     let capability_path = root.display(&config.deploy.capability_config_yaml);
-    let capability_text = std::fs::read_to_string(&config.deploy.capability_config_yaml).unwrap_or_default();
+    let capability_text = text_for_lines(&config.deploy.capability_config_yaml);
     let login_path = root.display(&root.login_settings_path());
     for user in &config.capability.allowed_users {
         let line = crate::yaml_lines::line_of_item(&capability_text, ALLOWED_SECTION, user.as_str());
@@ -106,7 +106,7 @@ fn check_accounts(root: &Root, config: &Config, problems: &mut Vec<FileProblem>)
         }
     }
     if let SelfRegistration::Only(listed) = &config.login.self_registration {
-        let text = std::fs::read_to_string(root.login_settings_path()).unwrap_or_default();
+        let text = text_for_lines(&root.login_settings_path());
         for user in listed.iter().filter(|user| !config.capability.is_allowed(user)) {
             problems.push(FileProblem::warning(
                 &login_path,
@@ -195,7 +195,7 @@ fn check_original_compatibility(
     use crate::yaml_lines::{line_of_item, line_of_key};
 
     let capability_path = root.display(&config.deploy.capability_config_yaml);
-    let capability_text = std::fs::read_to_string(&config.deploy.capability_config_yaml).unwrap_or_default();
+    let capability_text = text_for_lines(&config.deploy.capability_config_yaml);
     let users_path = root.display(&config.deploy.users_config_yaml);
     let users_text =
         crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
@@ -293,6 +293,11 @@ fn check_original_compatibility(
     }
 }
 
+/// An admin file's text, only to find the line of a problem (the file already loaded).
+fn text_for_lines(path: &std::path::Path) -> String {
+    crate::text_file::read_config(path, "").ok().flatten().unwrap_or_default()
+}
+
 pub fn count_errors(problems: &[FileProblem]) -> usize {
     problems.iter().filter(|problem| problem.severity == Severity::Error).count()
 }
@@ -322,21 +327,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
                 ));
             }
         }
-        if let Some(Err(reason)) = booking.extra_command.as_deref().map(crate::rules::fields::check_extra_command) {
-            problems.push(problem("extra_command", reason));
-        }
-        if let Some(Err(reason)) = booking.image.as_deref().map(crate::rules::fields::check_image_name) {
-            problems.push(problem("image", reason));
-        }
-        if booking.end <= booking.start {
-            problems.push(problem("end", format!("{} is not after start {}", booking.end, booking.start)));
-        }
-        for (field, time) in [("start", booking.start), ("end", booking.end)] {
-            if !crate::rules::is_on_grid(time) {
-                problems
-                    .push(problem(field, format!("{} is off the 30-minute grid (expected minutes :00 or :30)", time)));
-            }
-        }
+        // Row by row (field limits, an empty or off-grid window): `schedule::active_row_problems`.
     }
 
     // Pairwise conflicts between active rows. Rows are few (the active schedule), and each
@@ -378,8 +369,6 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
     }
 
     let users_path = root.display(&config.deploy.users_config_yaml);
-    let side_path = crate::config::user_extras::path_for(&config.deploy.users_config_yaml);
-    let side_text = crate::state_folder::read_to_string(&side_path).ok().flatten().unwrap_or_default();
     for (user, entry) in &config.users.users {
         let line = crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]);
         if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
@@ -411,29 +400,13 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
                     format!("{user}.{field}"),
                     format!(
                         "{} is not inside {}, the folder host_deploy.yaml names for it; the monitor will not mount it",
-                        folder.display(),
-                        parent.display()
+                        crate::error::shown(&folder.display().to_string()),
+                        crate::error::shown(&parent.display().to_string())
                     ),
                 ));
             }
         }
-        let field_problems = [
-            ("extra_command", entry.extra_command.as_deref().map(crate::rules::fields::check_extra_command)),
-            ("image", entry.image.as_deref().map(crate::rules::fields::check_image_name)),
-            ("ssh_keys", Some(crate::rules::fields::check_ssh_keys(&entry.ssh_keys))),
-        ];
-        for (field, result) in field_problems {
-            if let Some(Err(reason)) = result {
-                // SSH keys live in the side file, unless an earlier release wrote them inline.
-                let (path, line) = match crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]) {
-                    None if field == "ssh_keys" => {
-                        (root.display(&side_path), crate::yaml_lines::line_of_key(&side_text, &[user.as_str(), field]))
-                    }
-                    line => (users_path.clone(), line),
-                };
-                problems.push(FileProblem::error(path, line, format!("{user}.{field}"), reason));
-            }
-        }
+        // Field limits (extra command, image, SSH keys): checked as the file loads.
         if !config.capability.is_allowed(user) && !by_user.contains_key(user.as_str()) {
             problems.push(FileProblem::warning(
                 root.display(&config.deploy.users_config_yaml),

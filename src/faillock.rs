@@ -98,10 +98,11 @@ fn address_of(ssh_client: &str) -> String {
 pub fn read_rows(root: &Root) -> Result<(Vec<Failure>, Vec<FileProblem>)> {
     let path = path(root);
     let shown = root.display(&path);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
-        Err(error) => return Err(error).with_context(|| format!("cannot read {shown}")),
+    // In `jobs/`, the booking account's folder: never read through a link.
+    let text = match crate::state_folder::read_config(&path, &shown) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok((Vec::new(), Vec::new())),
+        Err(problem) => return Ok((Vec::new(), vec![problem])),
     };
     let mut rows = Vec::new();
     let mut problems = Vec::new();

@@ -33,6 +33,7 @@ pub mod rules;
 pub mod safe_folder;
 pub mod schedule;
 pub mod state_folder;
+pub mod text_file;
 pub mod views;
 pub mod volumes;
 pub mod yaml_lines;

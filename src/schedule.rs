@@ -21,8 +21,8 @@ use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 
 use crate::atomic_file;
-use crate::config::UserId;
-use crate::error::{FileProblem, FileProblems};
+use crate::config::{UserId, ranges};
+use crate::error::{FileProblem, FileProblems, quoted};
 use crate::lock::{ExclusiveLock, LockHeld};
 use crate::root::Root;
 use crate::state_folder;
@@ -88,15 +88,38 @@ pub fn read(lock: &impl LockHeld, file: ActiveFile) -> Result<Vec<Booking>> {
 }
 
 /// What may not stand in a row that is about to run (or runs): a CPU count the container
-/// could not be limited to. The history is read as it was written (the original took any
-/// number), since nothing is started from it.
+/// could not be limited to, a window that is empty or off the 30-minute grid, an image name
+/// or extra command over the field limits. The history is read as it was written (the
+/// original took any number), since nothing is started from it. Every reader of the active
+/// files refuses these, as `enroll check` does; what depends on other rows or files (two
+/// bookings on one GPU, a user no longer allowed) is `enroll check`'s to report, so that
+/// the tools that mend it keep working.
 pub fn active_row_problems(shown_path: &str, rows: &[Row]) -> Vec<FileProblem> {
-    rows.iter()
-        .filter_map(|row| {
-            crate::rules::capacity::cpus_problem(row.booking.cpus)
-                .map(|message| FileProblem::error(shown_path, Some(row.line), "cpus", message))
-        })
-        .collect()
+    let mut problems = Vec::new();
+    for row in rows {
+        let booking = &row.booking;
+        let mut problem = |field: &str, message: String| {
+            problems.push(FileProblem::error(shown_path, Some(row.line), field, message));
+        };
+        if let Some(message) = crate::rules::capacity::cpus_problem(booking.cpus) {
+            problem("cpus", message);
+        }
+        if let Some(Err(reason)) = booking.extra_command.as_deref().map(crate::rules::fields::check_extra_command) {
+            problem("extra_command", reason);
+        }
+        if let Some(Err(reason)) = booking.image.as_deref().map(crate::rules::fields::check_image_name) {
+            problem("image", reason);
+        }
+        if booking.end <= booking.start {
+            problem("end", format!("{} is not after start {}", booking.end, booking.start));
+        }
+        for (field, time) in [("start", booking.start), ("end", booking.end)] {
+            if !crate::rules::is_on_grid(time) {
+                problem(field, format!("{time} is off the 30-minute grid (expected minutes :00 or :30)"));
+            }
+        }
+    }
+    problems
 }
 
 /// Reads a schedule file (any of the three), returning the good rows and a problem for each
@@ -123,7 +146,12 @@ pub fn for_each_row(root: &Root, path: &Path, mut visit: impl FnMut(Result<Row, 
     let header = match reader.headers() {
         Ok(header) => header.clone(),
         Err(error) => {
-            visit(Err(FileProblem::error(&shown, Some(1), "", format!("cannot read the header: {error}"))));
+            visit(Err(FileProblem::error(
+                &shown,
+                Some(1),
+                "",
+                format!("cannot read the header: {}", csv_problem(&error)),
+            )));
             return Ok(());
         }
     };
@@ -154,7 +182,12 @@ pub fn for_each_row(root: &Root, path: &Path, mut visit: impl FnMut(Result<Row, 
             }
             Err(error) => {
                 let line = error.position().map(|position| position.line() as usize);
-                visit(Err(FileProblem::error(&shown, line, "", format!("cannot read the row: {error}"))));
+                visit(Err(FileProblem::error(
+                    &shown,
+                    line,
+                    "",
+                    format!("cannot read the row: {}", csv_problem(&error)),
+                )));
                 if !matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) {
                     break;
                 }
@@ -164,15 +197,26 @@ pub fn for_each_row(root: &Root, path: &Path, mut visit: impl FnMut(Result<Row, 
     Ok(())
 }
 
+/// What the CSV reader found wrong, without its own account of the place (the problem names
+/// the line).
+fn csv_problem(error: &csv::Error) -> String {
+    match error.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => {
+            format!("field {} is not UTF-8 text; save the file as UTF-8", err.field() + 1)
+        }
+        _ => error.to_string(),
+    }
+}
+
 fn column_positions(header: &csv::StringRecord) -> Result<[usize; 9], String> {
     let mut positions = [usize::MAX; 9];
     for (position, name) in header.iter().enumerate() {
         let name = name.trim();
         match COLUMNS.iter().position(|column| *column == name) {
             Some(index) if positions[index] == usize::MAX => positions[index] = position,
-            Some(_) => return Err(format!("the column {name:?} appears twice")),
+            Some(_) => return Err(format!("the column {} appears twice", quoted(name))),
             None => {
-                return Err(format!("unknown column {name:?}; expected the header {}", COLUMNS.join(",")));
+                return Err(format!("unknown column {}; expected the header {}", quoted(name), COLUMNS.join(",")));
             }
         }
     }
@@ -195,11 +239,10 @@ fn parse_record(record: &csv::StringRecord, columns: &[usize; 9], width: usize) 
     let cpus = parse_cpus(field(3)).map_err(|message| fail(3, message))?;
     let memory = parse_memory(field(4)).map_err(|message| fail(4, message))?;
     let gpus = parse_gpu_list(field(5)).map_err(|message| fail(5, message))?;
-    let forward_port = field(6)
-        .parse::<u16>()
-        .ok()
-        .filter(|port| *port > 0)
-        .ok_or_else(|| fail(6, format!("expected a port from 1 to 65535, found {:?}", field(6))))?;
+    let forward_port = field(6).parse::<u16>().ok().filter(|port| ranges::PORTS.contains(port)).ok_or_else(|| {
+        let (first, last) = (ranges::PORTS.start(), ranges::PORTS.end());
+        fail(6, format!("expected a port from {first} to {last}, found {}", quoted(field(6))))
+    })?;
     // `end == start` is allowed: the history marks a booking that was cancelled or missed
     // before it started that way. Active files are held to `end > start` by the checks.
     if end < start {
@@ -230,7 +273,7 @@ pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
             return Ok(time);
         }
     }
-    Err(format!("expected a time YYYY-MM-DD HH:MM:SS, found {text:?}"))
+    Err(format!("expected a time YYYY-MM-DD HH:MM:SS, found {}", quoted(text)))
 }
 
 fn parse_plain_time(text: &str) -> Option<NaiveDateTime> {
@@ -279,22 +322,30 @@ pub fn format_time(time: NaiveDateTime) -> String {
 }
 fn parse_cpus(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => {
+            Err(format!("expected at most {} CPUs, found {}", crate::error::number(*ranges::CPUS.end()), quoted(text)))
+        }
         Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
-        _ => Err(format!("expected a number of CPUs above 0, found {text:?}")),
+        _ => Err(format!("expected a number of CPUs above 0, found {}", quoted(text))),
     }
 }
 
 fn parse_memory(text: &str) -> Result<u32, String> {
     // pandas writes an integer column as `16.0` once it has held an empty cell.
     match text.parse::<f64>() {
-        Ok(memory) if memory >= 1.0 && memory.fract() == 0.0 && memory <= f64::from(u32::MAX) => Ok(memory as u32),
-        _ => Err(format!("expected a whole number of GB, at least 1, found {text:?}")),
+        Ok(memory) if memory > *ranges::MEMORY_GB.end() => Err(format!(
+            "expected at most {} GB, found {}",
+            crate::error::number(*ranges::MEMORY_GB.end()),
+            quoted(text)
+        )),
+        Ok(memory) if memory >= 1.0 && memory.fract() == 0.0 => Ok(memory as u32),
+        _ => Err(format!("expected a whole number of GB, at least 1, found {}", quoted(text))),
     }
 }
 
 /// Reads a Python list literal of GPU ids: `[0, 1]`, `[3]`, `[]` (an empty cell is `[]`).
 pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
-    let expected = || format!("expected a list of GPU ids such as \"[0, 1]\", found {text:?}");
+    let expected = || format!("expected a list of GPU ids such as \"[0, 1]\", found {}", quoted(text));
     if text.is_empty() {
         return Ok(Vec::new());
     }
@@ -306,8 +357,17 @@ pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
             continue;
         }
         let id: u32 = item.parse().map_err(|_| expected())?;
+        // Ids index the host's GPUs: one beyond any host is a damaged cell, and a list can
+        // then hold at most `MAX_GPUS` ids.
+        if id >= ranges::MAX_GPUS {
+            return Err(format!(
+                "GPU {id} is beyond any host (ids are 0 to {}), in {}",
+                ranges::MAX_GPUS - 1,
+                quoted(text)
+            ));
+        }
         if gpus.contains(&id) {
-            return Err(format!("GPU {id} is listed twice in {text:?}"));
+            return Err(format!("GPU {id} is listed twice in {}", quoted(text)));
         }
         gpus.push(id);
     }

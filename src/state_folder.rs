@@ -26,6 +26,8 @@ use anyhow::{Context, Result, anyhow};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
+use crate::error::FileProblem;
+
 /// Flags every open here carries. `NONBLOCK`: opening a FIFO for reading would otherwise wait
 /// for a writer, and a swapped file must be refused, not hang the monitor (it has no effect
 /// on a plain file). `NOCTTY`: a terminal device must never become our controlling terminal.
@@ -54,13 +56,25 @@ pub fn read(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Reads the whole of `path` as text; `None` when it does not exist.
+/// Reads the whole of `path` as text (a byte-order mark dropped, see [`crate::text_file`]);
+/// `None` when it does not exist.
 pub fn read_to_string(path: &Path) -> Result<Option<String>> {
     use std::io::Read;
     let Some(mut file) = read(path)? else { return Ok(None) };
-    let mut text = String::new();
-    file.read_to_string(&mut text).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Some(text))
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(crate::text_file::decode(&path.display().to_string(), bytes)?))
+}
+
+/// Reads a configuration file in a folder the booking account may write (`users_config.yaml`
+/// and its side file) whole, as [`crate::text_file::read_whole`] does; `None` when it does
+/// not exist. Every problem is one of `shown_path`, with its line where there is one.
+pub fn read_config(path: &Path, shown_path: &str) -> std::result::Result<Option<String>, FileProblem> {
+    match read(path) {
+        Ok(Some(file)) => crate::text_file::read_whole(file, shown_path).map(Some),
+        Ok(None) => Ok(None),
+        Err(error) => Err(FileProblem::error(shown_path, None, "", format!("cannot read: {error:#}"))),
+    }
 }
 
 impl Folder {

@@ -6,6 +6,7 @@
 
 /// The 1-based line of the key at `path` (e.g. `["max", "shm_rate"]`).
 pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
+    let text = crate::text_file::strip_bom(text);
     // (indentation, key) of the mapping keys enclosing the current line.
     let mut stack: Vec<(usize, String)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -27,6 +28,19 @@ pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
         }
     }
     None
+}
+
+/// The 1-based line of the second key `key` at any depth (a mapping key written twice).
+pub fn line_of_second_key(text: &str, key: &str) -> Option<usize> {
+    crate::text_file::strip_bom(text)
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let content = strip_comment(line).trim_start();
+            key_of(content).is_some_and(|found| found == key)
+        })
+        .nth(1)
+        .map(|(index, _)| index + 1)
 }
 
 /// The 1-based line of the entry `item` in the block list under the top-level key

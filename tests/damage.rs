@@ -14,7 +14,7 @@ use gpu_booking::lock::SharedLock;
 use gpu_booking::root::Root;
 use gpu_booking::schedule::{self, ActiveFile};
 
-use common::{Run, append, assert_unchanged, copy_fixture, edit_line, enroll_check, snapshot};
+use common::{Run, append, assert_unchanged, copy_fixture, edit_line, enroll, enroll_check, snapshot};
 
 const CAPABILITY: &str = "cfg/example/capability_config.yaml";
 const USERS: &str = "cfg/example/users_config.yaml";
@@ -343,7 +343,7 @@ fn a_missing_capability_config_says_which_file_and_who_points_at_it() {
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
         run.stdout.contains("cfg/example/capability_config.yaml: cannot read")
-            && run.stdout.contains("capability_config_yaml in cfg/host_deploy.yaml"),
+            && run.stdout.contains("capability_config_yaml in cfg/host_deploy.yaml:6)"),
         "{run}"
     );
     assert_unchanged(&before, &snapshot(root.path()), "enroll check");
@@ -362,4 +362,322 @@ fn binary_garbage_in_a_booking_file_does_not_panic() {
     assert_eq!(run.code, Some(1), "{run}");
     assert!(run.stdout.contains("jobs/booking.csv:4"), "{run}");
     assert_unchanged(&before, &snapshot(root.path()), "enroll check");
+}
+
+// ---- absurd numbers (issue 12, item 6) ---------------------------------------------------
+
+/// A clock for the binaries that need one; the fixture's bookings lie after it.
+const NOW: &str = "2026-11-23 10:00";
+
+/// `book --root ROOT ARGS…` on a damaged root, with the clock fixed and nobody logged in.
+fn book(root: &std::path::Path, args: &[&str]) -> Run {
+    let root = root.to_str().expect("a UTF-8 temporary path");
+    let mut all = vec!["--root", root];
+    all.extend_from_slice(args);
+    common::run_with_input("book", &all, "", NOW)
+}
+
+/// Every line an admin reads from a run, as they would count it.
+fn assert_short_lines(run: &Run) {
+    for line in run.stdout.lines().chain(run.stderr.lines()) {
+        assert!(line.chars().count() <= 300, "a line of {} characters:\n{run}", line.chars().count());
+    }
+}
+
+#[test]
+fn max_gpus_of_1e308_is_refused_at_load_and_book_free_stops_at_once() {
+    // Once `enroll check` passed this, and `book free` walked four billion GPU ids (44 s, 16.8 GB).
+    let expected = "cfg/example/capability_config.yaml:5: max.gpus: expected a whole number of GPUs from 0 to 64, \
+                    found 1e308";
+    check_damaged(&[(CAPABILITY, 5, "gpus: 4", "gpus: 1e308")], &[expected], 1);
+    let root = copy_fixture("upstream");
+    edit_line(root.path(), CAPABILITY, 5, "gpus: 4", "gpus: 1e308");
+    let before = snapshot(root.path());
+    let run = book(root.path(), &["free", "--cpus", "1", "--memory", "1", "--gpus", "1", "--duration", "1-day"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains(expected), "{run}");
+    assert_unchanged(&before, &snapshot(root.path()), "book free");
+}
+
+#[test]
+fn every_number_of_the_host_and_the_limits_has_a_range_named_in_the_error() {
+    // (line, from, to, errors: the lines expected)
+    let cases: [(usize, &str, &str, &[&str]); 8] = [
+        (
+            2,
+            "cpus: 62",
+            "cpus: 99999999999",
+            &[":2: max.cpus: expected at least 1 core, with at most two decimals, up to 4096, found 99999999999"],
+        ),
+        (
+            3,
+            "ram: 30",
+            "ram: 1e308",
+            &[
+                ":3: max.ram: expected a number of GB from 0 to 65536, found 1e308",
+                ":8: max.memory: is 1e308 GB, expected at most 65536 GB (RAM + swap)",
+            ],
+        ),
+        (
+            4,
+            "swap_size: 10",
+            "swap_size: 99999999999",
+            &[
+                ":4: max.swap_size: expected a number of GB from 0 to 65536, found 99999999999",
+                ":8: max.memory: is 100000000029 GB, expected at most 65536 GB",
+            ],
+        ),
+        (
+            10,
+            "backup_space: 200",
+            "backup_space: 1e308",
+            &[":10: max.backup_space: expected a number of GB from 0 to 1000000, found 1e308"],
+        ),
+        (
+            11,
+            "work_space: 500",
+            "work_space: 99999999999",
+            &[":11: max.work_space: expected a number of GB from 0 to 1000000"],
+        ),
+        (
+            20,
+            "cpus: 8",
+            "cpus: 1e308",
+            &[
+                ":20: max_default_capability.cpus: expected at least 1 CPU, with at most two decimals, up to 4096, or \"max\", found 1e308",
+            ],
+        ),
+        (
+            21,
+            "memory: 32",
+            "memory: 99999999999",
+            &[
+                ":21: max_default_capability.memory: expected a number of GB from 0 to 65536, found 99999999999 (or \"max\")",
+            ],
+        ),
+        (
+            22,
+            "gpus: 1",
+            "gpus: 1e308",
+            &[":22: max_default_capability.gpus: expected a whole number of GPUs from 0 to 64 or \"max\", found 1e308"],
+        ),
+    ];
+    for (line, from, to, expected) in cases {
+        let expected: Vec<String> = expected.iter().map(|tail| format!("{CAPABILITY}{tail}")).collect();
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        let run = check_damaged(&[(CAPABILITY, line, from, to)], &expected, expected.len());
+        assert_short_lines(&run);
+    }
+}
+
+#[test]
+fn absurd_numbers_in_a_booking_row_stop_every_reader() {
+    for (from, to, expected) in [
+        (",4.5,16,", ",99999999999,16,", "jobs/booking.csv:2: cpus: expected at most 4096 CPUs, found \"99999999999\""),
+        (",4.5,16,", ",4.5,99999,", "jobs/booking.csv:2: memory: expected at most 65536 GB, found \"99999\""),
+        (
+            "\"[0, 1]\"",
+            "\"[0, 4000000000]\"",
+            "jobs/booking.csv:2: gpus: GPU 4000000000 is beyond any host (ids are 0 to 63)",
+        ),
+    ] {
+        check_damaged(&[(BOOKING, 2, from, to)], &[expected], 1);
+        let root = copy_fixture("upstream");
+        edit_line(root.path(), BOOKING, 2, from, to);
+        let run = book(root.path(), &["list"]);
+        assert_eq!(run.code, Some(1), "{run}");
+        assert!(run.stderr.contains(expected), "{run}");
+    }
+}
+
+#[test]
+fn an_expression_nested_100_000_deep_is_refused_not_a_stack_overflow() {
+    let deep = format!("memory: {}ram{}", "(".repeat(100_000), ")".repeat(100_000));
+    let run = check_damaged(
+        &[(CAPABILITY, 8, "memory: ram + swap_size", &deep)],
+        &[
+            "cfg/example/capability_config.yaml:8: max.memory: expected a number or an expression such as \"ram + swap_size\": \
+           the expression is 200003 bytes long; at most 256 are allowed",
+        ],
+        1,
+    );
+    assert_short_lines(&run);
+}
+
+// ---- messages (issue 12, item 8) ---------------------------------------------------------
+
+#[test]
+fn a_byte_order_mark_is_accepted_in_every_yaml_and_csv_file() {
+    let root = copy_fixture("upstream");
+    for file in [HOST_DEPLOY, CAPABILITY, USERS, BOOKING, USING, USED] {
+        let path = root.path().join(file);
+        let mut bytes = b"\xef\xbb\xbf".to_vec();
+        bytes.extend(fs::read(&path).unwrap());
+        fs::write(&path, bytes).unwrap();
+    }
+    let run = enroll_check(root.path());
+    run.assert_no_panic("enroll check");
+    assert_eq!(run.code, Some(0), "{run}");
+    // Lines are still counted from the first: the mark is not a line of its own.
+    assert!(run.stdout.contains("cfg/example/capability_config.yaml:14: warning: allow_userIDs"), "{run}");
+    let run = book(root.path(), &["list"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(run.stdout.contains("m11007s05-1"), "{run}");
+}
+
+#[test]
+fn a_byte_order_mark_is_dropped_when_enroll_rewrites_the_file() {
+    let root = copy_fixture("upstream");
+    let path = root.path().join(CAPABILITY);
+    let original = fs::read(&path).unwrap();
+    let mut marked = b"\xef\xbb\xbf".to_vec();
+    marked.extend(&original);
+    fs::write(&path, &marked).unwrap();
+    let run = enroll(&["--root", root.path().to_str().unwrap(), "limits", "m11007s05-3", "--cpus", "4"]);
+    assert_eq!(run.code, Some(0), "{run}");
+    let rewritten = fs::read_to_string(&path).unwrap();
+    assert!(!rewritten.starts_with('\u{feff}'), "the mark is kept:\n{rewritten}");
+    // Everything else is the admin's file, plus the new block.
+    let original = String::from_utf8(original).unwrap();
+    assert!(rewritten.starts_with(&original), "{rewritten}");
+    assert!(rewritten[original.len()..].contains("m11007s05-3:\n    cpus: 4"), "{rewritten}");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_named_by_line_and_column() {
+    let root = copy_fixture("upstream");
+    for (file, line) in [(USERS, 13), (CAPABILITY, 21), (HOST_DEPLOY, 9)] {
+        let path = root.path().join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        let mut bytes = Vec::new();
+        for (index, content) in text.split_inclusive('\n').enumerate() {
+            bytes.extend(content.as_bytes());
+            if index + 1 == line {
+                let end = bytes.len() - 1;
+                bytes.insert(end, 0xff);
+            }
+        }
+        fs::write(&path, bytes).unwrap();
+        let column = text.lines().nth(line - 1).unwrap().chars().count() + 1;
+        let before = snapshot(root.path());
+        let run = enroll_check(root.path());
+        assert_eq!(run.code, Some(1), "{run}");
+        let expected = format!("{file}:{line}: not UTF-8 text: byte 0xff at column {column}; save the file as UTF-8");
+        assert!(run.stdout.contains(&expected), "expected {expected:?}:\n{run}");
+        assert_unchanged(&before, &snapshot(root.path()), "enroll check");
+        fs::write(&path, text).unwrap();
+    }
+}
+
+#[test]
+fn a_100_kb_value_is_quoted_cut_with_its_length() {
+    let long = "x".repeat(100_000);
+    let run = check_damaged(
+        &[(USERS, 12, "10002", &long)],
+        &[&format!(
+            "cfg/example/users_config.yaml:12: m11007s05-1.forward_port: invalid type: string \"{}…\" (100000 characters), expected u16",
+            "x".repeat(60)
+        )],
+        1,
+    );
+    assert_short_lines(&run);
+    let run = check_damaged(
+        &[(BOOKING, 2, ",4.5,", &format!(",{long},"))],
+        &[&format!(
+            "jobs/booking.csv:2: cpus: expected a number of CPUs above 0, found \"{}…\" (100000 bytes)",
+            "x".repeat(60)
+        )],
+        1,
+    );
+    assert_short_lines(&run);
+    let root = copy_fixture("upstream");
+    edit_line(root.path(), BOOKING, 2, ",4.5,", &format!(",{long},"));
+    let run = book(root.path(), &["list"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("(100000 bytes)"), "{run}");
+    assert_short_lines(&run);
+}
+
+#[test]
+fn a_missing_or_empty_image_list_names_its_line() {
+    let root = copy_fixture("upstream");
+    let text = fs::read_to_string(root.path().join(HOST_DEPLOY)).unwrap();
+    let settings: String = text.split_inclusive('\n').take(7).collect();
+    for (images, line) in [("images: []\n", 8), ("images:\n", 8), ("", 1)] {
+        fs::write(root.path().join(HOST_DEPLOY), format!("{settings}{images}")).unwrap();
+        let run = enroll_check(root.path());
+        assert_eq!(run.code, Some(1), "{run}");
+        // Without an `images:` line to point at: the line the file's settings start on.
+        let expected = format!("cfg/host_deploy.yaml:{line}: images: expected at least one image");
+        assert!(run.stdout.contains(&expected), "{images:?}: expected {expected:?}:\n{run}");
+        let run = book(root.path(), &["list"]);
+        assert_eq!(run.code, Some(1), "{run}");
+        assert!(run.stderr.contains(&expected), "{run}");
+    }
+}
+
+#[test]
+fn a_user_written_twice_is_an_error_at_the_second() {
+    // YAML keeps the last of two equal keys, and the next save would have lost the first.
+    let entry = "m11007s05-1:\n  password: \"1234\"\n  forward_port: 10009\n";
+    let run = check_damaged(
+        &[(USERS, 18, "", &format!("\n{entry}"))],
+        &["cfg/example/users_config.yaml:19: m11007s05-1 is written twice; keep one of the two"],
+        1,
+    );
+    assert_short_lines(&run);
+}
+
+#[test]
+fn a_fifo_in_place_of_a_configuration_file_is_refused_without_waiting() {
+    let root = copy_fixture("upstream");
+    let fifo = root.path().join("cfg/containers.yaml");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
+    let mut command = std::process::Command::new(common::binary("enroll"));
+    command.args(["--root", root.path().to_str().unwrap(), "check"]);
+    // Before, the read waited for a writer forever.
+    let run = common::run_limited(command, "", std::time::Duration::from_secs(60));
+    run.assert_no_panic("enroll check");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stdout.contains("cfg/containers.yaml: cannot read: it is a named pipe (FIFO), expected a plain file"),
+        "{run}"
+    );
+}
+
+#[test]
+fn rows_off_the_grid_or_over_the_field_limits_stop_every_reader_as_they_stop_the_check() {
+    let long_command = "x".repeat(5000);
+    for (from, to, expected) in [
+        (
+            "2026-11-24 12:30:00",
+            "2026-11-24 12:40:00",
+            "jobs/booking.csv:3: start: 2026-11-24 12:40:00 is off the 30-minute grid",
+        ),
+        (
+            "python3 -m http.server 8888",
+            long_command.as_str(),
+            "jobs/booking.csv:3: extra_command: the extra command is 5000 bytes",
+        ),
+    ] {
+        check_damaged(&[(BOOKING, 3, from, to)], &[expected], 1);
+        let root = copy_fixture("upstream");
+        edit_line(root.path(), BOOKING, 3, from, to);
+        let run = book(root.path(), &["list"]);
+        assert_eq!(run.code, Some(1), "book list took what enroll check refuses:\n{run}");
+        assert!(run.stderr.contains(expected), "{run}");
+    }
+    // The same for a user's own settings.
+    let image = format!("image: {}", "i".repeat(300));
+    let expected = "cfg/example/users_config.yaml:13: m11007s05-1.image: the image name is 300 bytes";
+    check_damaged(
+        &[(USERS, 13, "image: rober5566a/aivc-server:cuda11.8.0-cudnn8-devel-ubuntu20.04", &image)],
+        &[expected],
+        1,
+    );
+    let root = copy_fixture("upstream");
+    edit_line(root.path(), USERS, 13, "image: rober5566a/aivc-server:cuda11.8.0-cudnn8-devel-ubuntu20.04", &image);
+    let run = book(root.path(), &["list"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains(expected), "{run}");
 }

@@ -93,3 +93,39 @@ fn a_mistyped_root_is_an_error_and_creates_nothing() {
     assert!(run.stderr.contains("no-such-root"), "{run}");
     assert!(!missing.exists(), "enroll check created {}", missing.display());
 }
+
+/// A reader that stops early (`enroll list | head -1`) ends every binary quietly, as it ends
+/// `ls`: no panic, nothing on stderr (Rust ignores SIGPIPE unless told otherwise, and
+/// `println!` then panics with "failed printing to stdout: Broken pipe"). `book list --json`
+/// is covered in book_cli.rs.
+#[test]
+fn a_reader_that_stops_early_ends_each_binary_quietly() {
+    let root = copy_fixture("campaign");
+    let path = root.path().to_str().unwrap();
+    for (name, args) in [
+        ("enroll", &["--root", path, "list"][..]),
+        ("enroll", &["--root", path, "check"][..]),
+        ("enroll", &["completions", "bash", "--binary", "book"][..]),
+        ("monitor", &["--root", path, "status"][..]),
+        ("monitor", &["--root", path, "--dry-run"][..]),
+        ("book", &["--root", path, "list", "--timeline"][..]),
+        ("run-container", &["--help"][..]),
+    ] {
+        let mut child = Command::new(common::binary(name))
+            .args(args)
+            .env("GPU_BOOKING_NOW", "2026-11-23 10:00")
+            // `monitor status` asks Docker for the containers' processes: none here.
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        // Read nothing and close the pipe before the binary writes, as `head -c0` would.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("wait for the binary");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.trim().is_empty(), "{name} {args:?} said on a closed pipe:\n{stderr}");
+        assert_ne!(output.status.code(), Some(101), "{name} {args:?}: a panic's exit code");
+    }
+}

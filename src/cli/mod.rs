@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::error::{EXIT_OK, exit_code_for};
+use crate::error::{EXIT_OK, MESSAGE_LINE_CHARS, exit_code_for, fit_lines};
 use crate::root::Root;
 
 /// Flags every binary takes, before or after the subcommand.
@@ -61,14 +61,17 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("{ERROR_PREFIX}{}", describe(&error));
             ExitCode::from(exit_code_for(&error))
         }
     }
 }
 
+const ERROR_PREFIX: &str = "error: ";
+
 /// The error and its causes on one line each, without repeating a cause that already
-/// appears in the message above it.
+/// appears in the message above it; each line short enough to read even when the error
+/// quotes a damaged file (see [`fit_lines`]), with room for [`ERROR_PREFIX`].
 pub fn describe(error: &anyhow::Error) -> String {
     let mut text = error.to_string();
     for cause in error.chain().skip(1) {
@@ -77,5 +80,5 @@ pub fn describe(error: &anyhow::Error) -> String {
             text.push_str(&format!("\n  caused by: {cause}"));
         }
     }
-    text
+    fit_lines(&text, MESSAGE_LINE_CHARS - ERROR_PREFIX.len())
 }

@@ -15,7 +15,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::expression::Expression;
-use super::yaml::{self, Amount, Findings, Limit, Parsed, UserId, without_blanks};
+use super::ranges;
+use super::yaml::{self, Amount, Findings, Limit, Parsed, UniqueMap, UserId, without_blanks};
 use crate::atomic_file;
 use crate::lock::ExclusiveLock;
 
@@ -35,7 +36,7 @@ struct RawCapabilityConfig {
     allow_user_ids: Option<Vec<Option<UserId>>>,
     max_default_capability: RawLimits,
     #[serde(default)]
-    max_custom_capability: Option<IndexMap<UserId, Option<RawLimits>>>,
+    max_custom_capability: Option<UniqueMap<UserId, Option<RawLimits>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +113,7 @@ impl CapabilityConfig {
         let allowed_users = without_blanks(raw.allow_user_ids);
         let custom_limits: IndexMap<UserId, RawLimits> = raw
             .max_custom_capability
+            .map(|custom| custom.0)
             .unwrap_or_default()
             .into_iter()
             .map(|(user, limits)| (user, limits.unwrap_or_default()))
@@ -233,26 +235,55 @@ fn resolve_host(raw: &RawHostMax, findings: &mut Findings) -> HostMax {
     let memory = evaluate("memory", &raw.memory, "ram + swap_size");
     let shm_rate = evaluate("shm_rate", &raw.shm_rate, "ram / (ram + swap_size)");
 
-    if crate::rules::capacity::cpus_problem(raw.cpus.0).is_some() {
+    let number = crate::error::number;
+    if crate::rules::capacity::cpus_problem(raw.cpus.0).is_some() || raw.cpus.0 > *ranges::CPUS.end() {
         findings.error(
             &["max", "cpus"],
-            format!("expected at least 1 core, with at most two decimals, found {}", raw.cpus.0),
+            format!(
+                "expected at least 1 core, with at most two decimals, up to {}, found {}",
+                number(*ranges::CPUS.end()),
+                number(raw.cpus.0)
+            ),
         );
     }
     if raw.ram.0 <= 0.0 {
         findings.error(&["max", "ram"], "expected more than 0 GB");
+    } else if let Err(message) = ranges::check(raw.ram.0, &ranges::MEMORY_GB, "a number of GB") {
+        findings.error(&["max", "ram"], message);
     }
-    if raw.gpus.0.fract() != 0.0 {
-        findings.error(&["max", "gpus"], format!("expected a whole number of GPUs, found {}", raw.gpus.0));
+    if let Err(message) = ranges::check(swap_size, &ranges::MEMORY_GB, "a number of GB") {
+        findings.error(&["max", "swap_size"], message);
+    }
+    if raw.gpus.0.fract() != 0.0 || raw.gpus.0 > f64::from(ranges::MAX_GPUS) {
+        findings.error(
+            &["max", "gpus"],
+            format!(
+                "expected a whole number of GPUs from {} to {}, found {}",
+                ranges::GPUS.start(),
+                ranges::GPUS.end(),
+                number(raw.gpus.0)
+            ),
+        );
     }
     if memory < raw.ram.0 {
         findings.error(
             &["max", "memory"],
-            format!("is {memory} GB, expected at least ram ({} GB): memory is RAM + swap", raw.ram.0),
+            format!("is {} GB, expected at least ram ({} GB): memory is RAM + swap", number(memory), number(raw.ram.0)),
+        );
+    } else if memory > *ranges::MEMORY_GB.end() {
+        findings.error(
+            &["max", "memory"],
+            format!("is {} GB, expected at most {} GB (RAM + swap)", number(memory), number(*ranges::MEMORY_GB.end())),
         );
     }
-    if !(shm_rate > 0.0 && shm_rate <= 1.0) {
-        findings.error(&["max", "shm_rate"], format!("is {shm_rate}, expected a share above 0 and at most 1"));
+    if !(shm_rate > *ranges::SHM_RATE.start() && shm_rate <= *ranges::SHM_RATE.end()) {
+        findings
+            .error(&["max", "shm_rate"], format!("is {}, expected a share above 0 and at most 1", number(shm_rate)));
+    }
+    for (field, space) in [("backup_space", raw.backup_space), ("work_space", raw.work_space)] {
+        if let Some(Err(message)) = space.map(|space| ranges::check(space.0, &ranges::SPACE_GB, "a number of GB")) {
+            findings.error(&["max", field], message);
+        }
     }
     HostMax {
         cpus: raw.cpus.0,
@@ -281,25 +312,58 @@ fn check_limits(limits: &RawLimits, host: &HostMax, findings: &mut Findings, sec
         };
         let mut key_path = section.to_vec();
         key_path.push(field);
-        if field == "gpus" && value.fract() != 0.0 {
-            findings.error(&key_path, format!("expected a whole number of GPUs or \"max\", found {value}"));
+        let number = crate::error::number;
+        let errors_before = findings.problems.len();
+        if field == "gpus" && (value.fract() != 0.0 || value > f64::from(ranges::MAX_GPUS)) {
+            findings.error(
+                &key_path,
+                format!(
+                    "expected a whole number of GPUs from {} to {} or \"max\", found {}",
+                    ranges::GPUS.start(),
+                    ranges::GPUS.end(),
+                    number(value)
+                ),
+            );
         }
         // A limit no booking could meet, or one finer than a booking may be (see
         // `cpus_problem`): the admin meant something else.
-        if field == "cpus" && crate::rules::capacity::cpus_problem(value).is_some() {
+        if field == "cpus" && (crate::rules::capacity::cpus_problem(value).is_some() || value > *ranges::CPUS.end()) {
             findings.error(
                 &key_path,
-                format!("expected at least 1 CPU, with at most two decimals, or \"max\", found {value}"),
+                format!(
+                    "expected at least 1 CPU, with at most two decimals, up to {}, or \"max\", found {}",
+                    number(*ranges::CPUS.end()),
+                    number(value)
+                ),
             );
         }
         if field == "memory" && value == 0.0 {
             findings.error(&key_path, format!("expected more than 0 or \"max\", found {value}: nobody could book"));
         }
+        let range = match field {
+            "memory" => Some((&ranges::MEMORY_GB, "a number of GB")),
+            "backup_space" | "work_space" => Some((&ranges::SPACE_GB, "a number of GB")),
+            _ => None,
+        };
+        if let Some((range, what)) = range
+            && let Err(message) = ranges::check(value, range, what)
+        {
+            findings.error(&key_path, format!("{message} (or \"max\")"));
+        }
+        if findings.problems.len() > errors_before {
+            continue;
+        }
         if let Some(host_value) = host_value(field)
             && value > host_value
         {
-            findings
-                .warning(&key_path, format!("{value} is more than the host's {host_value}; the host's value applies"));
+            findings.warning(
+                &key_path,
+                format!(
+                    "{} is more than the host's {}; the host's value applies",
+                    crate::error::number(value),
+                    crate::error::number(host_value)
+                ),
+            );
         }
     }
 }

@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use super::yaml::{self, Findings, Parsed};
-use crate::error::FileProblem;
 
 /// The file's name under `cfg/`.
 pub const FILE_NAME: &str = "containers.yaml";
@@ -43,9 +42,9 @@ pub struct ContainerSettings {
     pub ssh_host: Option<String>,
 }
 
-pub const PIDS_RANGE: std::ops::RangeInclusive<i64> = 64..=4_194_304;
-pub const OPEN_FILES_RANGE: std::ops::RangeInclusive<i64> = 1024..=1_048_576;
-pub const WRITABLE_LAYER_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
+use super::ranges::{
+    OPEN_FILES_LIMIT as OPEN_FILES_RANGE, PIDS_LIMIT as PIDS_RANGE, WRITABLE_LAYER_GB as WRITABLE_LAYER_RANGE,
+};
 
 impl Default for ContainerSettings {
     fn default() -> ContainerSettings {
@@ -70,7 +69,10 @@ impl ContainerSettings {
                 Ok(parsed) => settings.ssh_bind_address = parsed,
                 Err(_) => findings.error(
                     &["ssh_bind_address"],
-                    format!("expected an IP address of this host such as 0.0.0.0 or 192.0.2.10, found {address:?}"),
+                    format!(
+                        "expected an IP address of this host such as 0.0.0.0 or 192.0.2.10, found {}",
+                        crate::error::quoted(&address)
+                    ),
                 ),
             }
         }
@@ -120,12 +122,10 @@ impl ContainerSettings {
 
     /// Reads the file; a missing file is the defaults.
     pub fn load(path: &std::path::Path, shown_path: &str) -> Parsed<ContainerSettings> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(shown_path, &text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                Ok((ContainerSettings::default(), Vec::new()))
-            }
-            Err(error) => Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error}"))]),
+        match crate::text_file::read_config(path, shown_path) {
+            Ok(Some(text)) => Self::parse(shown_path, &text),
+            Ok(None) => Ok((ContainerSettings::default(), Vec::new())),
+            Err(problem) => Err(vec![problem]),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use super::ranges::{EXPRESSION_BYTES, EXPRESSION_DEPTH};
+
 /// The names an expression may use: the host quantities that are plain numbers.
 pub const NAMES: [&str; 6] = ["cpus", "ram", "swap_size", "gpus", "backup_space", "work_space"];
 
@@ -29,12 +31,17 @@ pub enum Operator {
 
 impl Expression {
     pub fn parse(text: &str) -> Result<Expression, String> {
+        // The parser recurses once per parenthesis or sign: a damaged file's 100 KB of `(`
+        // would overflow the stack.
+        if text.len() > EXPRESSION_BYTES {
+            return Err(format!("the expression is {} bytes long; at most {EXPRESSION_BYTES} are allowed", text.len()));
+        }
         let tokens = tokenize(text)?;
-        let mut parser = Parser { tokens: &tokens, position: 0 };
+        let mut parser = Parser { tokens: &tokens, position: 0, depth: 0 };
         let expression = parser.sum()?;
         match parser.tokens.get(parser.position) {
             None => Ok(expression),
-            Some(token) => Err(format!("unexpected {token} in {text:?}")),
+            Some(token) => Err(format!("unexpected {token} in {}", crate::error::quoted(text))),
         }
     }
 
@@ -92,7 +99,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 index += 1;
             }
             let literal: String = characters[start..index].iter().collect();
-            let value = literal.parse().map_err(|_| format!("{literal:?} is not a number"))?;
+            let value = literal.parse().map_err(|_| format!("{} is not a number", crate::error::quoted(&literal)))?;
             tokens.push(Token::Number(value));
         } else if character.is_ascii_alphabetic() || character == '_' {
             let start = index;
@@ -101,7 +108,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             }
             let name: String = characters[start..index].iter().collect();
             if !NAMES.contains(&name.as_str()) {
-                return Err(format!("unknown name {name:?} (expected one of {})", NAMES.join(", ")));
+                return Err(format!(
+                    "unknown name {} (expected one of {})",
+                    crate::error::quoted(&name),
+                    NAMES.join(", ")
+                ));
             }
             tokens.push(Token::Name(name));
         } else {
@@ -114,6 +125,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser<'a> {
     tokens: &'a [Token],
     position: usize,
+    /// How many parentheses and signs enclose the factor being read.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -146,11 +159,20 @@ impl Parser<'_> {
     }
 
     fn factor(&mut self) -> Result<Expression, String> {
+        if self.depth >= EXPRESSION_DEPTH {
+            return Err(format!("parentheses and signs nest more than {EXPRESSION_DEPTH} deep"));
+        }
         if self.next_symbol_in("-").is_some() {
-            return Ok(Expression::Negate(Box::new(self.factor()?)));
+            self.depth += 1;
+            let inner = self.factor();
+            self.depth -= 1;
+            return Ok(Expression::Negate(Box::new(inner?)));
         }
         if self.next_symbol_in("(").is_some() {
-            let inner = self.sum()?;
+            self.depth += 1;
+            let inner = self.sum();
+            self.depth -= 1;
+            let inner = inner?;
             return match self.next_symbol_in(")") {
                 Some(_) => Ok(inner),
                 None => Err("missing ')'".to_string()),
@@ -224,5 +246,17 @@ mod tests {
             Expression::parse("ram / (swap_size - 10)").unwrap().evaluate(&host),
             Err("division by zero".into())
         );
+    }
+
+    #[test]
+    fn a_huge_or_deeply_nested_expression_is_refused_not_overflowing_the_stack() {
+        let deep = format!("{}ram{}", "(".repeat(50_000), ")".repeat(50_000));
+        assert!(Expression::parse(&deep).unwrap_err().contains("at most 256"));
+        let signs = format!("{}ram", "-".repeat(200));
+        assert!(Expression::parse(&signs).unwrap_err().contains("nest more than 16"));
+        let nested = format!("{}ram{}", "(".repeat(17), ")".repeat(17));
+        assert!(Expression::parse(&nested).unwrap_err().contains("nest more than 16"));
+        let fine = format!("{}ram{}", "(".repeat(15), ")".repeat(15));
+        assert_eq!(Expression::parse(&fine).unwrap().evaluate(&host), Ok(30.0));
     }
 }

@@ -63,8 +63,10 @@ impl HostDeploy {
         }
         for image in &images {
             if image.is_empty() || image.chars().any(char::is_whitespace) {
-                findings
-                    .error(&["images"], format!("expected an image name such as \"repository:tag\", found {image:?}"));
+                findings.error(
+                    &["images"],
+                    format!("expected an image name such as \"repository:tag\", found {}", crate::error::quoted(image)),
+                );
             }
         }
         for (field, path) in

@@ -16,7 +16,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use super::yaml::{self, Parsed, UserId};
-use crate::error::FileProblem;
 
 /// The file's name under `cfg/`.
 pub const FILE_NAME: &str = "login.yaml";
@@ -55,10 +54,10 @@ impl LoginSettings {
 
     /// Reads the file; a missing file is the defaults.
     pub fn load(path: &std::path::Path, shown_path: &str) -> Parsed<LoginSettings> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(shown_path, &text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok((LoginSettings::default(), Vec::new())),
-            Err(error) => Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error}"))]),
+        match crate::text_file::read_config(path, shown_path) {
+            Ok(Some(text)) => Self::parse(shown_path, &text),
+            Ok(None) => Ok((LoginSettings::default(), Vec::new())),
+            Err(problem) => Err(vec![problem]),
         }
     }
 
@@ -91,7 +90,8 @@ impl<'de> Deserialize<'de> for SelfRegistration {
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<SelfRegistration, E> {
                 Err(E::custom(format!(
-                    "expected true, false or a list of user ids such as [alice, bob], found {value:?}"
+                    "expected true, false or a list of user ids such as [alice, bob], found {}",
+                    crate::error::quoted(value)
                 )))
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<SelfRegistration, E> {

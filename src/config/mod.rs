@@ -8,6 +8,7 @@ pub mod expression;
 pub mod host_deploy;
 pub mod login;
 pub mod mail;
+pub mod ranges;
 pub mod user_extras;
 pub mod users;
 pub mod yaml;
@@ -24,7 +25,6 @@ pub use yaml::UserId;
 
 use crate::error::{FileProblem, FileProblems, Severity};
 use crate::lock::LockHeld;
-use crate::root::Root;
 
 /// Everything under `cfg/` that a binary needs.
 #[derive(Debug, Clone)]
@@ -59,12 +59,33 @@ impl Config {
         let mut problems = Vec::new();
         let deploy_path = root.host_deploy_path();
         let shown = root.display(&deploy_path);
-        let deploy = read_text(&deploy_path, &shown).and_then(|text| HostDeploy::parse(root, &shown, &text)).map(
-            |(deploy, warnings)| {
+        let deploy_text = read_text(&deploy_path, &shown);
+        let deploy =
+            deploy_text.clone().and_then(|text| HostDeploy::parse(root, &shown, &text)).map(|(deploy, warnings)| {
                 problems.extend(warnings);
                 deploy
-            },
-        );
+            });
+        let deploy_text = deploy_text.unwrap_or_default();
+        // A file that cannot be read is named where host_deploy.yaml points at it.
+        let where_set = |field: &str, found: Vec<FileProblem>| -> Vec<FileProblem> {
+            let line = crate::yaml_lines::line_of_key(&deploy_text, &[field]);
+            let place = match line {
+                Some(line) => format!("{shown}:{line}"),
+                None => shown.clone(),
+            };
+            found
+                .into_iter()
+                .map(|mut problem| {
+                    // Said first: what follows may quote a path as long as the setting.
+                    if problem.line.is_none()
+                        && let Some(rest) = problem.message.strip_prefix("cannot read")
+                    {
+                        problem.message = format!("cannot read (the path is set by {field} in {place}){rest}");
+                    }
+                    problem
+                })
+                .collect()
+        };
         let deploy = match deploy {
             Ok(deploy) => deploy,
             Err(found) => {
@@ -75,15 +96,11 @@ impl Config {
 
         let capability_shown = root.display(&deploy.capability_config_yaml);
         let capability = read_text(&deploy.capability_config_yaml, &capability_shown)
-            .map_err(|mut found| {
-                found
-                    .iter_mut()
-                    .for_each(|problem| problem.message.push_str(&where_set(root, "capability_config_yaml")));
-                found
-            })
+            .map_err(|found| where_set("capability_config_yaml", found))
             .and_then(|text| CapabilityConfig::parse(&capability_shown, &text));
         let users_shown = root.display(&deploy.users_config_yaml);
-        let users = UsersConfig::load(lock, &deploy.users_config_yaml, &users_shown);
+        let users = UsersConfig::load(lock, &deploy.users_config_yaml, &users_shown)
+            .map_err(|found| where_set("users_config_yaml", found));
 
         let containers_path = root.cfg_dir().join(containers::FILE_NAME);
         let containers = ContainerSettings::load(&containers_path, &root.display(&containers_path));
@@ -123,12 +140,12 @@ fn keep<T>(result: yaml::Parsed<T>, problems: &mut Vec<FileProblem>) -> Option<T
     }
 }
 
-fn where_set(root: &Root, field: &str) -> String {
-    format!(" (the path is set by {field} in {})", root.display(&root.host_deploy_path()))
-}
-
-/// Reads a whole file, or says which file could not be read and why.
+/// Reads a whole configuration file (see [`crate::text_file::read_config`]), or says which
+/// file could not be read and why.
 pub fn read_text(path: &Path, shown_path: &str) -> Result<String, Vec<FileProblem>> {
-    std::fs::read_to_string(path)
-        .map_err(|error| vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error}"))])
+    match crate::text_file::read_config(path, shown_path) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(vec![FileProblem::error(shown_path, None, "", "cannot read: there is no such file")]),
+        Err(problem) => Err(vec![problem]),
+    }
 }

@@ -30,10 +30,9 @@ use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::yaml::{self, Findings, Parsed, UserId};
+use super::yaml::{self, Findings, Parsed, UniqueMap, UserId};
 use super::yaml_scalar::scalar;
 use crate::atomic_file;
-use crate::error::FileProblem;
 use crate::lock::ExclusiveLock;
 
 /// What the side file holds for one user.
@@ -72,16 +71,18 @@ pub fn path_for(users_config: &Path) -> PathBuf {
 /// Reads the side file; a missing or empty one is nobody with anything. The text is returned
 /// too, so [`save`] can leave an unchanged file alone and `enroll check` can place lines.
 pub fn load(path: &Path, shown_path: &str) -> Parsed<(IndexMap<UserId, UserExtras>, String)> {
-    let text = match crate::state_folder::read_to_string(path) {
+    let text = match crate::state_folder::read_config(path, shown_path) {
         Ok(text) => text.unwrap_or_default(),
-        Err(error) => {
-            return Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error:#}"))]);
-        }
+        Err(problem) => return Err(vec![problem]),
     };
-    let users: Option<IndexMap<UserId, Option<UserExtras>>> =
+    let users: Option<UniqueMap<UserId, Option<UserExtras>>> =
         yaml::parse(shown_path, &text).map_err(|problem| vec![problem])?;
-    let users: IndexMap<UserId, UserExtras> =
-        users.unwrap_or_default().into_iter().map(|(user, extras)| (user, extras.unwrap_or_default())).collect();
+    let users: IndexMap<UserId, UserExtras> = users
+        .map(|users| users.0)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(user, extras)| (user, extras.unwrap_or_default()))
+        .collect();
     // The booking account writes this file: an address with a line break in it would be a
     // header of the monitor's mail.
     let mut findings = Findings::new(shown_path, &text);

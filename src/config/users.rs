@@ -25,7 +25,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::host_deploy::HostDeploy;
 use super::user_extras::{self, UserExtras};
-use super::yaml::{self, Findings, Parsed, UserId};
+use super::yaml::{self, Findings, Parsed, UniqueMap, UserId};
 use super::yaml_scalar::scalar;
 use crate::atomic_file;
 use crate::error::FileProblem;
@@ -132,11 +132,9 @@ impl UsersConfig {
     /// dropped at the next save: removing a user by hand removes their keys too.
     pub fn load(_lock: &impl LockHeld, path: &Path, shown_path: &str) -> Parsed<UsersConfig> {
         // Its folder is the booking account's, and root tools read it too: never through a link.
-        let text = match crate::state_folder::read_to_string(path) {
+        let text = match crate::state_folder::read_config(path, shown_path) {
             Ok(text) => text.unwrap_or_default(),
-            Err(error) => {
-                return Err(vec![FileProblem::error(shown_path, None, "", format!("cannot read: {error:#}"))]);
-            }
+            Err(problem) => return Err(vec![problem]),
         };
         let side_path = user_extras::path_for(path);
         let side_shown = user_extras::path_for(Path::new(shown_path)).display().to_string();
@@ -163,14 +161,49 @@ impl UsersConfig {
                 )),
             }
         }
+        let problems = config.field_problems((shown_path, &text), (&side_shown, &side_text));
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok((config, warnings))
+    }
+
+    /// Values over the field limits ([`crate::rules::fields`]), each at its line: what a
+    /// student can only set within them, written by hand. A container is started with these,
+    /// so no tool works from a file that holds one.
+    fn field_problems(
+        &self,
+        (shown_path, text): (&str, &str),
+        (side_shown, side_text): (&str, &str),
+    ) -> Vec<FileProblem> {
+        use crate::rules::fields;
+        let mut problems = Vec::new();
+        for (user, entry) in &self.users {
+            let checks = [
+                ("extra_command", entry.extra_command.as_deref().map(fields::check_extra_command)),
+                ("image", entry.image.as_deref().map(fields::check_image_name)),
+                ("ssh_keys", Some(fields::check_ssh_keys(&entry.ssh_keys))),
+            ];
+            for (field, result) in checks {
+                let Some(Err(reason)) = result else { continue };
+                // SSH keys live in the side file, unless an earlier release wrote them inline.
+                let key = [user.as_str(), field];
+                let (path, line) = match crate::yaml_lines::line_of_key(text, &key) {
+                    None if field == "ssh_keys" => (side_shown, crate::yaml_lines::line_of_key(side_text, &key)),
+                    line => (shown_path, line),
+                };
+                let line = line.or_else(|| crate::yaml_lines::line_of_key(text, &key[..1]));
+                problems.push(FileProblem::error(path, line, format!("{user}.{field}"), reason));
+            }
+        }
+        problems
     }
 
     /// Parses `users_config.yaml` alone (inline additions of an earlier release included).
     pub fn parse(shown_path: &str, text: &str) -> Parsed<UsersConfig> {
-        let users: Option<IndexMap<UserId, UserEntry>> =
+        let users: Option<UniqueMap<UserId, UserEntry>> =
             yaml::parse(shown_path, text).map_err(|problem| vec![problem])?;
-        let users = users.unwrap_or_default();
+        let users = users.map(|users| users.0).unwrap_or_default();
         let mut findings = Findings::new(shown_path, text);
         let mut owners: IndexMap<u16, &UserId> = IndexMap::new();
         for (user, entry) in &users {

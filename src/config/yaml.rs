@@ -3,8 +3,11 @@
 //! limits that may be the word `max`).
 
 use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use indexmap::IndexMap;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::FileProblem;
@@ -12,8 +15,25 @@ use crate::error::FileProblem;
 /// Parses `text` (the contents of `shown_path`) into `T`. A file that is empty or holds only
 /// comments parses as `T::default()`-like `null`, which `T` must accept.
 pub fn parse<T: DeserializeOwned>(shown_path: &str, text: &str) -> Result<T, FileProblem> {
-    let text = if text.trim().is_empty() { "~" } else { text };
-    serde_yaml::from_str(text).map_err(|error| problem_from(shown_path, &error))
+    let text = crate::text_file::strip_bom(text);
+    let blank = text.lines().all(|line| crate::yaml_lines::strip_comment(line).trim().is_empty());
+    serde_yaml::from_str(if text.trim().is_empty() { "~" } else { text }).map_err(|error| {
+        if blank {
+            return FileProblem::error(
+                shown_path,
+                Some(1),
+                "",
+                "the file is empty (or holds only comments); expected its settings",
+            );
+        }
+        let mut problem = problem_from(shown_path, &error);
+        // The parser places a key written twice at the start of its mapping; the admin
+        // wants the second one.
+        if let Some(key) = problem.message.strip_suffix(WRITTEN_TWICE) {
+            problem.line = crate::yaml_lines::line_of_second_key(text, key).or(problem.line);
+        }
+        problem
+    })
 }
 
 /// Turns the parser's `field: message at line L column C` into our `file:L: field: message`.
@@ -33,6 +53,15 @@ pub fn problem_from(shown_path: &str, error: &serde_yaml::Error) -> FileProblem 
         None => full.clone(),
     };
     let line = error.location().map(|location| location.line());
+    // The parser names our internal types (`expected struct RawHostDeploy`).
+    let without_location = match without_location.find("expected struct ") {
+        Some(position) => {
+            let rest = &without_location[position + "expected struct ".len()..];
+            let name_end = rest.find(|character: char| !character.is_alphanumeric()).unwrap_or(rest.len());
+            format!("{}expected a mapping of keys and values{}", &without_location[..position], &rest[name_end..])
+        }
+        None => without_location,
+    };
     // The parser prefixes the dotted field path (`max.cpus: ...`) when it knows it.
     let (field, message) = match without_location.split_once(": ") {
         Some((field, message)) if is_field_path(field) => (field.to_string(), message.to_string()),
@@ -61,7 +90,8 @@ impl UserId {
             Ok(UserId(text.to_string()))
         } else {
             Err(format!(
-                "expected a user id (letters, digits, '_', '.', '-'; starting with a letter or digit; at most 64), found {text:?}"
+                "expected a user id (letters, digits, '_', '.', '-'; starting with a letter or digit; at most 64), found {}",
+                crate::error::quoted(text)
             ))
         }
     }
@@ -157,7 +187,7 @@ impl<'de> Deserialize<'de> for Limit {
                 if value.trim() == "max" {
                     Ok(Limit::Max)
                 } else {
-                    Err(E::custom(format!("expected a number or \"max\", found {value:?}")))
+                    Err(E::custom(format!("expected a number or \"max\", found {}", crate::error::quoted(value))))
                 }
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<Limit, E> {
@@ -170,7 +200,10 @@ impl<'de> Deserialize<'de> for Limit {
                 if value.is_finite() && value >= 0.0 {
                     Ok(Limit::Number(value))
                 } else {
-                    Err(E::custom(format!("expected a number of at least 0 or \"max\", found {value}")))
+                    Err(E::custom(format!(
+                        "expected a number of at least 0 or \"max\", found {}",
+                        crate::error::number(value)
+                    )))
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<Limit, E> {
@@ -194,7 +227,7 @@ impl<'de> Deserialize<'de> for Amount {
                 formatter.write_str("a number of at least 0")
             }
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Amount, E> {
-                Err(E::custom(format!("expected a number of at least 0, found {value:?}")))
+                Err(E::custom(format!("expected a number of at least 0, found {}", crate::error::quoted(value))))
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<Amount, E> {
                 Ok(Amount(value as f64))
@@ -206,7 +239,7 @@ impl<'de> Deserialize<'de> for Amount {
                 if value.is_finite() && value >= 0.0 {
                     Ok(Amount(value))
                 } else {
-                    Err(E::custom(format!("expected a number of at least 0, found {value}")))
+                    Err(E::custom(format!("expected a number of at least 0, found {}", crate::error::number(value))))
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<Amount, E> {
@@ -214,6 +247,48 @@ impl<'de> Deserialize<'de> for Amount {
             }
         }
         deserializer.deserialize_any(AmountVisitor)
+    }
+}
+
+/// A mapping whose keys are each written once. YAML readers differ on a key written twice,
+/// and ours kept the last silently: a user entered twice in `users_config.yaml` would lose
+/// one entry at the next save. The key's own line is the one named.
+#[derive(Debug, Clone)]
+pub struct UniqueMap<K, V>(pub IndexMap<K, V>);
+
+const WRITTEN_TWICE: &str = " is written twice; keep one of the two";
+
+impl<'de, K, V> Deserialize<'de> for UniqueMap<K, V>
+where
+    K: Deserialize<'de> + Hash + Eq + fmt::Display,
+    V: Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<K, V>(PhantomData<(K, V)>);
+        impl<'de, K, V> Visitor<'de> for MapVisitor<K, V>
+        where
+            K: Deserialize<'de> + Hash + Eq + fmt::Display,
+            V: Deserialize<'de>,
+        {
+            type Value = UniqueMap<K, V>;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a mapping of user ids")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = IndexMap::new();
+                // The key is checked before its value is read, so the parser still stands on
+                // the key's line.
+                while let Some(key) = map.next_key::<K>()? {
+                    if entries.contains_key(&key) {
+                        return Err(de::Error::custom(format!("{key}{WRITTEN_TWICE}")));
+                    }
+                    let value = map.next_value()?;
+                    entries.insert(key, value);
+                }
+                Ok(UniqueMap(entries))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(PhantomData))
     }
 }
 
@@ -258,9 +333,15 @@ impl<'a> Findings<'a> {
         }
     }
 
+    /// A problem at the line of the key, else of the nearest enclosing key that is there (a
+    /// key may be missing, or written in flow style inside its section), else at the first
+    /// line, where the file's mapping starts.
     fn problem(&self, key_path: &[&str], message: impl Into<String>) -> FileProblem {
-        let line = crate::yaml_lines::line_of_key(self.text, key_path);
-        FileProblem::error(self.shown_path, line, key_path.join("."), message)
+        let line = (1..=key_path.len())
+            .rev()
+            .find_map(|length| crate::yaml_lines::line_of_key(self.text, &key_path[..length]))
+            .unwrap_or(1);
+        FileProblem::error(self.shown_path, Some(line), key_path.join("."), message)
     }
 }
 

@@ -46,6 +46,10 @@ fn copy_tree(from: &Path, to: &Path) {
 pub enum Entry {
     Folder,
     File(Vec<u8>),
+    /// A symbolic link, by where it points (never followed).
+    Link(PathBuf),
+    /// A FIFO, socket or device: never opened (a FIFO would block the reader).
+    Special,
 }
 
 /// The lock file. Any command may create it (it is how the state lock is taken), and it never
@@ -70,6 +74,12 @@ fn walk(root: &Path, folder: &Path, entries: &mut BTreeMap<String, Entry>) {
         if kind.is_dir() {
             entries.insert(relative, Entry::Folder);
             walk(root, &path, entries);
+        } else if kind.is_symlink() {
+            let target =
+                fs::read_link(&path).unwrap_or_else(|error| panic!("read the link {}: {error}", path.display()));
+            entries.insert(relative, Entry::Link(target));
+        } else if !kind.is_file() {
+            entries.insert(relative, Entry::Special);
         } else {
             let bytes = fs::read(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
             entries.insert(relative, Entry::File(bytes));
@@ -171,6 +181,58 @@ pub fn run_with_input(name: &str, args: &[&str], input: &str, now: &str) -> Run 
     let run = run_output(name, child.wait_with_output());
     run.assert_no_panic(&format!("{name} {args:?}"));
     run
+}
+
+/// Runs `command` with `input` on standard input; a run still going after `limit` is killed
+/// and reported with `code: None` and a note on stderr, so a binary that hangs (on a FIFO, say)
+/// fails its test rather than the whole run.
+pub fn run_limited(mut command: Command, input: &str, limit: std::time::Duration) -> Run {
+    use std::io::{Read, Write as _};
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("run {command:?}: {error}"));
+    // A run refused before it reads its input closes the pipe early; that is not a failure.
+    let _ = child.stdin.take().expect("stdin is piped").write_all(input.as_bytes());
+    // Read both pipes while waiting, so a long output cannot block the child.
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let started = std::time::Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            timed_out = true;
+            break child.wait().expect("reap the child");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let stdout = out_reader.join().expect("read stdout");
+    let mut stderr = String::from_utf8_lossy(&err_reader.join().expect("read stderr")).into_owned();
+    if timed_out {
+        stderr.push_str(&format!("\n[still running after {limit:?}: killed]\n"));
+    }
+    Run {
+        code: if timed_out { None } else { status.code() },
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    }
 }
 
 fn run_output(name: &str, output: std::io::Result<Output>) -> Run {
