@@ -74,6 +74,16 @@ pub struct Engine {
     address: String,
 }
 
+/// Whether `error` says a container of that name exists already.
+pub fn is_name_taken(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<DockerError>(),
+            Some(DockerError::DockerResponseServerError { status_code: 409, message }) if message.contains("already in use")
+        )
+    })
+}
+
 fn is_not_found(error: &DockerError) -> bool {
     matches!(error, DockerError::DockerResponseServerError { status_code: 404, .. })
 }

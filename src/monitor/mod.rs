@@ -621,7 +621,23 @@ async fn start_booking(
     if let Err(over) = within_quota(config, &booking.user_id, entry, log).await {
         return Err((Refusal::Quota, over));
     }
-    match launch(root, config, engine, &prepared, progress, log).await {
+    let mut launched = launch(root, config, engine, &prepared, progress, log).await;
+    if launched.as_ref().is_err_and(crate::docker::is_name_taken) {
+        // A pass killed just after asking the engine for this container: the engine made it
+        // after that pass had gone, and after this one looked. Taken over, or made again,
+        // like any container an interrupted pass left.
+        if let Ok(Some(container)) = engine.container(name).await
+            && container.is_ours(label)
+            && container.labels.get(LABEL_START) == Some(&format_time(booking.start))
+        {
+            match resume(engine, name, container.running, log).await {
+                Some(true) => return Ok(()),
+                Some(false) => return Err((Refusal::Docker, "its container could not be started again".into())),
+                None => launched = launch(root, config, engine, &prepared, progress, log).await,
+            }
+        }
+    }
+    match launched {
         Ok(_) => {
             log.info(&format!(
                 "{name} is successfully run the container (port {}, GPUs {})",
