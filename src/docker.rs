@@ -32,7 +32,8 @@ const EXEC_OUTPUT_LIMIT: usize = 64 * 1024;
 const COPY_DEADLINE: Duration = Duration::from_secs(5 * 60);
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECONDS: i32 = 10;
-/// How long a pass waits for a removal the engine is still making for a killed pass.
+/// How long a pass waits for a removal or a creation the engine is still making for a
+/// killed pass.
 const REMOVAL_WAIT: Duration = Duration::from_secs(60);
 
 /// An image that is neither on the engine nor pullable: the student can pick another.
@@ -369,6 +370,19 @@ impl Engine {
                 self.wait_until_gone(name).await
             }
             Err(error) => Err(error).with_context(|| format!("cannot remove container {name}")),
+        }
+    }
+
+    /// The container `name` once the engine shows it: a name can be taken by a creation the
+    /// engine is still making (for a pass that was killed) before the container can be read.
+    pub async fn wait_for_container(&self, name: &str) -> Result<Option<ContainerState>> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        loop {
+            match self.container(name).await? {
+                Some(container) => return Ok(Some(container)),
+                None if tokio::time::Instant::now() >= deadline => return Ok(None),
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
         }
     }
 

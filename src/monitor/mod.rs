@@ -626,7 +626,7 @@ async fn start_booking(
         // A pass killed just after asking the engine for this container: the engine made it
         // after that pass had gone, and after this one looked. Taken over, or made again,
         // like any container an interrupted pass left.
-        if let Ok(Some(container)) = engine.container(name).await
+        if let Ok(Some(container)) = engine.wait_for_container(name).await
             && container.is_ours(label)
             && container.labels.get(LABEL_START) == Some(&format_time(booking.start))
         {
