@@ -3,7 +3,7 @@
 //! account or any local user could write ([`crate::ownership`]). Reads only, under a shared
 //! lock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Result;
 
@@ -16,6 +16,7 @@ use crate::faillock;
 use crate::lock::SharedLock;
 use crate::root::Root;
 use crate::schedule::{self, ActiveFile, Row};
+use crate::yaml_lines::LineIndex;
 
 /// What the original wrote as every new user's password.
 const ORIGINAL_DEFAULT_PASSWORD: &str = "0000";
@@ -43,13 +44,19 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
         problems.extend(schedule::active_row_problems(&shown, &rows));
         active.extend(rows.into_iter().map(|row| (shown.clone(), row)));
     }
-    // The history can be long: stream it, keeping only its problems.
+    // The history can be long: read it on every core, keeping only its problems.
     let history = schedule::history_path(root);
-    schedule::for_each_row(root, &history, |result| {
-        if let Err(problem) = result {
-            problems.push(problem);
-        }
-    })?;
+    schedule::fold_rows(
+        root,
+        &history,
+        Vec::new,
+        |found: &mut Vec<FileProblem>, result| {
+            if let Err(problem) = result {
+                found.push(problem);
+            }
+        },
+        |found| problems.extend(found),
+    )?;
 
     let (_, found) = faillock::read_rows(root)?;
     problems.extend(found);
@@ -81,9 +88,10 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
 fn check_accounts(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     let capability_text = text_for_lines(&config.deploy.capability_config_yaml);
+    let capability_lines = LineIndex::new(&capability_text, Some(ALLOWED_SECTION));
     let login_path = root.display(&root.login_settings_path());
     for user in &config.capability.allowed_users {
-        let line = crate::yaml_lines::line_of_item(&capability_text, ALLOWED_SECTION, user.as_str());
+        let line = capability_lines.item(user.as_str());
         let warn = |message: String| FileProblem::warning(&capability_path, line, ALLOWED_SECTION, message);
         match config.users.get(user) {
             Some(entry) if entry.has_password() => {
@@ -192,13 +200,15 @@ fn check_original_compatibility(
 ) {
     use crate::config::capability_edit::CUSTOM_SECTION;
     use crate::config::yaml_scalar::is_plain_text;
-    use crate::yaml_lines::{line_of_item, line_of_key};
+    use crate::yaml_lines::line_of_key;
 
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     let capability_text = text_for_lines(&config.deploy.capability_config_yaml);
     let users_path = root.display(&config.deploy.users_config_yaml);
     let users_text =
         crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
+    let capability_lines = LineIndex::new(&capability_text, Some(ALLOWED_SECTION));
+    let users_lines = LineIndex::new(&users_text, None);
     let upper = |user: &UserId| {
         format!(
             "{user} has upper-case letters: book, like the original system, lower-cases the id typed at login, \
@@ -207,25 +217,29 @@ fn check_original_compatibility(
             user.as_str().to_lowercase()
         )
     };
+    // Each file's lines, to look at how an id is written there (split once: hundreds of ids
+    // are looked up).
+    let capability_lines_text: Vec<&str> = capability_text.lines().collect();
+    let users_lines_text: Vec<&str> = users_text.lines().collect();
     // Each id once per place it is written, with the line it is on.
-    let mut places: Vec<(&str, &str, Option<usize>, &UserId, String)> = Vec::new();
+    let mut places: Vec<(&str, &[&str], Option<usize>, &UserId, String)> = Vec::new();
     for user in &config.capability.allowed_users {
-        let line = line_of_item(&capability_text, ALLOWED_SECTION, user.as_str());
-        places.push((&capability_path, &capability_text, line, user, ALLOWED_SECTION.to_string()));
+        let line = capability_lines.item(user.as_str());
+        places.push((&capability_path, &capability_lines_text, line, user, ALLOWED_SECTION.to_string()));
     }
     for user in config.capability.users_with_custom_limits() {
-        let line = line_of_key(&capability_text, &[CUSTOM_SECTION, user.as_str()]);
-        places.push((&capability_path, &capability_text, line, user, format!("{CUSTOM_SECTION}.{user}")));
+        let line = capability_lines.key(&[CUSTOM_SECTION, user.as_str()]);
+        places.push((&capability_path, &capability_lines_text, line, user, format!("{CUSTOM_SECTION}.{user}")));
     }
     for user in config.users.users.keys() {
-        let line = line_of_key(&users_text, &[user.as_str()]);
-        places.push((&users_path, &users_text, line, user, user.to_string()));
+        let line = users_lines.key(&[user.as_str()]);
+        places.push((&users_path, &users_lines_text, line, user, user.to_string()));
     }
-    for (path, text, line, user, field) in places {
+    for (path, lines, line, user, field) in places {
         if user.has_upper_case() {
             problems.push(FileProblem::warning(path, line, field.clone(), upper(user)));
         }
-        let written = line.and_then(|line| text.lines().nth(line - 1)).map(|line| line.trim_start());
+        let written = line.and_then(|line| lines.get(line - 1)).map(|line| line.trim_start());
         let bare = written.is_some_and(|written| {
             let written = written.strip_prefix('-').map_or(written, str::trim_start);
             !written.starts_with(['"', '\''])
@@ -304,6 +318,7 @@ pub fn count_errors(problems: &[FileProblem]) -> usize {
 
 fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], problems: &mut Vec<FileProblem>) {
     let host_gpus = config.capability.max.gpus;
+    let allowed: HashSet<&UserId> = config.capability.allowed_users.iter().collect();
     // For line numbers only; the file already parsed.
     let users_text =
         crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
@@ -312,7 +327,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
     for (path, row) in active {
         let booking = &row.booking;
         let problem = |field: &str, message: String| FileProblem::error(path, Some(row.line), field, message);
-        if !config.capability.is_allowed(&booking.user_id) {
+        if !allowed.contains(&booking.user_id) {
             problems
                 .push(problem("user_id", format!("{} is not in allow_userIDs ({capability_path})", booking.user_id)));
         }
@@ -330,51 +345,17 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
         // Row by row (field limits, an empty or off-grid window): `schedule::active_row_problems`.
     }
 
-    // Pairwise conflicts between active rows. Rows are few (the active schedule), and each
-    // pair is reported once, at the later row.
-    let mut by_user: HashMap<&str, Vec<&(String, Row)>> = HashMap::new();
-    for entry in active {
-        by_user.entry(entry.1.booking.user_id.as_str()).or_default().push(entry);
+    let mut by_user: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, (_, row)) in active.iter().enumerate() {
+        by_user.entry(row.booking.user_id.as_str()).or_default().push(index);
     }
-    for (index, (path, row)) in active.iter().enumerate() {
-        let booking = &row.booking;
-        for (earlier_path, earlier) in &active[..index] {
-            if !earlier.booking.overlaps(booking.start, booking.end) {
-                continue;
-            }
-            let place = format!("{earlier_path}:{}", earlier.line);
-            if earlier.booking.user_id == booking.user_id {
-                problems.push(FileProblem::error(
-                    path,
-                    Some(row.line),
-                    "start",
-                    format!("overlaps {}'s booking at {place}; a user's bookings never overlap", booking.user_id),
-                ));
-            }
-            let shared: Vec<u32> =
-                booking.gpus.iter().filter(|gpu| earlier.booking.gpus.contains(gpu)).copied().collect();
-            if !shared.is_empty() {
-                problems.push(FileProblem::error(
-                    path,
-                    Some(row.line),
-                    "gpus",
-                    format!(
-                        "GPU {} is also booked by {} at {place} for an overlapping time",
-                        shared.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
-                        earlier.booking.user_id
-                    ),
-                ));
-            }
-        }
-    }
-
+    problems.extend(conflicts(active, &by_user));
     let users_path = root.display(&config.deploy.users_config_yaml);
     for (user, entry) in &config.users.users {
-        let line = crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]);
         if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
             problems.push(FileProblem::warning(
                 &users_path,
-                line,
+                crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]),
                 format!("{user}.forward_port"),
                 format!(
                     "{} is outside {}–{}, the range enroll and book hand out",
@@ -407,7 +388,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
             }
         }
         // Field limits (extra command, image, SSH keys): checked as the file loads.
-        if !config.capability.is_allowed(user) && !by_user.contains_key(user.as_str()) {
+        if !allowed.contains(user) && !by_user.contains_key(user.as_str()) {
             problems.push(FileProblem::warning(
                 root.display(&config.deploy.users_config_yaml),
                 None,
@@ -419,4 +400,129 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
             ));
         }
     }
+}
+
+/// Rows that share a moment with another (own bookings that overlap, a GPU held twice), each
+/// conflict reported once: two rows at the later one, naming the earlier; more, chained
+/// (each overlaps another of the group), at the first, with how many and where the others
+/// are. Found by sweeping each user's and each GPU's rows sorted by start: O(n log n), where
+/// pairing every row with every other took seconds and printed a line per pair.
+fn conflicts(active: &[(String, Row)], by_user: &HashMap<&str, Vec<usize>>) -> Vec<FileProblem> {
+    let place = |index: usize| format!("{}:{}", active[index].0, active[index].1.line);
+    let holder = |index: usize| format!("{} at {}", active[index].1.booking.user_id, place(index));
+    let others = |group: &[usize], describe: &dyn Fn(usize) -> String| {
+        const SHOWN: usize = 3;
+        let mut text: Vec<String> = group[1..].iter().take(SHOWN).map(|index| describe(*index)).collect();
+        if group.len() - 1 > SHOWN {
+            text.push(format!("{} more", group.len() - 1 - SHOWN));
+        }
+        match text.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => text.join(""),
+        }
+    };
+    // (row, order within the row, problem), sorted at the end into file order.
+    let mut found: Vec<(usize, u8, FileProblem)> = Vec::new();
+    let at = |index: usize, field: &str, message: String| {
+        FileProblem::error(&active[index].0, Some(active[index].1.line), field, message)
+    };
+    let mut users: Vec<(&&str, &Vec<usize>)> = by_user.iter().collect();
+    users.sort();
+    for (user, rows) in users {
+        for group in overlapping_groups(active, rows.iter().copied()) {
+            let problem = match group.as_slice() {
+                [earlier, later] => (
+                    *later,
+                    at(
+                        *later,
+                        "start",
+                        format!("overlaps {user}'s booking at {}; a user's bookings never overlap", place(*earlier)),
+                    ),
+                ),
+                _ => (
+                    group[0],
+                    at(
+                        group[0],
+                        "start",
+                        format!(
+                            "{} bookings of {user} overlap one another: this one and those at {}; a user's bookings never overlap",
+                            group.len(),
+                            others(&group, &place)
+                        ),
+                    ),
+                ),
+            };
+            found.push((problem.0, 0, problem.1));
+        }
+    }
+    // Per GPU, its groups; a group that holds several GPUs together is reported once.
+    let mut by_gpu: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (index, (_, row)) in active.iter().enumerate() {
+        for gpu in &row.booking.gpus {
+            by_gpu.entry(*gpu).or_default().push(index);
+        }
+    }
+    let mut groups: BTreeMap<Vec<usize>, Vec<u32>> = BTreeMap::new();
+    for (gpu, rows) in by_gpu {
+        for group in overlapping_groups(active, rows.into_iter()) {
+            groups.entry(group).or_default().push(gpu);
+        }
+    }
+    for (group, gpus) in groups {
+        let ids = gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let problem = match group.as_slice() {
+            [earlier, later] => (
+                *later,
+                at(*later, "gpus", format!("GPU {ids} is also booked by {} for an overlapping time", holder(*earlier))),
+            ),
+            _ => (
+                group[0],
+                at(
+                    group[0],
+                    "gpus",
+                    format!(
+                        "GPU {ids} {} booked by {} bookings at overlapping times: this one and {}",
+                        if gpus.len() == 1 { "is" } else { "are each" },
+                        group.len(),
+                        others(&group, &holder)
+                    ),
+                ),
+            ),
+        };
+        found.push((problem.0, 1, problem.1));
+    }
+    found.sort_by_key(|(index, order, _)| (*index, *order));
+    found.into_iter().map(|(_, _, problem)| problem).collect()
+}
+
+/// The rows among `members` (indices into `active`) that overlap others, in groups: sorted
+/// by start, a row joins the group before it when it starts before the group's last end.
+/// Groups of one are left out, and so are rows without a length (reported on their own).
+/// Each group is in file order.
+fn overlapping_groups(active: &[(String, Row)], members: impl Iterator<Item = usize>) -> Vec<Vec<usize>> {
+    let booking = |index: usize| &active[index].1.booking;
+    let mut sorted: Vec<usize> = members.filter(|index| booking(*index).start < booking(*index).end).collect();
+    sorted.sort_by_key(|index| (booking(*index).start, *index));
+    let mut groups = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut current_end = None;
+    for index in sorted {
+        let row = booking(index);
+        if current_end.is_some_and(|end| row.start < end) {
+            current.push(index);
+            current_end = current_end.max(Some(row.end));
+        } else {
+            if current.len() > 1 {
+                current.sort_unstable();
+                groups.push(std::mem::take(&mut current));
+            }
+            current = vec![index];
+            current_end = Some(row.end);
+        }
+    }
+    if current.len() > 1 {
+        current.sort_unstable();
+        groups.push(current);
+    }
+    groups
 }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod container_spec;
+pub mod csv_scan;
 pub mod docker;
 pub mod enrollment;
 pub mod error;

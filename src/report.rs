@@ -11,14 +11,19 @@
 //!   cancellation is counted when its start lies inside it.
 //! - GPU-hours are the number of GPUs × hours, CPU-hours CPUs × hours, memory-GB-hours
 //!   memory (GB) × hours. Hours are summed as whole minutes, so totals are exact.
+//! - A row that cannot be read stops the report (exit 1, naming file, line and field), as it
+//!   stops every other reader; `--skip-bad-rows` skips such rows with a warning instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
+use anyhow::Result;
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
-use crate::config::UserId;
-use crate::schedule::Booking;
+use crate::error::{FileProblem, FileProblems};
+use crate::lock::LockHeld;
+use crate::schedule::{self, Booking, RowRef};
 
 /// A calendar month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,8 +60,11 @@ pub struct Usage {
     pub cancellations: u64,
     /// GPUs × minutes.
     pub gpu_minutes: u64,
-    /// CPUs × minutes (CPUs may be fractional).
-    pub cpu_minutes: f64,
+    /// Hundredths of a CPU × minutes, for the rows whose CPUs are whole hundredths (every
+    /// row gpu-booking writes): exact in any order of adding.
+    pub cpu_hundredth_minutes: u64,
+    /// CPUs × minutes of the other rows (the original took any number).
+    pub other_cpu_minutes: f64,
     /// GB × minutes.
     pub memory_gb_minutes: u64,
 }
@@ -67,7 +75,7 @@ impl Usage {
     }
 
     pub fn cpu_hours(&self) -> f64 {
-        self.cpu_minutes / 60.0
+        (self.cpu_hundredth_minutes as f64 / 100.0 + self.other_cpu_minutes) / 60.0
     }
 
     pub fn memory_gb_hours(&self) -> f64 {
@@ -94,7 +102,31 @@ pub struct Report {
     from: Option<NaiveDateTime>,
     /// Exclusive window end (midnight after `--to`).
     until: Option<NaiveDateTime>,
-    totals: BTreeMap<(UserId, Month), Usage>,
+    /// Per user, per month. Looked up by the id as it stands in the row, so a row costs no
+    /// allocation (the history may hold millions).
+    totals: HashMap<Box<str>, BTreeMap<Month, Usage>, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a for the user ids: short keys the tools wrote, where the default hasher's defence
+/// against chosen collisions buys nothing and its cost shows over millions of rows.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Report {
@@ -103,47 +135,94 @@ impl Report {
         Report {
             from: from.map(|day| day.and_time(chrono::NaiveTime::MIN)),
             until: to.map(|day| (day + Duration::days(1)).and_time(chrono::NaiveTime::MIN)),
-            totals: BTreeMap::new(),
+            totals: HashMap::default(),
         }
     }
 
-    fn inside(&self, time: NaiveDateTime) -> bool {
-        self.from.is_none_or(|from| time >= from) && self.until.is_none_or(|until| time < until)
+    pub fn add(&mut self, booking: &Booking) {
+        self.add_row(
+            booking.user_id.as_str(),
+            booking.start,
+            booking.end,
+            booking.cpus,
+            booking.memory,
+            booking.gpus.len(),
+        );
     }
 
-    pub fn add(&mut self, booking: &Booking) {
-        if self.inside(booking.start) {
-            let usage = self.totals.entry((booking.user_id.clone(), Month::of(booking.start))).or_default();
-            if booking.end <= booking.start {
+    /// Adds one row of the history as it was read.
+    pub fn add_row_ref(&mut self, row: &RowRef<'_>) {
+        self.add_row(row.user_id, row.start, row.end, row.cpus, row.memory, row.gpus.len());
+    }
+
+    fn add_row(&mut self, user: &str, start: NaiveDateTime, end: NaiveDateTime, cpus: f64, memory: u32, gpus: usize) {
+        let months = match self.totals.get_mut(user) {
+            Some(months) => months,
+            None => self.totals.entry(user.into()).or_default(),
+        };
+        let cancelled = end <= start;
+        let inside = self.from.is_none_or(|from| start >= from) && self.until.is_none_or(|until| start < until);
+        if inside {
+            let usage = months.entry(Month::of(start)).or_default();
+            if cancelled {
                 usage.cancellations += 1;
                 return;
             }
             usage.bookings += 1;
         }
-        if booking.end <= booking.start {
+        if cancelled {
             return;
         }
-        let start = self.from.map_or(booking.start, |from| booking.start.max(from));
-        let end = self.until.map_or(booking.end, |until| booking.end.min(until));
+        let start = self.from.map_or(start, |from| start.max(from));
+        let end = self.until.map_or(end, |until| end.min(until));
+        let scaled = cpus * 100.0;
+        let cpu_hundredths = (scaled.round() - scaled).abs() < 1e-6 && (0.0..1e9).contains(&scaled);
+        let cpu_hundredths = cpu_hundredths.then(|| scaled.round() as u64);
         let mut month = Month::of(start);
         let mut piece_start = start;
         while piece_start < end {
-            let piece_end = end.min(month.next().start());
+            let next_month = month.next();
+            // Most bookings lie within one month: the month's end is only worked out when the
+            // booking could reach it.
+            let piece_end =
+                if end.year() == month.year && end.month() == month.month { end } else { end.min(next_month.start()) };
             let minutes = (piece_end - piece_start).num_minutes().max(0) as u64;
-            let usage = self.totals.entry((booking.user_id.clone(), month)).or_default();
-            usage.gpu_minutes += booking.gpus.len() as u64 * minutes;
-            usage.cpu_minutes += booking.cpus * minutes as f64;
-            usage.memory_gb_minutes += u64::from(booking.memory) * minutes;
+            let usage = months.entry(month).or_default();
+            usage.gpu_minutes += gpus as u64 * minutes;
+            match cpu_hundredths {
+                Some(hundredths) => usage.cpu_hundredth_minutes += hundredths * minutes,
+                None => usage.other_cpu_minutes += cpus * minutes as f64,
+            }
+            usage.memory_gb_minutes += u64::from(memory) * minutes;
             piece_start = piece_end;
-            month = month.next();
+            month = next_month;
+        }
+    }
+
+    /// Adds the totals of `other` (a report over other rows, for the same days).
+    fn absorb(&mut self, other: Report) {
+        for (user, months) in other.totals {
+            let mine = self.totals.entry(user).or_default();
+            for (month, usage) in months {
+                let total = mine.entry(month).or_default();
+                total.bookings += usage.bookings;
+                total.cancellations += usage.cancellations;
+                total.gpu_minutes += usage.gpu_minutes;
+                total.cpu_hundredth_minutes += usage.cpu_hundredth_minutes;
+                total.other_cpu_minutes += usage.other_cpu_minutes;
+                total.memory_gb_minutes += usage.memory_gb_minutes;
+            }
         }
     }
 
     /// Per user (by id), then per month.
     pub fn lines(&self) -> Vec<Line> {
-        self.totals
-            .iter()
-            .map(|((user, month), usage)| Line {
+        let mut users: Vec<(&Box<str>, &BTreeMap<Month, Usage>)> = self.totals.iter().collect();
+        users.sort_unstable_by_key(|(user, _)| *user);
+        users
+            .into_iter()
+            .flat_map(|(user, months)| months.iter().map(move |(month, usage)| (user, month, usage)))
+            .map(|(user, month, usage)| Line {
                 user: user.to_string(),
                 month: month.to_string(),
                 bookings: usage.bookings,
@@ -156,6 +235,67 @@ impl Report {
     }
 }
 
+/// How many problems with the history are shown; the rest are counted.
+pub const SHOWN_PROBLEMS: usize = 20;
+
+/// Rows of `used.csv` that could not be read and were skipped (`--skip-bad-rows`).
+#[derive(Debug, Default)]
+pub struct Skipped {
+    /// The first [`SHOWN_PROBLEMS`].
+    pub shown: Vec<FileProblem>,
+    pub count: usize,
+}
+
+/// Adds every row of `used.csv` to `report`. A row (or header) that cannot be read is an
+/// error naming file, line and field, with every other bad row found (the first
+/// [`SHOWN_PROBLEMS`] named, the rest counted); with `skip_bad_rows` such rows are skipped
+/// and returned instead. A missing file is an empty history.
+pub fn read_history(lock: &impl LockHeld, report: &mut Report, skip_bad_rows: bool) -> Result<Skipped> {
+    let root = lock.root();
+    let path = schedule::history_path(root);
+    let mut skipped = Skipped::default();
+    let (from, until) = (report.from, report.until);
+    schedule::fold_rows(
+        root,
+        &path,
+        || (Report { from, until, totals: HashMap::default() }, Skipped::default()),
+        |(part, skipped), row| match row {
+            Ok(row) => part.add_row_ref(&row),
+            Err(problem) => {
+                // Counted, and the first few kept: a long history with many bad rows must not
+                // fill memory.
+                skipped.count += 1;
+                if skipped.shown.len() < SHOWN_PROBLEMS {
+                    skipped.shown.push(problem);
+                }
+            }
+        },
+        |(part, part_skipped)| {
+            report.absorb(part);
+            skipped.count += part_skipped.count;
+            let room = SHOWN_PROBLEMS.saturating_sub(skipped.shown.len());
+            skipped.shown.extend(part_skipped.shown.into_iter().take(room));
+        },
+    )?;
+    if skipped.count == 0 || skip_bad_rows {
+        return Ok(skipped);
+    }
+    let mut problems = skipped.shown;
+    if skipped.count > problems.len() {
+        let shown = root.display(&path);
+        let more = skipped.count - problems.len();
+        problems.push(FileProblem::error(
+            shown,
+            None,
+            "",
+            format!("{more} more row(s) cannot be read; nothing was reported (--skip-bad-rows reports without them)"),
+        ));
+    } else if let Some(last) = problems.last_mut() {
+        last.message.push_str("; nothing was reported (--skip-bad-rows reports without the rows that cannot be read)");
+    }
+    Err(FileProblems(problems).into())
+}
+
 /// Two decimals: minutes make thirds of an hour, and 0.33 is what an admin expects to read.
 fn round(hours: f64) -> f64 {
     (hours * 100.0).round() / 100.0
@@ -164,6 +304,7 @@ fn round(hours: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UserId;
 
     fn time(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()

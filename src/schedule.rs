@@ -14,7 +14,6 @@
 //! link, only a plain file with one name.
 
 use std::fmt::Write as _;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -136,79 +135,172 @@ pub fn read_rows(root: &Root, path: &Path) -> Result<(Vec<Row>, Vec<FileProblem>
 
 /// Streams a schedule file row by row, so the history can be read in constant memory.
 pub fn for_each_row(root: &Root, path: &Path, mut visit: impl FnMut(Result<Row, FileProblem>)) -> Result<()> {
+    for_each_row_ref(root, path, |result| visit(result.map(|row| Row { line: row.line, booking: row.to_booking() })))
+}
+
+/// One row as it stands in the file, borrowed: reading the history this way allocates
+/// nothing per row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowRef<'a> {
+    pub line: usize,
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+    /// A valid user id (see [`UserId::parse`]).
+    pub user_id: &'a str,
+    pub cpus: f64,
+    pub memory: u32,
+    pub gpus: &'a [u32],
+    pub forward_port: u16,
+    pub image: Option<&'a str>,
+    pub extra_command: Option<&'a str>,
+}
+
+impl RowRef<'_> {
+    pub fn to_booking(&self) -> Booking {
+        Booking {
+            start: self.start,
+            end: self.end,
+            user_id: UserId::parse(self.user_id).unwrap_or_else(|_| unreachable!("checked when the row was read")),
+            cpus: self.cpus,
+            memory: self.memory,
+            gpus: self.gpus.to_vec(),
+            forward_port: self.forward_port,
+            image: self.image.map(str::to_string),
+            extra_command: self.extra_command.map(str::to_string),
+        }
+    }
+}
+
+/// Streams a schedule file row by row, each row borrowed for the call (see [`RowRef`]).
+pub fn for_each_row_ref(
+    root: &Root,
+    path: &Path,
+    mut visit: impl FnMut(Result<RowRef<'_>, FileProblem>),
+) -> Result<()> {
     let shown = root.display(path);
     // `jobs/` is the booking account's: never read through a link (the rows would end up in
     // messages and in the log).
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(BufReader::new(file));
-    let header = match reader.headers() {
-        Ok(header) => header.clone(),
-        Err(error) => {
-            visit(Err(FileProblem::error(
+    // The header decides where each column is; `None` until it is read, `Err` when it is bad.
+    let mut columns: Option<Result<([usize; 9], usize), ()>> = None;
+    let mut scratch = RowScratch::default();
+    crate::csv_scan::for_each_record(file, |record| {
+        let fields = record.fields();
+        let Some(columns) = columns else {
+            let header = match fields {
+                Ok(header) => header,
+                Err(at) => {
+                    let message = format!("cannot read the header: not UTF-8 text (byte {} of the line)", at + 1);
+                    visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+                    return false;
+                }
+            };
+            if header.len() == 1 && header.get(0).is_some_and(|name| name.trim().is_empty()) {
+                return false;
+            }
+            columns = Some(match column_positions(header) {
+                Ok(positions) => Ok((positions, header.len())),
+                Err(message) => {
+                    visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+                    Err(())
+                }
+            });
+            return columns.is_some_and(|columns| columns.is_ok());
+        };
+        let Ok((positions, width)) = columns else { return false };
+        let line = record.line();
+        match fields {
+            Err(at) => visit(Err(FileProblem::error(
                 &shown,
-                Some(1),
+                Some(line),
                 "",
-                format!("cannot read the header: {}", csv_problem(&error)),
-            )));
-            return Ok(());
+                format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
+            ))),
+            Ok(fields) if fields.iter().all(|field| field.trim().is_empty()) => {}
+            Ok(fields) => match parse_fields(fields, &positions, width, &mut scratch) {
+                Ok(parsed) => visit(Ok(parsed.with(line, &scratch.gpus))),
+                Err((field, message)) => visit(Err(FileProblem::error(&shown, Some(line), field, message))),
+            },
         }
-    };
-    if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+        true
+    })
+    .with_context(|| format!("cannot read {shown}"))
+}
+
+/// Reads a schedule file on every core (the history may hold millions of rows): each row, or
+/// the problem with it, is folded into an accumulator made by `make`, and the accumulators
+/// go to `merge` in file order (each covers a run of rows, the runs in order). A bad header
+/// is one problem, and nothing else is read.
+pub fn fold_rows<A: Send>(
+    root: &Root,
+    path: &Path,
+    make: impl Fn() -> A + Sync,
+    visit: impl Fn(&mut A, Result<RowRef<'_>, FileProblem>) + Sync,
+    mut merge: impl FnMut(A),
+) -> Result<()> {
+    let shown = root.display(path);
+    let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
-    }
-    let columns = match column_positions(&header) {
-        Ok(columns) => columns,
-        Err(message) => {
-            visit(Err(FileProblem::error(&shown, Some(1), "", message)));
-            return Ok(());
-        }
     };
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line = record.position().map_or(0, |position| position.line() as usize);
-                if record.iter().all(|field| field.trim().is_empty()) {
-                    continue;
+    let columns: std::sync::OnceLock<([usize; 9], usize)> = std::sync::OnceLock::new();
+    let mut header_problem = None;
+    let parts = std::thread::available_parallelism().map_or(1, |count| count.get()).min(8);
+    crate::csv_scan::fold_records(
+        file,
+        parts,
+        |record| {
+            let found = match record.fields() {
+                Err(at) => Err(format!("cannot read the header: not UTF-8 text (byte {} of the line)", at + 1)),
+                Ok(header) if header.len() == 1 && header.get(0).is_some_and(|name| name.trim().is_empty()) => {
+                    return false;
                 }
-                visit(
-                    parse_record(&record, &columns, header.len())
-                        .map(|booking| Row { line, booking })
-                        .map_err(|(field, message)| FileProblem::error(&shown, Some(line), field, message)),
-                );
-            }
-            Err(error) => {
-                let line = error.position().map(|position| position.line() as usize);
-                visit(Err(FileProblem::error(
-                    &shown,
-                    line,
-                    "",
-                    format!("cannot read the row: {}", csv_problem(&error)),
-                )));
-                if !matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) {
-                    break;
+                Ok(header) => column_positions(header).map(|positions| (positions, header.len())),
+            };
+            match found {
+                Ok(found) => columns.set(found).is_ok(),
+                Err(message) => {
+                    header_problem = Some(FileProblem::error(&shown, Some(record.line()), "", message));
+                    false
                 }
             }
-        }
+        },
+        || (make(), RowScratch::default()),
+        |(accumulator, scratch), record| {
+            let Some((positions, width)) = columns.get() else { return };
+            let line = record.line();
+            match record.fields() {
+                Err(at) => visit(
+                    accumulator,
+                    Err(FileProblem::error(
+                        &shown,
+                        Some(line),
+                        "",
+                        format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
+                    )),
+                ),
+                Ok(fields) if fields.iter().all(|field| field.trim().is_empty()) => {}
+                Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
+                    Ok(parsed) => visit(accumulator, Ok(parsed.with(line, &scratch.gpus))),
+                    Err((field, message)) => {
+                        visit(accumulator, Err(FileProblem::error(&shown, Some(line), field, message)))
+                    }
+                },
+            }
+        },
+        |(accumulator, _)| merge(accumulator),
+    )
+    .with_context(|| format!("cannot read {shown}"))?;
+    if let Some(problem) = header_problem {
+        let mut accumulator = make();
+        visit(&mut accumulator, Err(problem));
+        merge(accumulator);
     }
     Ok(())
 }
 
-/// What the CSV reader found wrong, without its own account of the place (the problem names
-/// the line).
-fn csv_problem(error: &csv::Error) -> String {
-    match error.kind() {
-        csv::ErrorKind::Utf8 { err, .. } => {
-            format!("field {} is not UTF-8 text; save the file as UTF-8", err.field() + 1)
-        }
-        _ => error.to_string(),
-    }
-}
-
-fn column_positions(header: &csv::StringRecord) -> Result<[usize; 9], String> {
+fn column_positions(header: crate::csv_scan::Fields<'_>) -> Result<[usize; 9], String> {
     let mut positions = [usize::MAX; 9];
     for (position, name) in header.iter().enumerate() {
         let name = name.trim();
@@ -226,19 +318,59 @@ fn column_positions(header: &csv::StringRecord) -> Result<[usize; 9], String> {
     Ok(positions)
 }
 
-fn parse_record(record: &csv::StringRecord, columns: &[usize; 9], width: usize) -> Result<Booking, (String, String)> {
+/// A row's values before its GPU list is attached (it lives in a buffer the caller reuses).
+struct Parsed<'a> {
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+    user_id: &'a str,
+    cpus: f64,
+    memory: u32,
+    forward_port: u16,
+    image: Option<&'a str>,
+    extra_command: Option<&'a str>,
+}
+
+impl<'a> Parsed<'a> {
+    fn with(self, line: usize, gpus: &'a [u32]) -> RowRef<'a> {
+        RowRef {
+            line,
+            start: self.start,
+            end: self.end,
+            user_id: self.user_id,
+            cpus: self.cpus,
+            memory: self.memory,
+            gpus,
+            forward_port: self.forward_port,
+            image: self.image,
+            extra_command: self.extra_command,
+        }
+    }
+}
+
+/// Reads one row; the GPU ids go to `gpus`. On a bad value: the column and what is wrong.
+fn parse_fields<'a>(
+    record: crate::csv_scan::Fields<'a>,
+    columns: &[usize; 9],
+    width: usize,
+    scratch: &mut RowScratch,
+) -> Result<Parsed<'a>, (String, String)> {
     if record.len() != width {
         return Err((String::new(), format!("expected {width} fields like the header, found {}", record.len())));
     }
-    let field = |index: usize| record.get(columns[index]).unwrap_or("").trim();
+    let field = |index: usize| trim(record.get(columns[index]).unwrap_or(""));
     let fail = |index: usize, message: String| (COLUMNS[index].to_string(), message);
 
-    let start = parse_time(field(0)).map_err(|message| fail(0, message))?;
-    let end = parse_time(field(1)).map_err(|message| fail(1, message))?;
-    let user_id = UserId::parse(field(2)).map_err(|message| fail(2, message))?;
+    let mut time = |text: &str| match parse_plain_time_remembering(text, &mut scratch.last_date) {
+        Some(time) => Ok(time),
+        None => parse_time(text),
+    };
+    let start = time(field(0)).map_err(|message| fail(0, message))?;
+    let end = time(field(1)).map_err(|message| fail(1, message))?;
+    let user_id = field(2);
+    UserId::check(user_id).map_err(|message| fail(2, message))?;
     let cpus = parse_cpus(field(3)).map_err(|message| fail(3, message))?;
     let memory = parse_memory(field(4)).map_err(|message| fail(4, message))?;
-    let gpus = parse_gpu_list(field(5)).map_err(|message| fail(5, message))?;
+    parse_gpu_list_into(field(5), &mut scratch.gpus).map_err(|message| fail(5, message))?;
     let forward_port = field(6).parse::<u16>().ok().filter(|port| ranges::PORTS.contains(port)).ok_or_else(|| {
         let (first, last) = (ranges::PORTS.start(), ranges::PORTS.end());
         fail(6, format!("expected a port from {first} to {last}, found {}", quoted(field(6))))
@@ -248,17 +380,27 @@ fn parse_record(record: &csv::StringRecord, columns: &[usize; 9], width: usize) 
     if end < start {
         return Err(fail(1, format!("{} is before start {}", format_time(end), format_time(start))));
     }
-    Ok(Booking {
+    Ok(Parsed {
         start,
         end,
         user_id,
         cpus,
         memory,
-        gpus,
         forward_port,
         image: optional_text(field(7)),
         extra_command: optional_text(field(8)),
     })
+}
+
+/// `text.trim()`, without the search for Unicode spaces when the ends are plain ASCII (the
+/// history is long, and nearly every field has nothing to trim).
+fn trim(text: &str) -> &str {
+    let plain = |byte: Option<&u8>| byte.is_some_and(|byte| byte.is_ascii_graphic());
+    if text.is_empty() || (plain(text.as_bytes().first()) && plain(text.as_bytes().last())) {
+        text
+    } else {
+        text.trim()
+    }
 }
 
 /// Reads `YYYY-MM-DD HH:MM:SS`, with or without a fractional part (pandas wrote one).
@@ -277,6 +419,15 @@ pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
 }
 
 fn parse_plain_time(text: &str) -> Option<NaiveDateTime> {
+    parse_plain_time_remembering(text, &mut None)
+}
+
+/// [`parse_plain_time`], remembering the last date read: rows in a row mostly share their
+/// date, and working out a date is half the time of reading one.
+fn parse_plain_time_remembering(
+    text: &str,
+    last_date: &mut Option<([u8; 10], chrono::NaiveDate)>,
+) -> Option<NaiveDateTime> {
     let bytes = text.as_bytes();
     if bytes.len() != 19
         || bytes[4] != b'-'
@@ -292,11 +443,23 @@ fn parse_plain_time(text: &str) -> Option<NaiveDateTime> {
             .iter()
             .try_fold(0u32, |value, byte| byte.is_ascii_digit().then(|| value * 10 + u32::from(byte - b'0')))
     };
-    chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?.and_hms_opt(
-        number(11..13)?,
-        number(14..16)?,
-        number(17..19)?,
-    )
+    let written: [u8; 10] = bytes[..10].try_into().ok()?;
+    let date = match *last_date {
+        Some((known, date)) if known == written => date,
+        _ => {
+            let date = chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
+            *last_date = Some((written, date));
+            date
+        }
+    };
+    date.and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)
+}
+
+/// What reading rows one after another reuses: the GPU ids' buffer and the last date read.
+#[derive(Debug, Default)]
+struct RowScratch {
+    gpus: Vec<u32>,
+    last_date: Option<([u8; 10], chrono::NaiveDate)>,
 }
 
 pub fn format_time(time: NaiveDateTime) -> String {
@@ -331,6 +494,13 @@ fn parse_cpus(text: &str) -> Result<f64, String> {
 }
 
 fn parse_memory(text: &str) -> Result<u32, String> {
+    // Plain digits (what the tools write) without the float parser: the history is long.
+    if (1..=9).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        let memory: u32 = text.bytes().fold(0, |value, byte| value * 10 + u32::from(byte - b'0'));
+        if memory >= 1 && f64::from(memory) <= *ranges::MEMORY_GB.end() {
+            return Ok(memory);
+        }
+    }
     // pandas writes an integer column as `16.0` once it has held an empty cell.
     match text.parse::<f64>() {
         Ok(memory) if memory > *ranges::MEMORY_GB.end() => Err(format!(
@@ -345,12 +515,20 @@ fn parse_memory(text: &str) -> Result<u32, String> {
 
 /// Reads a Python list literal of GPU ids: `[0, 1]`, `[3]`, `[]` (an empty cell is `[]`).
 pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
+    let mut gpus = Vec::new();
+    parse_gpu_list_into(text, &mut gpus)?;
+    Ok(gpus)
+}
+
+/// [`parse_gpu_list`] into a buffer the caller keeps, so a long file is read without an
+/// allocation per row.
+fn parse_gpu_list_into(text: &str, gpus: &mut Vec<u32>) -> Result<(), String> {
+    gpus.clear();
     let expected = || format!("expected a list of GPU ids such as \"[0, 1]\", found {}", quoted(text));
     if text.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let inner = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).ok_or_else(expected)?;
-    let mut gpus = Vec::new();
     for item in inner.split(',') {
         let item = item.trim();
         if item.is_empty() && inner.trim().is_empty() {
@@ -371,7 +549,7 @@ pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
         }
         gpus.push(id);
     }
-    Ok(gpus)
+    Ok(())
 }
 
 pub fn format_gpu_list(gpus: &[u32]) -> String {
@@ -379,11 +557,11 @@ pub fn format_gpu_list(gpus: &[u32]) -> String {
     format!("[{}]", ids.join(", "))
 }
 
-fn optional_text(text: &str) -> Option<String> {
+fn optional_text(text: &str) -> Option<&str> {
     // The original's docs show `null` for "none"; pandas may write `None` or `nan`.
     match text {
         "" | "null" | "None" | "nan" | "NaN" => None,
-        other => Some(other.to_string()),
+        other => Some(other),
     }
 }
 
@@ -491,14 +669,20 @@ pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {
     // Drop a partial first line when the tail starts mid-file.
     let text = String::from_utf8_lossy(&tail);
     let text = if start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let positions: [usize; 9] = std::array::from_fn(|index| index);
-    Ok(reader
-        .records()
-        .flatten()
-        .filter(|record| record.get(0) != Some("start"))
-        .filter_map(|record| parse_record(&record, &positions, 9).ok())
-        .collect())
+    let mut rows = Vec::new();
+    let mut scratch = RowScratch::default();
+    crate::csv_scan::for_each_record(text.as_bytes(), |record| {
+        if let Ok(fields) = record.fields()
+            && fields.get(0) != Some("start")
+            && let Ok(parsed) = parse_fields(fields, &positions, 9, &mut scratch)
+        {
+            rows.push(parsed.with(record.line(), &scratch.gpus).to_booking());
+        }
+        true
+    })
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(rows)
 }
 
 /// Creates any missing schedule file with its header, so an admin finds all three.

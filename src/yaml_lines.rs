@@ -60,6 +60,69 @@ pub fn line_of_item(text: &str, section: &str, item: &str) -> Option<usize> {
     None
 }
 
+/// The lines of every key and of every item of one list, found in one pass, for looking up
+/// many (`enroll check` names a line for each of hundreds of users; asking [`line_of_key`]
+/// for each would read the file once per user). Each answer is [`line_of_key`]'s and
+/// [`line_of_item`]'s.
+#[derive(Debug, Default)]
+pub struct LineIndex {
+    /// Key path (joined by NUL) → its first line.
+    keys: std::collections::HashMap<String, usize>,
+    /// Item → its first line, in the list under the section given.
+    items: std::collections::HashMap<String, usize>,
+}
+
+impl LineIndex {
+    /// Indexes `text`'s keys, and the items of the block list under the top-level key
+    /// `section` (if any).
+    pub fn new(text: &str, section: Option<&str>) -> LineIndex {
+        let mut index = LineIndex::default();
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        // Lines of the list under `section`: from its key's line until a line that is not an item.
+        let mut in_items = false;
+        for (number, line) in text.lines().enumerate() {
+            let content = strip_comment(line);
+            if content.trim().is_empty() {
+                continue;
+            }
+            if in_items {
+                match content.trim().strip_prefix('-') {
+                    Some(entry) => {
+                        let entry = entry.trim().trim_matches(|quote| quote == '"' || quote == '\'').to_string();
+                        index.items.entry(entry).or_insert(number + 1);
+                    }
+                    None => in_items = false,
+                }
+            }
+            let indent = content.len() - content.trim_start().len();
+            let Some(key) = key_of(content.trim_start()) else {
+                continue;
+            };
+            while stack.last().is_some_and(|(depth, _)| *depth >= indent) {
+                stack.pop();
+            }
+            stack.push((indent, key));
+            let path: Vec<&str> = stack.iter().map(|(_, key)| key.as_str()).collect();
+            let first_seen = !index.keys.contains_key(&path.join("\0"));
+            if first_seen {
+                index.keys.insert(path.join("\0"), number + 1);
+                if section.is_some_and(|section| path == [section]) {
+                    in_items = true;
+                }
+            }
+        }
+        index
+    }
+
+    pub fn key(&self, path: &[&str]) -> Option<usize> {
+        self.keys.get(&path.join("\0")).copied()
+    }
+
+    pub fn item(&self, item: &str) -> Option<usize> {
+        self.items.get(item).copied()
+    }
+}
+
 pub(crate) fn strip_comment(line: &str) -> &str {
     let mut in_single = false;
     let mut in_double = false;
@@ -113,5 +176,27 @@ mod tests {
         assert_eq!(super::line_of_item(text, "allow_userIDs", "11007"), Some(7));
         assert_eq!(super::line_of_item(text, "allow_userIDs", "eve"), None);
         assert_eq!(super::line_of_item(text, "allow_userIDs", "bob"), None);
+    }
+
+    #[test]
+    fn the_index_gives_the_lines_the_searches_give() {
+        let text = format!(
+            "{TEXT}allow_userIDs: # who\n  - alice # PhD\n  # - eve\n\n  - \"11007\"\n  - alice\nnext:\n  - bob\n"
+        );
+        let index = super::LineIndex::new(&text, Some("allow_userIDs"));
+        for path in [
+            &["max", "shm_rate"][..],
+            &["max_custom_capability", "alice", "cpus"],
+            &["max_custom_capability", "bob", "gpus"],
+            &["max_custom_capability", "bob"],
+            &["max", "gpus"],
+            &["next"],
+            &["allow_userIDs"],
+        ] {
+            assert_eq!(index.key(path), line_of_key(&text, path), "{path:?}");
+        }
+        for item in ["alice", "11007", "eve", "bob"] {
+            assert_eq!(index.item(item), super::line_of_item(&text, "allow_userIDs", item), "{item}");
+        }
     }
 }

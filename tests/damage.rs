@@ -681,3 +681,65 @@ fn rows_off_the_grid_or_over_the_field_limits_stop_every_reader_as_they_stop_the
     assert_eq!(run.code, Some(1), "{run}");
     assert!(run.stderr.contains(expected), "{run}");
 }
+
+// ---- conflicts between rows --------------------------------------------------------------
+
+/// 2,000 copies of one booking: each conflict is reported once, grouped, with how many rows
+/// take part and where some of the others are, not once per pair (which printed 2 million
+/// lines).
+#[test]
+fn identical_rows_are_reported_once_per_conflict_with_a_count() {
+    let root = copy_fixture("upstream");
+    let row = "2026-11-24 09:30:00,2026-11-25 09:30:00,m11007s05,4.5,16,\"[0, 1]\",10001,,\n";
+    append(root.path(), BOOKING, &row.repeat(1999));
+    let run = enroll_check(root.path());
+    run.assert_no_panic("enroll check on 2,000 identical rows");
+    assert_eq!(run.code, Some(1), "{run}");
+    let output = run.all_output();
+    assert!(
+        output.contains(
+            "jobs/booking.csv:2: start: 2000 bookings of m11007s05 overlap one another: this one and those at \
+             jobs/booking.csv:4, jobs/booking.csv:5, jobs/booking.csv:6 and 1996 more"
+        ),
+        "{run}"
+    );
+    assert!(
+        output.contains(
+            "jobs/booking.csv:2: gpus: GPU 0, 1 are each booked by 2000 bookings at overlapping times: this one and \
+             m11007s05 at jobs/booking.csv:4"
+        ),
+        "{run}"
+    );
+    assert!(run.stderr.contains("error: 2 error(s)"), "{run}");
+    assert!(output.lines().count() < 20, "a few lines, not one per pair:\n{run}");
+}
+
+/// Three bookings of one user in a chain (the first overlaps the second, the second the
+/// third): one problem naming all three; two that overlap: the later one names the earlier.
+#[test]
+fn overlapping_bookings_of_one_user_are_grouped() {
+    let root = copy_fixture("upstream");
+    append(
+        root.path(),
+        BOOKING,
+        "2026-11-25 09:00:00,2026-11-25 12:00:00,m11007s05,1,1,[],10001,,\n\
+         2026-11-25 11:30:00,2026-11-25 13:00:00,m11007s05,1,1,[],10001,,\n\
+         2026-11-26 10:00:00,2026-11-26 11:00:00,m11007s05-2,1,1,[2],10003,,\n\
+         2026-11-26 10:30:00,2026-11-26 11:30:00,m11007s05-2,1,1,[],10003,,\n",
+    );
+    let run = enroll_check(root.path());
+    assert_eq!(run.code, Some(1), "{run}");
+    let output = run.all_output();
+    assert!(
+        output.contains(
+            "jobs/booking.csv:2: start: 3 bookings of m11007s05 overlap one another: this one and those at \
+             jobs/booking.csv:4 and jobs/booking.csv:5"
+        ),
+        "{run}"
+    );
+    assert!(
+        output.contains("jobs/booking.csv:7: start: overlaps m11007s05-2's booking at jobs/booking.csv:6"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("error: 2 error(s)"), "{run}");
+}

@@ -505,6 +505,79 @@ fn report_counts_hours_per_user_and_month_exactly() {
     assert_eq!(run.code, Some(2), "{run}");
 }
 
+/// A broken `used.csv` stops the report like every other reader: exit 1, file, line and field,
+/// nothing reported; `--skip-bad-rows` reports the rows that read, and names each one skipped.
+#[test]
+fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
+    let root = scratch_root();
+    let path = root.path();
+    let header = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n";
+    let good = "2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n";
+    fs::write(
+        path.join("jobs/used.csv"),
+        format!("{header}{good}2030-02-06 09:30:00,2030-02-06 12:00:00,bob,eight,32,[],10051,,\nnot a row\n"),
+    )
+    .unwrap();
+    let run = enroll_in(path, &["report", "--csv"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("jobs/used.csv:3: cpus: expected a number of CPUs above 0, found \"eight\""), "{run}");
+    assert!(run.stderr.contains("jobs/used.csv:4: expected 9 fields like the header, found 1"), "{run}");
+    assert!(run.stderr.contains("--skip-bad-rows"), "the message says how to report anyway:\n{run}");
+    assert_eq!(run.stdout, "", "nothing is reported from a broken history");
+
+    let run = ok(path, &["report", "--csv", "--skip-bad-rows"], "");
+    assert_eq!(
+        run.stdout,
+        "user,month,bookings,cancellations,gpu_hours,cpu_hours,memory_gb_hours\nbob,2030-02,1,0,0.0,20.0,80.0\n"
+    );
+    assert!(run.stderr.contains("warning: jobs/used.csv:3: cpus: "), "{run}");
+    assert!(run.stderr.contains("warning: jobs/used.csv:4: "), "{run}");
+
+    // A broken header is no longer "no usage".
+    fs::write(path.join("jobs/used.csv"), format!("start,end,user\n{good}")).unwrap();
+    let run = enroll_in(path, &["report"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("jobs/used.csv:1: unknown column \"user\""), "{run}");
+    assert!(!run.stdout.contains("no usage"), "{run}");
+    let run = ok(path, &["report", "--skip-bad-rows"], "");
+    assert!(run.stderr.contains("warning: jobs/used.csv:1: unknown column"), "{run}");
+
+    // A folder in place of the file.
+    fs::remove_file(path.join("jobs/used.csv")).unwrap();
+    fs::create_dir(path.join("jobs/used.csv")).unwrap();
+    let run = enroll_in(path, &["report"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("jobs/used.csv"), "{run}");
+}
+
+/// A history longer than one block of the reader, with rows quoted across lines and a bad
+/// row near its end: every row counts once, and the bad one is named by its line.
+#[test]
+fn report_reads_a_long_history_row_by_row() {
+    let root = scratch_root();
+    let path = root.path();
+    let mut text = String::from("start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
+    let rows = 150_000;
+    for row in 0..rows {
+        // One booking of one hour a day per user, a quoted command with a line break in every tenth.
+        let day = chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap() + chrono::Duration::days(row / 3);
+        let command = if row % 10 == 0 { "\"echo a,\nb\"" } else { "" };
+        text.push_str(&format!("{day} 10:00:00,{day} 11:00:00,u{},1.25,4,\"[0, 1]\",10051,,{command}\n", row % 3));
+    }
+    let lines_before_bad = text.matches('\n').count();
+    text.push_str("2030-01-01 10:00:00,2030-01-01 11:00:00,u0,1,4,[0;1],10051,,\n");
+    fs::write(path.join("jobs/used.csv"), &text).unwrap();
+    let run = enroll_in(path, &["report", "--json"], "");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains(&format!("jobs/used.csv:{}: gpus: ", lines_before_bad + 1)), "{run}");
+    let run = ok(path, &["report", "--json", "--skip-bad-rows"], "");
+    let lines: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let bookings: u64 = lines.as_array().unwrap().iter().map(|line| line["bookings"].as_u64().unwrap()).sum();
+    assert_eq!(bookings, rows as u64);
+    let gpu_hours: f64 = lines.as_array().unwrap().iter().map(|line| line["gpu_hours"].as_f64().unwrap()).sum();
+    assert_eq!(gpu_hours, 2.0 * rows as f64);
+}
+
 #[test]
 fn bash_loads_the_completions_of_every_binary() {
     let root = scratch_root();

@@ -620,6 +620,90 @@ proptest! {
     }
 }
 
+/// One line a hand edit may leave in `users_config.yaml`: close to the written form, or not.
+fn edited_line() -> impl Strategy<Value = String> {
+    let fixed = prop::sample::select(vec![
+        "  image: ~",
+        "  image: Null",
+        "  image: 'lab/image'",
+        "  image: \"a\\tb\"",
+        "  image: null # the default",
+        "  image:",
+        "  image: ",
+        "  image:  lab",
+        "  extra_command: \"a: b # c\"",
+        "  forward_port: 0012",
+        "  forward_port: 70000",
+        "  forward_port: 0",
+        "  forward_port: +10005",
+        "  forward_port: 10005.0",
+        "  forward_port: \"10005\"",
+        "  password: 1234",
+        "  password: \"1234\"",
+        "  password: $6$rounds=5000$abc$def",
+        "  password: yes",
+        "  ssh_keys: []",
+        "  must_change_password: true",
+        "  volume_work_dir: ./volumes/work/x",
+        "   volume_work_dir: ./x",
+        " u1:",
+        "u1:",
+        "u9:",
+        "\"0012\":",
+        "0012:",
+        "u1: {}",
+        "{}",
+        "---",
+        "# a comment",
+        "  # an indented comment",
+        "",
+        "\t",
+        "u2:\r",
+    ])
+    .prop_map(str::to_string);
+    prop_oneof![4 => fixed, 1 => "[ a-z0-9:_\"'#.$-]{0,16}"]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// The quick reader of `users_config.yaml` reads what the tools write, and reads exactly
+    /// what the YAML parser reads from the same text; whatever it does not take (a hand edit
+    /// in another form) it leaves to the YAML parser.
+    #[test]
+    fn the_quick_reader_of_users_config_reads_what_yaml_reads(
+        strings in prop::collection::vec(tricky_string(), 0..6),
+        plain in prop::collection::vec("[a-z][a-z0-9./_$-]{0,12}", 0..6),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), edited_line(), 0u8..3), 0..4),
+    ) {
+        let scratch = tempfile::tempdir().unwrap();
+        let deploy = deploy(scratch.path());
+        // Files as the tools write them, from ordinary strings, are read by the quick reader.
+        let written = users_with(&plain).render(&deploy).unwrap();
+        prop_assert_eq!(
+            gpu_booking::config::users::parse_written_form(&written),
+            Some(users_with(&plain).users),
+            "{}",
+            written
+        );
+        let mut lines: Vec<String> = users_with(&strings).render(&deploy).unwrap().lines().map(str::to_string).collect();
+        for (at, line, how) in edits {
+            let index = at.index(lines.len() + 1);
+            match how {
+                0 => lines.insert(index, line),
+                _ if index < lines.len() => lines[index] = line,
+                _ => lines.push(line),
+            }
+        }
+        let text = lines.join("\n") + "\n";
+        if let Some(quick) = gpu_booking::config::users::parse_written_form(&text) {
+            let parsed: Result<Option<IndexMap<UserId, UserEntry>>, _> =
+                gpu_booking::config::yaml::parse("users_config.yaml", &text);
+            prop_assert_eq!(Some(quick), parsed.ok().map(Option::unwrap_or_default), "{}", text);
+        }
+    }
+}
+
 proptest! {
     // Each case is one Python run over many strings.
     #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]

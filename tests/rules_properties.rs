@@ -20,6 +20,12 @@
 //! `latest_start` fits) and [`capacity::place_keeping`] (extending a booking with the same
 //! GPUs). [`capacity::check_limits`] and the time input (`rules::time_input`) get their own
 //! properties.
+//!
+//! `earliest_window` is a sweep; [`brute_force_earliest`], the search it replaced (try
+//! [`capacity::place`] at `from` and at every booking's end, in order), is kept here as its
+//! oracle: on every schedule, also ones no sequence of `place` could build (overlapping
+//! bookings, a GPU held twice, times off the grid, CPUs in hundredths on a host of any size),
+//! both give the same start and the same GPUs.
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
 use gpu_booking::config::{UserId, UserLimits};
@@ -512,8 +518,37 @@ fn check_place(model: &mut Model, request: &ModelRequest) -> Result<(), TestCase
     Ok(())
 }
 
+/// The search `earliest_window` replaced, as it was: the candidates are `from` and every
+/// booking's end rounded up to the grid, and the first at which [`capacity::place`] accepts
+/// the window wins, with the GPUs `place` gives.
+fn brute_force_earliest(
+    active: &[Booking],
+    host: &Host,
+    shape: &Request,
+    length: Duration,
+    from: NaiveDateTime,
+    latest_start: NaiveDateTime,
+) -> Option<(NaiveDateTime, Vec<u32>)> {
+    let ceil_to_slot = |time: NaiveDateTime| {
+        let floor = gpu_booking::rules::floor_to_slot(time);
+        if floor == time { time } else { floor + gpu_booking::rules::slot() }
+    };
+    let mut candidates: Vec<NaiveDateTime> = active
+        .iter()
+        .map(|booking| ceil_to_slot(booking.end))
+        .filter(|end| *end > from && *end <= latest_start)
+        .collect();
+    candidates.push(from);
+    candidates.sort_unstable();
+    candidates.dedup();
+    candidates.into_iter().find_map(|start| {
+        let request = Request { start, end: start + length, ..shape.clone() };
+        capacity::place(active, host, &request).ok().map(|gpus| (start, gpus))
+    })
+}
+
 /// `earliest_window` for `shape` from `from` up to `latest`, against a brute force over every
-/// grid start.
+/// grid start, and against the search it replaced.
 fn check_earliest(model: &Model, shape: &ModelRequest, from: u32, latest: u32) -> Result<(), TestCaseError> {
     let length = Duration::minutes(30 * i64::from(shape.end - shape.start));
     let found = capacity::earliest_window(
@@ -524,6 +559,15 @@ fn check_earliest(model: &Model, shape: &ModelRequest, from: u32, latest: u32) -
         at_slot(from),
         at_slot(latest),
     );
+    let searched = brute_force_earliest(
+        &model.active(),
+        &model.host.host(),
+        &shape.request(),
+        length,
+        at_slot(from),
+        at_slot(latest),
+    );
+    prop_assert_eq!(&found, &searched, "the sweep and the search it replaced disagree");
     let first_fit = (from..=latest).find(|start| model.judge(&shape.moved_to(*start)).fits());
     match found {
         Some((start, given)) => {
@@ -613,6 +657,48 @@ fn check_extension(model: &Model, pick: usize, by: u32) -> Result<(), TestCaseEr
     Ok(())
 }
 
+/// A booking as a hand-edited file may hold it: any user and port, times off the grid, no
+/// length at all, CPUs in hundredths, GPU ids the host may not have, overlaps of every kind.
+fn loose_booking_strategy() -> impl Strategy<Value = Booking> {
+    let minute = prop_oneof![4 => (0i64..6 * 48).prop_map(|slot| 30 * slot), 1 => 0i64..6 * 24 * 60];
+    let length = prop_oneof![1 => Just(0i64), 6 => (1i64..=96).prop_map(|slots| 30 * slots), 1 => 1i64..3000];
+    (minute, length, 0..USERS, 100u32..=1600, 1u32..=48, prop::collection::vec(0u32..10, 0..3), 0u16..4).prop_map(
+        |(start, length, user, hundredths, memory, mut gpus, port)| {
+            gpus.sort_unstable();
+            gpus.dedup();
+            Booking {
+                start: base() + Duration::minutes(start),
+                end: base() + Duration::minutes(start + length),
+                user_id: user_id(user),
+                cpus: f64::from(hundredths) / 100.0,
+                memory,
+                gpus,
+                forward_port: FIRST_PORT + port,
+                image: None,
+                extra_command: None,
+            }
+        },
+    )
+}
+
+/// A host of any size: CPUs in hundredths or in thirds (an expression's result), memory in
+/// whole, half or third GB.
+fn loose_host_strategy() -> impl Strategy<Value = Host> {
+    (
+        prop_oneof![
+            (100u32..=4000).prop_map(|hundredths| f64::from(hundredths) / 100.0),
+            (3u32..=100).prop_map(|thirds| f64::from(thirds) / 3.0)
+        ],
+        prop_oneof![
+            (1u32..=128).prop_map(f64::from),
+            (2u32..=256).prop_map(|halves| f64::from(halves) / 2.0),
+            (3u32..=300).prop_map(|thirds| f64::from(thirds) / 3.0)
+        ],
+        0u32..=8,
+    )
+        .prop_map(|(cpus, memory, gpus)| Host { cpus, memory, gpus })
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -634,6 +720,38 @@ proptest! {
             check_earliest(&model, &shape, step.probe_from, step.probe_from + step.probe_span)?;
             check_extension(&model, step.extend_pick, step.extend_by)?;
         }
+    }
+
+    /// `earliest_window` gives exactly the start and GPUs of the search it replaced, on any
+    /// schedule and host, for any request shape (with and without a user and a port).
+    #[test]
+    fn earliest_window_matches_the_search_it_replaced(
+        active in prop::collection::vec(loose_booking_strategy(), 0..60),
+        host in loose_host_strategy(),
+        user in prop::option::of(0..USERS),
+        port in prop::option::of(0u16..4),
+        hundredths in 100u32..=2000,
+        memory in 1u32..=96,
+        gpus in 0u32..=9,
+        slots in 1i64..=120,
+        from in 0i64..5 * 48,
+        span in 0i64..8 * 48,
+    ) {
+        let from = base() + Duration::minutes(30 * from);
+        let length = Duration::minutes(30 * slots);
+        let shape = Request {
+            user: user.map(user_id),
+            start: from,
+            end: from + length,
+            cpus: f64::from(hundredths) / 100.0,
+            memory,
+            gpus,
+            forward_port: port.map(|port| FIRST_PORT + port),
+        };
+        let latest = from + Duration::minutes(30 * span);
+        let found = capacity::earliest_window(&active, &host, &shape, length, from, latest);
+        let searched = brute_force_earliest(&active, &host, &shape, length, from, latest);
+        prop_assert_eq!(found, searched, "host {:?}, shape {:?}", host, shape);
     }
 
     /// Back-to-back windows share resources: a booking ending at a slot boundary frees all

@@ -152,6 +152,10 @@ pub struct ReportArgs {
     pub json: bool,
     #[arg(long)]
     pub csv: bool,
+    /// Report without the rows of used.csv that cannot be read (each named in a warning)
+    /// instead of stopping at them
+    #[arg(long)]
+    pub skip_bad_rows: bool,
 }
 
 /// A limit key, as `--clear` names it.

@@ -84,10 +84,16 @@ pub struct UserId(String);
 
 impl UserId {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let valid_start = text.chars().next().is_some_and(|first| first.is_ascii_alphanumeric());
-        let valid_rest = text.chars().all(|character| character.is_ascii_alphanumeric() || "_.-".contains(character));
+        Self::check(text).map(|()| UserId(text.to_string()))
+    }
+
+    /// Whether `text` is a valid id, without making one (a long history is read without an
+    /// allocation per row).
+    pub fn check(text: &str) -> Result<(), String> {
+        let valid_start = text.bytes().next().is_some_and(|first| first.is_ascii_alphanumeric());
+        let valid_rest = text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'));
         if valid_start && valid_rest && text.len() <= 64 {
-            Ok(UserId(text.to_string()))
+            Ok(())
         } else {
             Err(format!(
                 "expected a user id (letters, digits, '_', '.', '-'; starting with a letter or digit; at most 64), found {}",

@@ -8,6 +8,7 @@
 //! two bookings at once. Usage only changes at booking boundaries, so the checks sweep those
 //! boundaries instead of walking every slot.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{Duration, NaiveDateTime};
@@ -15,7 +16,7 @@ use chrono::{Duration, NaiveDateTime};
 use crate::config::{UserId, UserLimits};
 use crate::schedule::Booking;
 
-/// Slack for sums of fractional CPUs (4.5 + 3.5 must fit 8).
+/// Slack for comparing a request with a limit (4.35 CPUs against a limit of 4.35).
 const EPSILON: f64 = 1e-9;
 
 /// The host's shareable resources.
@@ -192,57 +193,88 @@ fn check_without_gpus(overlapping: &[&Booking], host: &Host, request: &Request) 
     {
         return Err(Shortage::PortBusy { port, holder: holder.user_id.clone() });
     }
-    let (cpu_peak_at, cpu_peak) = peak(overlapping, request.start, |booking| booking.cpus, host.cpus - request.cpus);
-    if let Some(at) = cpu_peak_at {
-        return Err(Shortage::Cpus { at, free: (host.cpus - cpu_peak).max(0.0), wanted: request.cpus });
+    let limits = Limits::new(host, request);
+    if let Some((at, peak)) =
+        first_over(overlapping, request.start, |booking| cpu_hundredths(booking.cpus), limits.cpus)
+    {
+        return Err(Shortage::Cpus { at, free: (host.cpus - peak as f64 / 100.0).max(0.0), wanted: request.cpus });
     }
-    let memory_room = host.memory - f64::from(request.memory);
-    let (memory_peak_at, memory_peak) =
-        peak(overlapping, request.start, |booking| f64::from(booking.memory), memory_room);
-    if let Some(at) = memory_peak_at {
-        return Err(Shortage::Memory { at, free: (host.memory - memory_peak).max(0.0), wanted: request.memory });
+    if let Some((at, peak)) = first_over(overlapping, request.start, |booking| i64::from(booking.memory), limits.memory)
+    {
+        return Err(Shortage::Memory { at, free: (host.memory - peak as f64).max(0.0), wanted: request.memory });
     }
     Ok(())
 }
 
+/// The most a value is counted as: far beyond any host, and small enough that the sum over
+/// any schedule stays far from `i64::MAX` (a value from a hand-edited file may be absurd).
+const COUNT_LIMIT: f64 = 1e12;
+
+/// CPUs in whole hundredths (the finest a booking may ask for), so that sums are exact:
+/// 0.1 + 0.2 never drifts past 0.3.
+fn cpu_hundredths(cpus: f64) -> i64 {
+    (cpus * 100.0).round().clamp(-COUNT_LIMIT, COUNT_LIMIT) as i64
+}
+
+/// What the bookings beside a request may use at most at any moment, in hundredths of a CPU
+/// and in GB; negative when the request alone is bigger than the host.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    cpus: i64,
+    memory: i64,
+}
+
+impl Limits {
+    fn new(host: &Host, request: &Request) -> Limits {
+        // A host size may be any number (a fraction of a CPU or GB from an expression); what
+        // fits is what stays within it, so it is rounded down to whole units. The slack
+        // keeps 7.999999999 (an expression's rounding) as 8.
+        let whole = |value: f64| (value + 1e-9).floor().clamp(-COUNT_LIMIT, COUNT_LIMIT) as i64;
+        Limits {
+            cpus: whole(host.cpus * 100.0) - cpu_hundredths(request.cpus),
+            memory: whole(host.memory) - i64::from(request.memory),
+        }
+    }
+}
+
 /// Sweeps the boundaries of the overlapping bookings and returns the first moment (not
-/// before `window_start`) at which their summed `amount` exceeds `room`, with that sum.
-fn peak(
+/// before `window_start`) at which their summed `amount` exceeds `limit`, with that sum.
+fn first_over(
     overlapping: &[&Booking],
     window_start: NaiveDateTime,
-    amount: impl Fn(&Booking) -> f64,
-    room: f64,
-) -> (Option<NaiveDateTime>, f64) {
-    if room < -EPSILON {
+    amount: impl Fn(&Booking) -> i64,
+    limit: i64,
+) -> Option<(NaiveDateTime, i64)> {
+    if limit < 0 {
         // The request alone is bigger than the host: short from the first moment.
         let at_start = overlapping
             .iter()
             .filter(|booking| booking.start <= window_start && window_start < booking.end)
             .map(|booking| amount(booking))
             .sum();
-        return (Some(window_start), at_start);
+        return Some((window_start, at_start));
     }
-    let mut events: Vec<(NaiveDateTime, f64)> = Vec::with_capacity(overlapping.len() * 2);
+    let mut events: Vec<(NaiveDateTime, i64)> = Vec::with_capacity(overlapping.len() * 2);
     for booking in overlapping {
         events.push((booking.start.max(window_start), amount(booking)));
         events.push((booking.end, -amount(booking)));
     }
-    // At equal times, ends (negative) come first: a booking ending at 10:00 frees its
-    // resources for one starting at 10:00.
-    events.sort_by(|left, right| left.0.cmp(&right.0).then(left.1.total_cmp(&right.1)));
-    let mut usage = 0.0;
+    events.sort_unstable();
+    let mut usage = 0;
     let mut index = 0;
     while index < events.len() {
+        // Every change at one moment at once: a booking ending at 10:00 frees its resources
+        // for one starting at 10:00.
         let time = events[index].0;
         while index < events.len() && events[index].0 == time {
             usage += events[index].1;
             index += 1;
         }
-        if usage > room + EPSILON {
-            return (Some(time), usage);
+        if usage > limit {
+            return Some((time, usage));
         }
     }
-    (None, usage)
+    None
 }
 
 fn gpu_holders(overlapping: &[&Booking]) -> Vec<(UserId, NaiveDateTime, NaiveDateTime)> {
@@ -284,7 +316,14 @@ fn choose_gpus(free: &[u32], count: u32, active: &[Booking], start: NaiveDateTim
 /// The earliest window of `length`, starting at `from` or later (up to `latest_start`), in
 /// which `shape` fits; with the GPUs it would get. The earliest fitting start is always
 /// `from` or the moment some booking ends (moving a window earlier only loses fit where a
-/// booking ends inside it), so only those moments are tried.
+/// booking ends inside it), so only those moments are tried, in order.
+///
+/// The answer is exactly that of trying [`place`] at each of those moments (the property
+/// tests hold it to that search), found in O(n log n): the boundaries are sorted once, and
+/// each moment is tested against the CPU and memory in use over its window (a range maximum),
+/// against the starts its own and its port's bookings rule out, and against each GPU's busy
+/// spans. Only the moment that passes all of these is given to [`place`], which also picks
+/// its GPUs.
 pub fn earliest_window(
     active: &[Booking],
     host: &Host,
@@ -301,10 +340,135 @@ pub fn earliest_window(
     candidates.push(from);
     candidates.sort_unstable();
     candidates.dedup();
+    let limits = Limits::new(host, shape);
+    if limits.cpus < 0 || limits.memory < 0 || shape.gpus > host.gpus {
+        return None;
+    }
+    let cpus = Usage::new(active, |booking| cpu_hundredths(booking.cpus));
+    let memory = Usage::new(active, |booking| i64::from(booking.memory));
+    // Starts ruled out by the user's own bookings and by those using the same port.
+    let blocked = Blocked::new(
+        active
+            .iter()
+            .filter(|booking| {
+                Some(&booking.user_id) == shape.user.as_ref() || Some(booking.forward_port) == shape.forward_port
+            })
+            .map(|booking| (booking.start, booking.end)),
+        length,
+    );
+    // Per GPU that some booking holds, the starts at which it is busy for part of the
+    // window; the host's other GPUs are free for any window.
+    let mut held: BTreeMap<u32, Vec<(NaiveDateTime, NaiveDateTime)>> = BTreeMap::new();
+    for booking in active {
+        for gpu in booking.gpus.iter().filter(|gpu| **gpu < host.gpus) {
+            held.entry(*gpu).or_default().push((booking.start, booking.end));
+        }
+    }
+    let never_held = host.gpus - held.len() as u32;
+    let gpu_busy: Vec<Blocked> = if shape.gpus <= never_held {
+        Vec::new()
+    } else {
+        held.into_values().map(|spans| Blocked::new(spans.into_iter(), length)).collect()
+    };
+    let gpus_wanted = shape.gpus.saturating_sub(never_held) as usize;
     candidates.into_iter().find_map(|start| {
-        let request = Request { start, end: start + length, ..shape.clone() };
+        let end = start + length;
+        let fits = !blocked.contains(start)
+            && cpus.peak(start, end) <= limits.cpus
+            && memory.peak(start, end) <= limits.memory
+            && gpu_busy.iter().filter(|busy| !busy.contains(start)).take(gpus_wanted).count() == gpus_wanted;
+        if !fits {
+            return None;
+        }
+        let request = Request { start, end, ..shape.clone() };
         place(active, host, &request).ok().map(|gpus| (start, gpus))
     })
+}
+
+/// The summed amount of the active bookings over time, as a step function: `values[i]` holds
+/// from `times[i]` until `times[i + 1]` (and 0 before `times[0]`), with a sparse table for the
+/// highest value over any run of steps.
+struct Usage {
+    times: Vec<NaiveDateTime>,
+    /// `maxima[k][i]`: the highest of `values[i .. i + 2^k]`; `maxima[0]` are the values.
+    maxima: Vec<Vec<i64>>,
+}
+
+impl Usage {
+    fn new(active: &[Booking], amount: impl Fn(&Booking) -> i64) -> Usage {
+        let mut events: Vec<(NaiveDateTime, i64)> = Vec::with_capacity(active.len() * 2);
+        for booking in active.iter().filter(|booking| booking.start < booking.end) {
+            events.push((booking.start, amount(booking)));
+            events.push((booking.end, -amount(booking)));
+        }
+        events.sort_unstable();
+        let mut times = Vec::with_capacity(events.len());
+        let mut values = Vec::with_capacity(events.len());
+        let mut usage = 0;
+        for (index, (time, change)) in events.iter().enumerate() {
+            usage += change;
+            if events.get(index + 1).is_none_or(|next| next.0 != *time) {
+                times.push(*time);
+                values.push(usage);
+            }
+        }
+        let mut maxima = vec![values];
+        let mut span = 1;
+        while 2 * span <= maxima[0].len() {
+            let previous = maxima.last().expect("the values");
+            let next = (0..previous.len() - span).map(|index| previous[index].max(previous[index + span])).collect();
+            maxima.push(next);
+            span *= 2;
+        }
+        Usage { times, maxima }
+    }
+
+    /// The highest summed amount at any moment of `[start, end)`.
+    fn peak(&self, start: NaiveDateTime, end: NaiveDateTime) -> i64 {
+        // The step holding `start` (none before the first boundary: nothing is in use
+        // there), through the last step that begins before `end`.
+        let first = self.times.partition_point(|time| *time <= start);
+        let last = self.times.partition_point(|time| *time < end);
+        let mut peak = if first == 0 { 0 } else { self.maxima[0][first - 1] };
+        if first < last {
+            let level = (usize::BITS - 1 - (last - first).leading_zeros()) as usize;
+            let span = 1 << level;
+            peak = peak.max(self.maxima[level][first]).max(self.maxima[level][last - span]);
+        }
+        peak
+    }
+}
+
+/// The window starts ruled out by some bookings: a window `[s, s + length)` shares a moment
+/// with a booking `[b, e)` exactly when `b - length < s < e` (also for a booking with
+/// `e == b`, which [`Booking::overlaps`] counts when it lies strictly inside the window). Kept
+/// as the disjoint open spans of their union, sorted.
+struct Blocked {
+    spans: Vec<(NaiveDateTime, NaiveDateTime)>,
+}
+
+impl Blocked {
+    /// From the bookings' `(start, end)`.
+    fn new(bookings: impl Iterator<Item = (NaiveDateTime, NaiveDateTime)>, length: Duration) -> Blocked {
+        let mut open: Vec<(NaiveDateTime, NaiveDateTime)> =
+            bookings.map(|(start, end)| (start - length, end)).filter(|(low, high)| low < high).collect();
+        open.sort_unstable();
+        let mut spans: Vec<(NaiveDateTime, NaiveDateTime)> = Vec::with_capacity(open.len());
+        for (low, high) in open {
+            match spans.last_mut() {
+                // Open spans that share more than an end point make one; `(a, b)` and
+                // `(b, c)` leave `b` itself free.
+                Some(last) if low < last.1 => last.1 = last.1.max(high),
+                _ => spans.push((low, high)),
+            }
+        }
+        Blocked { spans }
+    }
+
+    fn contains(&self, start: NaiveDateTime) -> bool {
+        let before = self.spans.partition_point(|(low, _)| *low < start);
+        before > 0 && start < self.spans[before - 1].1
+    }
 }
 
 fn ceil_to_slot(time: NaiveDateTime) -> NaiveDateTime {

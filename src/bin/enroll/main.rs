@@ -16,7 +16,7 @@ use gpu_booking::enrollment::{self, NewUser, PasswordChoice, UserSummary};
 use gpu_booking::error::UsageError;
 use gpu_booking::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::monitor::space::gigabytes;
-use gpu_booking::report::Report;
+use gpu_booking::report::{self, Report};
 use gpu_booking::root::Root;
 use gpu_booking::schedule::{self, format_gpu_list};
 
@@ -261,23 +261,12 @@ fn report(root: &Root, arguments: ReportArgs) -> Result<()> {
         bail!(UsageError(format!("--from {from} is after --to {to}")));
     }
     let mut report = Report::new(arguments.from, arguments.to);
-    let mut skipped = 0usize;
-    {
-        let _lock = SharedLock::acquire(root)?;
-        let path = schedule::history_path(root);
-        schedule::for_each_row(root, &path, |row| match row {
-            Ok(row) => report.add(&row.booking),
-            Err(problem) => {
-                // Shown, not stored: a long history with many bad rows must not fill memory.
-                skipped += 1;
-                if skipped <= 20 {
-                    eprintln!("warning: {problem} (row skipped)");
-                }
-            }
-        })?;
+    let skipped = report::read_history(&SharedLock::acquire(root)?, &mut report, arguments.skip_bad_rows)?;
+    for problem in &skipped.shown {
+        eprintln!("warning: {problem} (row skipped)");
     }
-    if skipped > 20 {
-        eprintln!("warning: {skipped} rows skipped in all");
+    if skipped.count > skipped.shown.len() {
+        eprintln!("warning: {} rows skipped in all", skipped.count);
     }
     let lines = report.lines();
     if arguments.json {
