@@ -221,21 +221,30 @@ fn check_original_compatibility(
     // are looked up).
     let capability_lines_text: Vec<&str> = capability_text.lines().collect();
     let users_lines_text: Vec<&str> = users_text.lines().collect();
-    // Each id once per place it is written, with the line it is on.
-    let mut places: Vec<(&str, &[&str], Option<usize>, &UserId, String)> = Vec::new();
+    // Each id once per place it is written: the file, its lines, the line of the id there.
+    struct Place<'a> {
+        path: &'a str,
+        lines: &'a [&'a str],
+        line: Option<usize>,
+        user: &'a UserId,
+        field: String,
+    }
+    let mut places: Vec<Place> = Vec::new();
     for user in &config.capability.allowed_users {
         let line = capability_lines.item(user.as_str());
-        places.push((&capability_path, &capability_lines_text, line, user, ALLOWED_SECTION.to_string()));
+        let field = ALLOWED_SECTION.to_string();
+        places.push(Place { path: &capability_path, lines: &capability_lines_text, line, user, field });
     }
     for user in config.capability.users_with_custom_limits() {
         let line = capability_lines.key(&[CUSTOM_SECTION, user.as_str()]);
-        places.push((&capability_path, &capability_lines_text, line, user, format!("{CUSTOM_SECTION}.{user}")));
+        let field = format!("{CUSTOM_SECTION}.{user}");
+        places.push(Place { path: &capability_path, lines: &capability_lines_text, line, user, field });
     }
     for user in config.users.users.keys() {
         let line = users_lines.key(&[user.as_str()]);
-        places.push((&users_path, &users_lines_text, line, user, user.to_string()));
+        places.push(Place { path: &users_path, lines: &users_lines_text, line, user, field: user.to_string() });
     }
-    for (path, lines, line, user, field) in places {
+    for Place { path, lines, line, user, field } in places {
         if user.has_upper_case() {
             problems.push(FileProblem::warning(path, line, field.clone(), upper(user)));
         }
