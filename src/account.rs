@@ -7,17 +7,18 @@
 //! An allowed id without a password belongs to nobody yet. Only when the admin turns on
 //! self-registration for it (`cfg/login.yaml`) may whoever logs in first choose its
 //! password; otherwise the admin sets it (`enroll passwd`). Failed logins are counted and
-//! lock the id for a while ([`crate::faillock`]).
+//! lock the id for a while ([`crate::store::faillock`]).
 
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 
-use crate::config::{Config, UserEntry, UserId};
 use crate::error::{AuthenticationFailed, Refused, UsageError};
-use crate::faillock;
-use crate::lock::{ExclusiveLock, LockHeld};
+use crate::model::UserId;
 use crate::password;
-use crate::schedule::{self, ActiveFile};
+use crate::store::config::{Config, UserEntry};
+use crate::store::faillock;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::schedule::{self, ActiveFile};
 
 /// The forward ports users get: the original's application range, above the well-known ports.
 pub const PORT_RANGE: std::ops::RangeInclusive<u16> = 10001..=11000;
@@ -279,7 +280,7 @@ pub fn change_defaults(lock: &ExclusiveLock, user: &UserId, change: &DefaultsCha
     }
     let keys: Vec<String> = change.add_ssh_keys.iter().map(|key| check_ssh_key(key)).collect::<Result<_>>()?;
     let email = match &change.email {
-        Some(Some(address)) => Some(Some(crate::config::mail::check_address(address).map_err(UsageError)?)),
+        Some(Some(address)) => Some(Some(crate::store::config::mail::check_address(address).map_err(UsageError)?)),
         other => other.clone(),
     };
     let entry = config.users.users.get_mut(user).with_context(|| format!("{user} has no settings yet"))?;

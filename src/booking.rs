@@ -7,17 +7,18 @@ use std::fmt;
 
 use anyhow::{Result, bail};
 use chrono::{Duration, NaiveDateTime};
-use serde::Serialize;
 
 use crate::account;
-use crate::config::{Config, UserId};
 use crate::error::{Refused, UsageError};
-use crate::lock::{ExclusiveLock, LockHeld};
-use crate::monitor_exec::{self, Request as MonitorRequest};
+use crate::model::{Booking, UserId};
+use crate::model::{BookingState, Window, format_minutes};
 use crate::rules::capacity::{self, Host, Request, Shortage};
 use crate::rules::time_input::Horizon;
 use crate::rules::{floor_to_slot, next_slot_boundary};
-use crate::schedule::{self, ActiveFile, Booking};
+use crate::store::config::Config;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::monitor_exec::{self, Request as MonitorRequest};
+use crate::store::schedule::{self, ActiveFile};
 
 /// Everything a decision needs: the configuration and the active schedule.
 #[derive(Debug, Clone)]
@@ -75,22 +76,6 @@ pub fn host_of(config: &Config) -> Host {
     Host { cpus: config.capability.max.cpus, memory: config.capability.max.memory, gpus: config.capability.max.gpus }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BookingState {
-    Booked,
-    Running,
-}
-
-impl fmt::Display for BookingState {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
-            BookingState::Booked => "booked",
-            BookingState::Running => "running",
-        })
-    }
-}
-
 /// What a student asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewBooking {
@@ -105,27 +90,6 @@ pub struct NewBooking {
     pub extra_command: Option<String>,
     /// For this booking only; `None`: the user's saved port.
     pub forward_port: Option<u16>,
-}
-
-/// A window that fits, offered when the one asked for does not.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Window {
-    #[serde(serialize_with = "serialize_minutes")]
-    pub start: NaiveDateTime,
-    #[serde(serialize_with = "serialize_minutes")]
-    pub end: NaiveDateTime,
-    pub gpus: Vec<u32>,
-}
-
-/// `YYYY-MM-DD HH:MM`, the form `--json` and messages use.
-pub fn format_minutes(time: NaiveDateTime) -> String {
-    let mut text = schedule::format_time(time);
-    text.truncate(16);
-    text
-}
-
-pub fn serialize_minutes<S: serde::Serializer>(time: &NaiveDateTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_minutes(*time))
 }
 
 /// A booking refused for lack of capacity, with the earliest window that fits the same
@@ -145,7 +109,7 @@ impl fmt::Display for NoCapacity {
                 "; the earliest window that fits is {} to {} (GPUs {})",
                 format_minutes(window.start),
                 format_minutes(window.end),
-                schedule::format_gpu_list(&window.gpus)
+                crate::model::format_gpu_list(&window.gpus)
             ),
             None => write!(formatter, "; no window of this length fits within the booking horizon"),
         }

@@ -7,16 +7,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Result;
 
-use crate::config::backup_list::BackupList;
-use crate::config::capability_edit::ALLOWED_SECTION;
-use crate::config::login::SelfRegistration;
-use crate::config::{Config, UserId, read_text};
 use crate::error::{FileProblem, Severity};
-use crate::faillock;
-use crate::lock::SharedLock;
-use crate::root::Root;
-use crate::schedule::{self, ActiveFile, Row};
-use crate::yaml_lines::LineIndex;
+use crate::model::UserId;
+use crate::store::config::backup_list::BackupList;
+use crate::store::config::capability_edit::ALLOWED_SECTION;
+use crate::store::config::login::SelfRegistration;
+use crate::store::config::{Config, read_text};
+use crate::store::faillock;
+use crate::store::lock::SharedLock;
+use crate::store::root::Root;
+use crate::store::schedule::{self, ActiveFile, Row};
+use crate::store::yaml_lines::LineIndex;
 
 /// What the original wrote as every new user's password.
 const ORIGINAL_DEFAULT_PASSWORD: &str = "0000";
@@ -61,11 +62,11 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
     let (_, found) = faillock::read_rows(root)?;
     problems.extend(found);
 
-    if let Err(error) = crate::notices::read(&lock) {
+    if let Err(error) = crate::store::notices::read(&lock) {
         match error.downcast::<crate::error::FileProblems>() {
             Ok(found) => problems.extend(found.0),
             Err(error) => problems.push(FileProblem::error(
-                root.display(&crate::notices::path(root)),
+                root.display(&crate::store::notices::path(root)),
                 None,
                 "",
                 format!("{error:#}"),
@@ -118,8 +119,8 @@ fn check_accounts(root: &Root, config: &Config, problems: &mut Vec<FileProblem>)
         for user in listed.iter().filter(|user| !config.capability.is_allowed(user)) {
             problems.push(FileProblem::warning(
                 &login_path,
-                crate::yaml_lines::line_of_item(&text, "self_registration", user.as_str())
-                    .or_else(|| crate::yaml_lines::line_of_key(&text, &["self_registration"])),
+                crate::store::yaml_lines::line_of_item(&text, "self_registration", user.as_str())
+                    .or_else(|| crate::store::yaml_lines::line_of_key(&text, &["self_registration"])),
                 "self_registration",
                 format!("{user} is not in allow_userIDs ({capability_path}), so cannot register"),
             ));
@@ -136,7 +137,7 @@ fn check_mail(root: &Root, config: &Config, problems: &mut Vec<FileProblem>) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         problems.push(FileProblem::error(
             root.display(&path),
-            crate::yaml_lines::line_of_key(&text, &["mail", "password_file"]),
+            crate::store::yaml_lines::line_of_key(&text, &["mail", "password_file"]),
             "mail.password_file",
             format!("{error:#}; no mail can be sent"),
         ));
@@ -198,15 +199,15 @@ fn check_original_compatibility(
     active: &[(String, Row)],
     problems: &mut Vec<FileProblem>,
 ) {
-    use crate::config::capability_edit::CUSTOM_SECTION;
-    use crate::config::yaml_scalar::is_plain_text;
-    use crate::yaml_lines::line_of_key;
+    use crate::store::config::capability_edit::CUSTOM_SECTION;
+    use crate::store::config::yaml_scalar::is_plain_text;
+    use crate::store::yaml_lines::line_of_key;
 
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     let capability_text = text_for_lines(&config.deploy.capability_config_yaml);
     let users_path = root.display(&config.deploy.users_config_yaml);
     let users_text =
-        crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
+        crate::store::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
     let capability_lines = LineIndex::new(&capability_text, Some(ALLOWED_SECTION));
     let users_lines = LineIndex::new(&users_text, None);
     let upper = |user: &UserId| {
@@ -261,7 +262,7 @@ fn check_original_compatibility(
                 format!(
                     "the id {user} is written without quotes, and the original system (YAML 1.1) reads it as \
                      something else (a number, a boolean or a date); write it as {}",
-                    crate::config::yaml_scalar::scalar(user.as_str())
+                    crate::store::config::yaml_scalar::scalar(user.as_str())
                 ),
             ));
         }
@@ -273,10 +274,10 @@ fn check_original_compatibility(
     {
         let lines: Vec<&str> = capability_text.lines().collect();
         let value = lines[line - 1].split_once(':').map_or("", |(_, value)| value);
-        let inline_empty = crate::yaml_lines::strip_comment(value).trim().is_empty();
+        let inline_empty = crate::store::yaml_lines::strip_comment(value).trim().is_empty();
         let has_items = lines[line..]
             .iter()
-            .map(|line| crate::yaml_lines::strip_comment(line))
+            .map(|line| crate::store::yaml_lines::strip_comment(line))
             .take_while(|line| line.trim().is_empty() || line.starts_with([' ', '-']))
             .any(|line| line.trim_start().starts_with('-'));
         if inline_empty && !has_items {
@@ -298,7 +299,7 @@ fn check_original_compatibility(
         }
     }
     if !config.users.inline_extras.is_empty() {
-        let side = crate::config::user_extras::path_for(&config.deploy.users_config_yaml);
+        let side = crate::store::config::user_extras::path_for(&config.deploy.users_config_yaml);
         let first = &config.users.inline_extras[0];
         let line = line_of_key(&users_text, &[first.as_str(), "ssh_keys"])
             .or_else(|| line_of_key(&users_text, &[first.as_str(), "must_change_password"]));
@@ -318,7 +319,7 @@ fn check_original_compatibility(
 
 /// An admin file's text, only to find the line of a problem (the file already loaded).
 fn text_for_lines(path: &std::path::Path) -> String {
-    crate::text_file::read_config(path, "").ok().flatten().unwrap_or_default()
+    crate::store::text_file::read_config(path, "").ok().flatten().unwrap_or_default()
 }
 
 pub fn count_errors(problems: &[FileProblem]) -> usize {
@@ -330,7 +331,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
     let allowed: HashSet<&UserId> = config.capability.allowed_users.iter().collect();
     // For line numbers only; the file already parsed.
     let users_text =
-        crate::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
+        crate::store::state_folder::read_to_string(&config.deploy.users_config_yaml).ok().flatten().unwrap_or_default();
     // Named as everywhere else: relative to the root (`cfg/capability_config.yaml`).
     let capability_path = root.display(&config.deploy.capability_config_yaml);
     for (path, row) in active {
@@ -364,7 +365,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
         if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
             problems.push(FileProblem::warning(
                 &users_path,
-                crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]),
+                crate::store::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]),
                 format!("{user}.forward_port"),
                 format!(
                     "{} is outside {}–{}, the range enroll and book hand out",
@@ -386,7 +387,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
             if normal == parent || !normal.starts_with(&parent) {
                 problems.push(FileProblem::error(
                     &users_path,
-                    crate::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
+                    crate::store::yaml_lines::line_of_key(&users_text, &[user.as_str(), field]),
                     format!("{user}.{field}"),
                     format!(
                         "{} is not inside {}, the folder host_deploy.yaml names for it; the monitor will not mount it",

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{Config, HostMax, UserEntry, UserId};
-use crate::schedule::{Booking, format_gpu_list, format_time};
+use crate::model::{Booking, UserId, format_gpu_list, format_time};
+use crate::store::config::{Config, HostMax, UserEntry};
 
 /// Label keys that mark a container as ours and say which booking it serves.
 pub const LABEL_MANAGED: &str = "gpu-booking.managed";

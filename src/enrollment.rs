@@ -15,17 +15,18 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::account;
-use crate::booking::{self, BookingState, State, format_minutes};
-use crate::config::capability::{self, LIMIT_FIELDS};
-use crate::config::capability_edit::{self, Edit, LimitChange};
-use crate::config::yaml::Limit;
-use crate::config::{Config, UserEntry, UserId, UserLimits, read_text};
+use crate::booking::{self, State};
 use crate::error::{FileProblems, Refused, UsageError};
-use crate::faillock;
-use crate::lock::{ExclusiveLock, LockHeld};
+use crate::model::{Booking, BookingState, UserId, UserLimits, format_minutes};
 use crate::monitor::space::{Measured, measure};
 use crate::password;
-use crate::schedule::{self, ActiveFile, Booking};
+use crate::store::config::capability::{self, LIMIT_FIELDS};
+use crate::store::config::capability_edit::{self, Edit, LimitChange};
+use crate::store::config::yaml::Limit;
+use crate::store::config::{Config, UserEntry, read_text};
+use crate::store::faillock;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::schedule::{self, ActiveFile};
 use crate::volumes;
 
 /// The password a user starts with.
@@ -117,7 +118,7 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
     };
     let keys: Vec<String> = new.ssh_keys.iter().map(|key| account::check_ssh_key(key)).collect::<Result<_>>()?;
     crate::rules::fields::check_ssh_keys(&keys).map_err(Refused)?;
-    let email = new.email.as_deref().map(crate::config::mail::check_address).transpose().map_err(UsageError)?;
+    let email = new.email.as_deref().map(crate::store::config::mail::check_address).transpose().map_err(UsageError)?;
     let (hash, temporary_password) = new_password(user, &new.password)?;
 
     let (text, shown) = capability_text(lock, &config)?;
@@ -329,7 +330,7 @@ pub fn change_limits(lock: &ExclusiveLock, user: &UserId, changes: &[LimitChange
     }
     let (text, shown) = capability_text(lock, &config)?;
     let edited = capability_edit::apply(&shown, &text, &[Edit::SetLimits(user.clone(), changes.to_vec())])?;
-    let (after, _) = crate::config::CapabilityConfig::parse(&shown, &edited).map_err(FileProblems)?;
+    let (after, _) = crate::store::config::CapabilityConfig::parse(&shown, &edited).map_err(FileProblems)?;
     if edited != text {
         capability::save(lock, &config.deploy.capability_config_yaml, &edited)?;
     }

@@ -6,7 +6,7 @@
 //! other work does not wait for it (the monitor sends while it does the rest). A mail that
 //! could not be sent is the caller's to log and retry; nothing here retries.
 //!
-//! The password is read from its file ([`crate::config::mail`]) when the mailer is made and
+//! The password is read from its file ([`crate::store::config::mail`]) when the mailer is made and
 //! given only to lettre's credentials: it is in no argument list, environment, label or log
 //! line, and lettre's errors do not carry it.
 
@@ -20,7 +20,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::config::mail::{MailSettings, Security};
+use crate::store::config::mail::{MailSettings, Security};
 
 /// How long one step of the SMTP dialogue (connect, greeting, each command) may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);

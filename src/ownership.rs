@@ -15,10 +15,10 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
 use crate::error::FileProblem;
 use crate::login_shell::{self, Account};
-use crate::root::Root;
+use crate::store::config::Config;
+use crate::store::root::Root;
 
 /// Someone who must not write the admin's files.
 #[derive(Debug, Clone)]

@@ -22,8 +22,9 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use crate::error::{FileProblem, FileProblems};
-use crate::lock::LockHeld;
-use crate::schedule::{self, Booking, RowRef};
+use crate::model::Booking;
+use crate::store::lock::LockHeld;
+use crate::store::schedule::{self, RowRef};
 
 /// A calendar month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -304,7 +305,7 @@ fn round(hours: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UserId;
+    use crate::model::{Booking, UserId};
 
     fn time(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()

@@ -4,10 +4,9 @@
 use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
 use serde::Serialize;
 
-use crate::booking::{BookingState, State, serialize_minutes};
-use crate::config::UserId;
+use crate::booking::State;
+use crate::model::{Booking, BookingState, UserId, format_gpu_list, serialize_minutes};
 use crate::rules::floor_to_slot;
-use crate::schedule::{Booking, format_gpu_list};
 
 /// One booking as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]

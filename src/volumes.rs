@@ -11,10 +11,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{Config, UserEntry, UserId};
+use crate::model::UserId;
 use crate::monitor::backup;
-use crate::root::Root;
 use crate::safe_folder::{SafeFolder, lexically_normal};
+use crate::store::config::{Config, UserEntry};
+use crate::store::root::Root;
 
 /// A user's three folders, opened.
 pub struct UserFolders {

@@ -9,10 +9,11 @@ use std::fs;
 use std::path::Path;
 
 use chrono::NaiveDateTime;
-use gpu_booking::config::{Config, UserId, UserLimits};
-use gpu_booking::lock::SharedLock;
-use gpu_booking::root::Root;
-use gpu_booking::schedule::{self, ActiveFile, Booking};
+use gpu_booking::model::{Booking, UserId, UserLimits};
+use gpu_booking::store::config::Config;
+use gpu_booking::store::lock::SharedLock;
+use gpu_booking::store::root::Root;
+use gpu_booking::store::schedule::{self, ActiveFile};
 
 use common::{copy_fixture, enroll_check};
 

@@ -9,10 +9,10 @@ mod common;
 
 use std::fs;
 
-use gpu_booking::config::Config;
-use gpu_booking::lock::SharedLock;
-use gpu_booking::root::Root;
-use gpu_booking::schedule::{self, ActiveFile};
+use gpu_booking::store::config::Config;
+use gpu_booking::store::lock::SharedLock;
+use gpu_booking::store::root::Root;
+use gpu_booking::store::schedule::{self, ActiveFile};
 
 use common::{Run, append, assert_unchanged, copy_fixture, edit_line, enroll, enroll_check, snapshot};
 

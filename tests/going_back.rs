@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{Run, assert_unchanged, snapshot};
-use gpu_booking::config::capability_edit::{self, Edit};
-use gpu_booking::config::yaml::{Limit, UserId};
-use gpu_booking::config::yaml_scalar::scalar;
-use gpu_booking::config::{CapabilityConfig, HostDeploy, UserEntry, UsersConfig};
-use gpu_booking::root::Root;
+use gpu_booking::model::UserId;
+use gpu_booking::store::config::capability_edit::{self, Edit};
+use gpu_booking::store::config::yaml::Limit;
+use gpu_booking::store::config::yaml_scalar::scalar;
+use gpu_booking::store::config::{CapabilityConfig, HostDeploy, UserEntry, UsersConfig};
+use gpu_booking::store::root::Root;
 use indexmap::IndexMap;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -681,7 +682,7 @@ proptest! {
         // Files as the tools write them, from ordinary strings, are read by the quick reader.
         let written = users_with(&plain).render(&deploy).unwrap();
         prop_assert_eq!(
-            gpu_booking::config::users::parse_written_form(&written),
+            gpu_booking::store::config::users::parse_written_form(&written),
             Some(users_with(&plain).users),
             "{}",
             written
@@ -696,9 +697,9 @@ proptest! {
             }
         }
         let text = lines.join("\n") + "\n";
-        if let Some(quick) = gpu_booking::config::users::parse_written_form(&text) {
+        if let Some(quick) = gpu_booking::store::config::users::parse_written_form(&text) {
             let parsed: Result<Option<IndexMap<UserId, UserEntry>>, _> =
-                gpu_booking::config::yaml::parse("users_config.yaml", &text);
+                gpu_booking::store::config::yaml::parse("users_config.yaml", &text);
             prop_assert_eq!(Some(quick), parsed.ok().map(Option::unwrap_or_default), "{}", text);
         }
     }
@@ -720,14 +721,14 @@ proptest! {
         let users_path = scratch.path().join("users_config.yaml");
         fs::write(&users_path, users_with(&strings).render(&deploy(scratch.path())).unwrap()).unwrap();
         // The side file's writer: keys, as a list.
-        let keys = gpu_booking::config::user_extras::UserExtras {
+        let keys = gpu_booking::store::config::user_extras::UserExtras {
             ssh_keys: strings.clone(),
             must_change_password: true,
             email: None,
         };
         let alice = UserId::parse("alice").unwrap();
         let side_path = scratch.path().join("side.yaml");
-        fs::write(&side_path, gpu_booking::config::user_extras::render([(&alice, &keys)])).unwrap();
+        fs::write(&side_path, gpu_booking::store::config::user_extras::render([(&alice, &keys)])).unwrap();
         let mut capability = CAPABILITY_TEXT.to_string();
         let mut unique: Vec<String> = Vec::new();
         for id in ids.into_iter().filter(|id| id.as_str() != "m11007s05") {

@@ -208,9 +208,9 @@ fn a_history_with_a_second_name_is_not_appended_to() {
 
 #[test]
 fn a_planted_temporary_file_is_not_followed() {
-    use gpu_booking::lock::ExclusiveLock;
-    use gpu_booking::root::Root;
-    use gpu_booking::schedule::{self, ActiveFile};
+    use gpu_booking::store::lock::ExclusiveLock;
+    use gpu_booking::store::root::Root;
+    use gpu_booking::store::schedule::{self, ActiveFile};
     let lab = Lab::new();
     // Every name a rewrite of booking.csv might use for its temporary file, this process's
     // id included, planted as a link to the target.

@@ -16,10 +16,10 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use gpu_booking::config::UserId;
-use gpu_booking::lock::{ExclusiveLock, SharedLock};
-use gpu_booking::root::Root;
-use gpu_booking::schedule::{self, ActiveFile, Booking};
+use gpu_booking::model::{Booking, UserId};
+use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::store::root::Root;
+use gpu_booking::store::schedule::{self, ActiveFile};
 
 /// Names the root for the child, and so switches [`lock_helper_child`] on.
 const CHILD_ROOT: &str = "GPU_BOOKING_TEST_LOCK_CHILD_ROOT";

@@ -28,10 +28,9 @@
 //! both give the same start and the same GPUs.
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
-use gpu_booking::config::{UserId, UserLimits};
+use gpu_booking::model::{Booking, UserId, UserLimits};
 use gpu_booking::rules::capacity::{self, Host, Request, Shortage};
 use gpu_booking::rules::time_input::{self, Horizon};
-use gpu_booking::schedule::Booking;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 

@@ -6,10 +6,10 @@ mod common;
 use std::fs;
 
 use chrono::NaiveDateTime;
-use gpu_booking::config::UserId;
-use gpu_booking::lock::{ExclusiveLock, SharedLock};
-use gpu_booking::root::Root;
-use gpu_booking::schedule::{self, ActiveFile, Booking};
+use gpu_booking::model::{Booking, UserId};
+use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::store::root::Root;
+use gpu_booking::store::schedule::{self, ActiveFile};
 
 use common::{copy_fixture, fixture};
 

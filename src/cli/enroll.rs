@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::{ENVIRONMENT_HELP, GlobalArgs};
-use crate::config::yaml::Limit;
 use crate::enrollment::parse_limit;
+use crate::store::config::yaml::Limit;
 
 #[derive(Debug, Parser)]
 #[command(name = "enroll", version, about = "Enrol users, set their limits, and check the configuration", after_help = ENVIRONMENT_HELP)]

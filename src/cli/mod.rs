@@ -15,13 +15,13 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::error::{EXIT_OK, MESSAGE_LINE_CHARS, exit_code_for, fit_lines};
-use crate::root::Root;
+use crate::store::root::Root;
 
 /// Flags every binary takes, before or after the subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Folder holding cfg/ and jobs/ [default: the current directory]
-    #[arg(long, global = true, env = crate::root::ROOT_VARIABLE, value_name = "DIR")]
+    #[arg(long, global = true, env = crate::store::root::ROOT_VARIABLE, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }
 

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::config::backup_list::{BackupEntry, BackupList, EntryKind};
-use crate::root::Root;
 use crate::safe_folder::{EntryType, SafeFolder, plain_components};
+use crate::store::config::backup_list::{BackupEntry, BackupList, EntryKind};
+use crate::store::root::Root;
 
 /// A user's `backup.yaml` is a short list; anything larger is not read.
 const LIST_SIZE_LIMIT: u64 = 256 * 1024;
@@ -36,7 +36,7 @@ pub fn load_list(root: &Root, backup: &SafeFolder) -> (BackupList, Vec<String>) 
                 return (BackupList::default(), Vec::new());
             }
             let shown = root.display(&template);
-            match crate::config::read_text(&template, &shown) {
+            match crate::store::config::read_text(&template, &shown) {
                 Ok(text) => parse_list(&shown, &text),
                 Err(problems) => (BackupList::default(), problems.iter().map(ToString::to_string).collect()),
             }

@@ -5,7 +5,7 @@
 //! Locking: lines are appended with one `write` each on a file opened for appending, so
 //! lines from the monitor and `run-container` never mix; no lock is needed and none is
 //! taken, so logging never waits on a booking. `jobs/` is the booking account's and the
-//! monitor writes this file as root: it is opened as [`crate::state_folder`] allows (never
+//! monitor writes this file as root: it is opened as [`crate::store::state_folder`] allows (never
 //! through a link, only a plain file with one name), and a refusal counts as an error.
 
 use std::io::Write;
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::NaiveDateTime;
 
-use crate::root::Root;
+use crate::store::root::Root;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -104,7 +104,7 @@ impl MonitorLog {
         if self.echo {
             println!("{line}");
         }
-        let appended = crate::atomic_file::open_for_appending(&self.path).and_then(|mut file| {
+        let appended = crate::store::atomic_file::open_for_appending(&self.path).and_then(|mut file| {
             file.write_all(format!("{line}\n").as_bytes())
                 .with_context(|| format!("cannot append to {}", self.path.display()))
         });

@@ -6,7 +6,7 @@
 //!    began; restart on request; reconcile (a running booking without its container gets
 //!    it back; a container of ours without a booking is stopped); GPU checks.
 //! 3. Under the lock again, on freshly read state: record what succeeded and remove the
-//!    requests served, as one change through [`crate::journal`], so a pass killed at any
+//!    requests served, as one change through [`crate::store::journal`], so a pass killed at any
 //!    moment and run again converges: each booking in exactly one file, no row twice, no
 //!    request lost.
 //!
@@ -25,15 +25,16 @@ use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 
 use crate::booking::State;
-use crate::config::{Config, UserId};
 use crate::container_spec::{self, ContainerSpec, LABEL_START, SpecInputs};
 use crate::docker::{Engine, Started};
 use crate::gpu::{self, GpuInfo};
-use crate::lock::ExclusiveLock;
-use crate::monitor_exec::{self, Request};
-use crate::notices::Refusal;
-use crate::root::Root;
-use crate::schedule::{self, ActiveFile, Booking, format_time};
+use crate::model::{Booking, UserId, format_time};
+use crate::store::config::Config;
+use crate::store::lock::ExclusiveLock;
+use crate::store::monitor_exec::{self, Request};
+use crate::store::notices::Refusal;
+use crate::store::root::Root;
+use crate::store::schedule::{self, ActiveFile};
 use crate::volumes::UserFolders;
 use log::MonitorLog;
 use plan::{Plan, same_booking};
@@ -69,7 +70,7 @@ pub struct PassSummary {
 
 /// The plan for `--dry-run`: nothing is changed, no engine is needed.
 pub fn dry_run(root: &Root, now: NaiveDateTime) -> Result<Plan> {
-    let lock = crate::lock::SharedLock::acquire(root)?;
+    let lock = crate::store::lock::SharedLock::acquire(root)?;
     let state = State::load(&lock)?;
     Ok(plan::plan(now, &state.booked, &state.running))
 }
@@ -87,7 +88,7 @@ pub async fn run(root: &Root, options: &PassOptions, gpus: &dyn GpuInfo) -> Resu
     let mut summary = PassSummary::default();
     for _ in 0..MAX_PASSES {
         pass(root, options, &engine, gpus, &mut log, &mut summary).await?;
-        let pending = monitor_exec::has_pending(&crate::lock::SharedLock::acquire(root)?)?;
+        let pending = monitor_exec::has_pending(&crate::store::lock::SharedLock::acquire(root)?)?;
         if !pending {
             break;
         }
@@ -121,7 +122,7 @@ async fn pass(
             log.warning("RequestWarning", &format!("ignored the request {line:?} in jobs/monitor_exec"));
         }
         let plan = plan::plan(now, &state.booked, &state.running);
-        let told = crate::notices::read(&lock);
+        let told = crate::store::notices::read(&lock);
         (state, requests, plan, told)
     };
     let config = &state.config;
@@ -237,7 +238,7 @@ fn notify_due(
     plan: &Plan,
     started: &[Booking],
     refused: &[notify::StartRefused],
-    told: Result<Vec<crate::notices::Notice>>,
+    told: Result<Vec<crate::store::notices::Notice>>,
     now: NaiveDateTime,
     log: &mut MonitorLog,
 ) -> notify::Due {
@@ -642,7 +643,7 @@ async fn start_booking(
             log.info(&format!(
                 "{name} is successfully run the container (port {}, GPUs {})",
                 booking.forward_port,
-                schedule::format_gpu_list(&booking.gpus)
+                crate::model::format_gpu_list(&booking.gpus)
             ));
             Ok(())
         }
@@ -693,7 +694,7 @@ async fn resume(engine: &Engine, name: &str, running: bool, log: &mut MonitorLog
 fn quota_folders(
     config: &Config,
     user: &UserId,
-    entry: &crate::config::UserEntry,
+    entry: &crate::store::config::UserEntry,
 ) -> Vec<(&'static str, PathBuf, PathBuf, f64)> {
     let limits = config.capability.limits_for(user);
     let deploy = &config.deploy;
@@ -710,7 +711,7 @@ fn quota_folders(
 async fn within_quota(
     config: &Config,
     user: &UserId,
-    entry: &crate::config::UserEntry,
+    entry: &crate::store::config::UserEntry,
     log: &mut MonitorLog,
 ) -> Result<(), String> {
     let mut over = Vec::new();
@@ -1061,7 +1062,7 @@ struct Outcomes<'a> {
 }
 
 /// Writes the outcome under the lock, on freshly read state, as one change (see
-/// [`crate::journal`]): the history, the running and booked rows and the requests served.
+/// [`crate::store::journal`]): the history, the running and booked rows and the requests served.
 /// Failed restarts stay in `jobs/monitor_exec`; written while this pass runs, they do not set
 /// off the path unit again (systemd does not watch the file while the service runs): this
 /// run's next pass or the timer's takes them, so a Docker engine that keeps failing is not

@@ -13,7 +13,7 @@
 //! left; "half an hour before": the first with at most 30 minutes left. Passes run at :00 and
 //! :30 and bookings end on :00 or :30, so those are the passes at end − 60 and end − 30; a
 //! late pass (11:07 for an end at 12:00) still counts, and `jobs/notices.csv`
-//! ([`crate::notices`]) keeps a second pass in the same half hour from telling it again.
+//! ([`crate::store::notices`]) keeps a second pass in the same half hour from telling it again.
 //!
 //! The container is the student's and treated as hostile: one `docker exec` of `/bin/sh` per
 //! container and pass, with a deadline and a cap on what it prints, whose output only counts
@@ -26,17 +26,18 @@ use chrono::{Duration, NaiveDateTime};
 
 use super::log::MonitorLog;
 use super::plan::{Plan, same_booking};
-use crate::booking::{State, format_minutes};
-use crate::config::{Config, UserId};
+use crate::booking::State;
 use crate::docker::Engine;
-use crate::lock::ExclusiveLock;
 use crate::mail::{Mail, Mailer};
+use crate::model::{Booking, UserId, format_minutes};
 use crate::monitor::backup;
-use crate::notices::{self, Event, Notice, Outcome, Refusal};
-use crate::root::Root;
 use crate::rules::capacity::{self, Request, Shortage};
 use crate::rules::slot;
-use crate::schedule::{self, ActiveFile, Booking};
+use crate::store::config::Config;
+use crate::store::lock::ExclusiveLock;
+use crate::store::notices::{self, Event, Notice, Outcome, Refusal};
+use crate::store::root::Root;
+use crate::store::schedule::{self, ActiveFile};
 use crate::volumes::UserFolders;
 
 /// Written in every container at every pass; `$1` the banner, `$2` the warning for the
@@ -285,7 +286,7 @@ pub fn ready_mail(to: &str, booking: &Booking, facts: &Facts) -> Mail {
     let gpus = if booking.gpus.is_empty() {
         "no GPU".to_string()
     } else {
-        format!("GPUs {}", schedule::format_gpu_list(&booking.gpus))
+        format!("GPUs {}", crate::model::format_gpu_list(&booking.gpus))
     };
     let body = format!(
         "Hello {user},\n\nyour booking has started: its container runs on {host}.\n\n\
@@ -617,7 +618,7 @@ pub fn record(root: &Root, told: &[Notice], log: &mut MonitorLog) {
 /// What `monitor --dry-run` lists about telling students, read under a shared lock.
 pub fn dry_run_lines(root: &Root, now: NaiveDateTime) -> Result<Vec<String>> {
     let (state, told) = {
-        let lock = crate::lock::SharedLock::acquire(root)?;
+        let lock = crate::store::lock::SharedLock::acquire(root)?;
         (State::load(&lock)?, notices::read(&lock)?)
     };
     let plan = super::plan::plan(now, &state.booked, &state.running);
@@ -716,7 +717,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(scratch.path().join("cfg/users.yaml"), "").unwrap();
-        let lock = crate::lock::SharedLock::acquire(&root).unwrap();
+        let lock = crate::store::lock::SharedLock::acquire(&root).unwrap();
         let alice = booking("alice", "2026-11-23 10:00", "2026-11-23 12:00", 2.0);
         let state = State { config: Config::load(&lock).unwrap(), booked: others, running: vec![alice.clone()] };
         extension(&state, &alice, at("2026-11-23 11:00"))

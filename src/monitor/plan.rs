@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::schedule::Booking;
+use crate::model::Booking;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {

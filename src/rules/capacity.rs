@@ -13,8 +13,7 @@ use std::fmt;
 
 use chrono::{Duration, NaiveDateTime};
 
-use crate::config::{UserId, UserLimits};
-use crate::schedule::Booking;
+use crate::model::{Booking, UserId, UserLimits};
 
 /// Slack for comparing a request with a limit (4.35 CPUs against a limit of 4.35).
 const EPSILON: f64 = 1e-9;

@@ -11,18 +11,18 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 use clap::Parser;
 use gpu_booking::account::{self, DefaultsChange, LoginOutcome, Standing};
-use gpu_booking::booking::{self, BookingState, Cancelled, NewBooking, NoCapacity, State, format_minutes};
+use gpu_booking::booking::{self, Cancelled, NewBooking, NoCapacity, State};
 use gpu_booking::cli::book::{Cli, Command, FreeArgs, ListArgs, NewArgs, OptionsArgs};
 use gpu_booking::cli::{describe, finish};
 use gpu_booking::clock;
-use gpu_booking::config::{Config, UserId};
 use gpu_booking::error::{AuthenticationFailed, Refused, UsageError};
-use gpu_booking::faillock;
-use gpu_booking::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::login_shell;
-use gpu_booking::root::Root;
+use gpu_booking::model::{Booking, BookingState, UserId, format_gpu_list, format_minutes};
 use gpu_booking::rules::{capacity, time_input};
-use gpu_booking::schedule::{Booking, format_gpu_list};
+use gpu_booking::store::config::Config;
+use gpu_booking::store::faillock;
+use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::store::root::Root;
 use gpu_booking::views::{self, BookingView, TimelineOptions};
 use serde::Serialize;
 
@@ -279,7 +279,7 @@ fn host_name() -> String {
 }
 
 fn parse_existing_start(session: &Session, spec: &str) -> Result<NaiveDateTime> {
-    gpu_booking::schedule::parse_time(spec.trim())
+    gpu_booking::model::parse_time(spec.trim())
         .or_else(|_| time_input::parse_existing_start(spec, session.now))
         .map_err(|message| UsageError(format!("--start: {message}")).into())
 }

@@ -8,13 +8,14 @@ use chrono::NaiveDateTime;
 use dialoguer::{Confirm, Input, Password};
 use gpu_booking::account::{self, DefaultsChange};
 use gpu_booking::booking::NewBooking;
-use gpu_booking::config::{Config, UserId, UserLimits};
-use gpu_booking::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::password;
 use gpu_booking::rules::capacity::{Host, check_limits};
 use gpu_booking::rules::time_input::{self, Horizon};
+use gpu_booking::store::config::Config;
+use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
 
 use crate::Session;
+use gpu_booking::model::{UserId, UserLimits};
 
 /// Questions need a person at a terminal: input from one and somewhere to show the prompt.
 pub fn interactive() -> bool {

@@ -11,14 +11,13 @@ use gpu_booking::check;
 use gpu_booking::cli::enroll::{AddArgs, Cli, Command, LimitsArgs, ReportArgs};
 use gpu_booking::cli::{finish, generate};
 use gpu_booking::clock;
-use gpu_booking::config::UserId;
 use gpu_booking::enrollment::{self, NewUser, PasswordChoice, UserSummary};
 use gpu_booking::error::UsageError;
-use gpu_booking::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::model::{UserId, format_gpu_list};
 use gpu_booking::monitor::space::gigabytes;
 use gpu_booking::report::{self, Report};
-use gpu_booking::root::Root;
-use gpu_booking::schedule::{self, format_gpu_list};
+use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
+use gpu_booking::store::root::Root;
 
 fn main() -> ExitCode {
     gpu_booking::cli::end_quietly_on_closed_pipe();
@@ -40,7 +39,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("cancelled: {}", booking.describe());
             }
             for (booking, end) in &removed.ending {
-                println!("ends at {}: {}", schedule::format_time(*end), booking.describe());
+                println!("ends at {}: {}", gpu_booking::model::format_time(*end), booking.describe());
             }
             for folder in &removed.purged {
                 println!("deleted: {}", folder.display());

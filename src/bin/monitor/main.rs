@@ -5,15 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use gpu_booking::booking::{State, format_minutes};
+use gpu_booking::booking::State;
 use gpu_booking::cli::finish;
 use gpu_booking::cli::monitor::{Cli, Command};
 use gpu_booking::clock;
 use gpu_booking::docker::Engine;
 use gpu_booking::gpu::{GpuInfo, Nvml};
-use gpu_booking::lock::SharedLock;
+use gpu_booking::model::{format_gpu_list, format_minutes};
 use gpu_booking::monitor::{self, PassOptions};
-use gpu_booking::schedule::format_gpu_list;
+use gpu_booking::store::lock::SharedLock;
 
 fn main() -> ExitCode {
     gpu_booking::cli::end_quietly_on_closed_pipe();
@@ -71,7 +71,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn status(root: &gpu_booking::root::Root, now: chrono::NaiveDateTime) -> Result<()> {
+async fn status(root: &gpu_booking::store::root::Root, now: chrono::NaiveDateTime) -> Result<()> {
     let state = {
         let lock = SharedLock::acquire(root)?;
         State::load(&lock)?

@@ -10,15 +10,14 @@ use gpu_booking::booking::{State, host_of};
 use gpu_booking::cli::finish;
 use gpu_booking::cli::run_container::{Cli, Command};
 use gpu_booking::clock;
-use gpu_booking::config::UserId;
 use gpu_booking::container_spec::LABEL_MANUAL;
 use gpu_booking::docker::Engine;
 use gpu_booking::error::{Refused, UsageError};
-use gpu_booking::lock::SharedLock;
+use gpu_booking::model::{Booking, UserId};
 use gpu_booking::monitor::{self, log::MonitorLog};
 use gpu_booking::rules::capacity::{self, Request};
 use gpu_booking::rules::floor_to_slot;
-use gpu_booking::schedule::Booking;
+use gpu_booking::store::lock::SharedLock;
 
 fn main() -> ExitCode {
     gpu_booking::cli::end_quietly_on_closed_pipe();

@@ -33,9 +33,9 @@ impl Root {
         self.cfg_dir().join("host_deploy.yaml")
     }
 
-    /// `cfg/login.yaml`, gpu-booking's own login settings (see [`crate::config::login`]).
+    /// `cfg/login.yaml`, gpu-booking's own login settings (see [`crate::store::config::login`]).
     pub fn login_settings_path(&self) -> PathBuf {
-        self.cfg_dir().join(crate::config::login::FILE_NAME)
+        self.cfg_dir().join(crate::store::config::login::FILE_NAME)
     }
 
     pub fn templates_dir(&self) -> PathBuf {

@@ -9,16 +9,16 @@
 //! records, keeping those that failed: a pass killed in between leaves every request for the
 //! next one, and a request that arrives meanwhile stays. The file lies
 //! in the booking account's `jobs/` and the monitor consumes it as root: it is read and
-//! written only as [`crate::state_folder`] allows.
+//! written only as [`crate::store::state_folder`] allows.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::atomic_file;
-use crate::config::UserId;
-use crate::lock::{ExclusiveLock, LockHeld};
-use crate::root::Root;
+use crate::model::UserId;
+use crate::store::atomic_file;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::root::Root;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -60,7 +60,7 @@ pub struct Pending {
 /// Reads the pending requests without removing them.
 pub fn read(lock: &impl LockHeld) -> Result<Pending> {
     let file = path(lock.root());
-    let Some(text) = crate::state_folder::read_to_string(&file)? else {
+    let Some(text) = crate::store::state_folder::read_to_string(&file)? else {
         return Ok(Pending::default());
     };
     let (requests, strangers) = parse(&text);
@@ -76,7 +76,7 @@ pub fn has_pending(lock: &impl LockHeld) -> Result<bool> {
 /// The contents `monitor_exec` gets when a pass is done with the requests it read: those lines
 /// leave the file, except the requests in `kept` (to be tried again); lines that arrived while
 /// the pass ran stay; `added` requests are appended. Written by the pass's last change
-/// ([`crate::schedule::commit`]), together with what it records.
+/// ([`crate::store::schedule::commit`]), together with what it records.
 pub fn after_pass(lock: &ExclusiveLock, served: &Pending, kept: &[Request], added: &[Request]) -> Result<Vec<u8>> {
     let now = read(lock)?;
     let mut remaining = now.lines;

@@ -10,7 +10,7 @@
 //! The file lies next to `users_config.yaml` (same folder, the one the booking account may
 //! write) and is named after it: `users_config.yaml` → `users_config.gpu-booking.yaml`.
 //! It is read and written like `users_config.yaml`: under the state lock, never through a
-//! link ([`crate::state_folder`]), replaced atomically, mode 0600, owner kept. Only users with
+//! link ([`crate::store::state_folder`]), replaced atomically, mode 0600, owner kept. Only users with
 //! something to keep are listed; a missing file is nobody with anything.
 //!
 //! ```yaml
@@ -21,7 +21,7 @@
 //!   email: alice@lab.example.org
 //! ```
 //!
-//! [`crate::config::users`] is its only user: it merges this file into each user's entry
+//! [`crate::store::config::users`] is its only user: it merges this file into each user's entry
 //! when loading and splits the entries over the two files when saving.
 
 use std::path::{Path, PathBuf};
@@ -30,10 +30,11 @@ use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::yaml::{self, Findings, Parsed, UniqueMap, UserId};
+use super::yaml::{self, Findings, Parsed, UniqueMap};
 use super::yaml_scalar::scalar;
-use crate::atomic_file;
-use crate::lock::ExclusiveLock;
+use crate::model::UserId;
+use crate::store::atomic_file;
+use crate::store::lock::ExclusiveLock;
 
 /// What the side file holds for one user.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -71,7 +72,7 @@ pub fn path_for(users_config: &Path) -> PathBuf {
 /// Reads the side file; a missing or empty one is nobody with anything. The text is returned
 /// too, so [`save`] can leave an unchanged file alone and `enroll check` can place lines.
 pub fn load(path: &Path, shown_path: &str) -> Parsed<(IndexMap<UserId, UserExtras>, String)> {
-    let text = match crate::state_folder::read_config(path, shown_path) {
+    let text = match crate::store::state_folder::read_config(path, shown_path) {
         Ok(text) => text.unwrap_or_default(),
         Err(problem) => return Err(vec![problem]),
     };
@@ -135,7 +136,7 @@ pub fn render<'a>(users: impl IntoIterator<Item = (&'a UserId, &'a UserExtras)>)
 /// not exist and there is nothing to keep (a lab that never uses keys gets no extra file).
 pub fn save(lock: &ExclusiveLock, path: &Path, users: &[(&UserId, UserExtras)]) -> Result<()> {
     let text = render(users.iter().map(|(user, extras)| (*user, extras)));
-    match crate::state_folder::read_to_string(path)? {
+    match crate::store::state_folder::read_to_string(path)? {
         Some(current) if current == text => Ok(()),
         None if users.iter().all(|(_, extras)| extras.is_empty()) => Ok(()),
         _ => atomic_file::write_atomically_private(lock, path, text.as_bytes()),

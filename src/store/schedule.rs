@@ -10,41 +10,24 @@
 //! [`ExclusiveLock`] and are atomic; `used.csv` is only ever appended to (there is no
 //! function that rewrites it). A missing file reads as empty and is created, header first, on
 //! first write. `jobs/` is the booking account's folder and root runs the monitor on it, so
-//! these files are read and written only as [`crate::state_folder`] allows: never through a
+//! these files are read and written only as [`crate::store::state_folder`] allows: never through a
 //! link, only a plain file with one name.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 
-use crate::atomic_file;
-use crate::config::{UserId, ranges};
 use crate::error::{FileProblem, FileProblems, quoted};
-use crate::lock::{ExclusiveLock, LockHeld};
-use crate::root::Root;
-use crate::state_folder;
+use crate::model::text::{parse_gpu_list_into, parse_plain_time_remembering};
+use crate::model::{Booking, UserId, format_gpu_list, format_time, parse_time, ranges};
+use crate::store::atomic_file;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::root::Root;
+use crate::store::state_folder;
 
 pub const COLUMNS: [&str; 9] =
     ["start", "end", "user_id", "cpus", "memory", "gpus", "forward_port", "image", "extra_command"];
-
-/// One booking: a user's window `[start, end)` with the resources their container gets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Booking {
-    pub start: NaiveDateTime,
-    pub end: NaiveDateTime,
-    pub user_id: UserId,
-    pub cpus: f64,
-    /// GB of RAM + swap.
-    pub memory: u32,
-    /// GPU device ids, kept for the whole window.
-    pub gpus: Vec<u32>,
-    pub forward_port: u16,
-    /// `None`: the user's default image.
-    pub image: Option<String>,
-    pub extra_command: Option<String>,
-}
 
 /// The files that hold active bookings and are rewritten as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +169,7 @@ pub fn for_each_row_ref(
     // The header decides where each column is; `None` until it is read, `Err` when it is bad.
     let mut columns: Option<Result<([usize; 9], usize), ()>> = None;
     let mut scratch = RowScratch::default();
-    crate::csv_scan::for_each_record(file, |record| {
+    crate::store::csv_scan::for_each_record(file, |record| {
         let fields = record.fields();
         let Some(columns) = columns else {
             let header = match fields {
@@ -247,7 +230,7 @@ pub fn fold_rows<A: Send>(
     let columns: std::sync::OnceLock<([usize; 9], usize)> = std::sync::OnceLock::new();
     let mut header_problem = None;
     let parts = std::thread::available_parallelism().map_or(1, |count| count.get()).min(8);
-    crate::csv_scan::fold_records(
+    crate::store::csv_scan::fold_records(
         file,
         parts,
         |record| {
@@ -300,7 +283,7 @@ pub fn fold_rows<A: Send>(
     Ok(())
 }
 
-fn column_positions(header: crate::csv_scan::Fields<'_>) -> Result<[usize; 9], String> {
+fn column_positions(header: crate::store::csv_scan::Fields<'_>) -> Result<[usize; 9], String> {
     let mut positions = [usize::MAX; 9];
     for (position, name) in header.iter().enumerate() {
         let name = name.trim();
@@ -349,7 +332,7 @@ impl<'a> Parsed<'a> {
 
 /// Reads one row; the GPU ids go to `gpus`. On a bad value: the column and what is wrong.
 fn parse_fields<'a>(
-    record: crate::csv_scan::Fields<'a>,
+    record: crate::store::csv_scan::Fields<'a>,
     columns: &[usize; 9],
     width: usize,
     scratch: &mut RowScratch,
@@ -403,58 +386,6 @@ fn trim(text: &str) -> &str {
     }
 }
 
-/// Reads `YYYY-MM-DD HH:MM:SS`, with or without a fractional part (pandas wrote one).
-pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
-    // The exact shape every tool writes is read by hand: chrono's general parser is most of
-    // the time `book list` spends on a long schedule.
-    if let Some(time) = parse_plain_time(text) {
-        return Ok(time);
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
-        if let Ok(time) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(time);
-        }
-    }
-    Err(format!("expected a time YYYY-MM-DD HH:MM:SS, found {}", quoted(text)))
-}
-
-fn parse_plain_time(text: &str) -> Option<NaiveDateTime> {
-    parse_plain_time_remembering(text, &mut None)
-}
-
-/// [`parse_plain_time`], remembering the last date read: rows in a row mostly share their
-/// date, and working out a date is half the time of reading one.
-fn parse_plain_time_remembering(
-    text: &str,
-    last_date: &mut Option<([u8; 10], chrono::NaiveDate)>,
-) -> Option<NaiveDateTime> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 19
-        || bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || bytes[10] != b' '
-        || bytes[13] != b':'
-        || bytes[16] != b':'
-    {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        bytes[range]
-            .iter()
-            .try_fold(0u32, |value, byte| byte.is_ascii_digit().then(|| value * 10 + u32::from(byte - b'0')))
-    };
-    let written: [u8; 10] = bytes[..10].try_into().ok()?;
-    let date = match *last_date {
-        Some((known, date)) if known == written => date,
-        _ => {
-            let date = chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
-            *last_date = Some((written, date));
-            date
-        }
-    };
-    date.and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)
-}
-
 /// What reading rows one after another reuses: the GPU ids' buffer and the last date read.
 #[derive(Debug, Default)]
 struct RowScratch {
@@ -462,27 +393,6 @@ struct RowScratch {
     last_date: Option<([u8; 10], chrono::NaiveDate)>,
 }
 
-pub fn format_time(time: NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
-    // Written digit by digit: `format!` costs more than the rest of `book list --json`.
-    let mut text = String::with_capacity(19);
-    let mut push = |value: u32, width: u32, separator: Option<char>| {
-        for place in (0..width).rev() {
-            let digit = value / 10u32.pow(place) % 10;
-            text.push(char::from(b'0' + digit as u8));
-        }
-        if let Some(separator) = separator {
-            text.push(separator);
-        }
-    };
-    push(time.year().max(0) as u32, 4, Some('-'));
-    push(time.month(), 2, Some('-'));
-    push(time.day(), 2, Some(' '));
-    push(time.hour(), 2, Some(':'));
-    push(time.minute(), 2, Some(':'));
-    push(time.second(), 2, None);
-    text
-}
 fn parse_cpus(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => {
@@ -511,50 +421,6 @@ fn parse_memory(text: &str) -> Result<u32, String> {
         Ok(memory) if memory >= 1.0 && memory.fract() == 0.0 => Ok(memory as u32),
         _ => Err(format!("expected a whole number of GB, at least 1, found {}", quoted(text))),
     }
-}
-
-/// Reads a Python list literal of GPU ids: `[0, 1]`, `[3]`, `[]` (an empty cell is `[]`).
-pub fn parse_gpu_list(text: &str) -> Result<Vec<u32>, String> {
-    let mut gpus = Vec::new();
-    parse_gpu_list_into(text, &mut gpus)?;
-    Ok(gpus)
-}
-
-/// [`parse_gpu_list`] into a buffer the caller keeps, so a long file is read without an
-/// allocation per row.
-fn parse_gpu_list_into(text: &str, gpus: &mut Vec<u32>) -> Result<(), String> {
-    gpus.clear();
-    let expected = || format!("expected a list of GPU ids such as \"[0, 1]\", found {}", quoted(text));
-    if text.is_empty() {
-        return Ok(());
-    }
-    let inner = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).ok_or_else(expected)?;
-    for item in inner.split(',') {
-        let item = item.trim();
-        if item.is_empty() && inner.trim().is_empty() {
-            continue;
-        }
-        let id: u32 = item.parse().map_err(|_| expected())?;
-        // Ids index the host's GPUs: one beyond any host is a damaged cell, and a list can
-        // then hold at most `MAX_GPUS` ids.
-        if id >= ranges::MAX_GPUS {
-            return Err(format!(
-                "GPU {id} is beyond any host (ids are 0 to {}), in {}",
-                ranges::MAX_GPUS - 1,
-                quoted(text)
-            ));
-        }
-        if gpus.contains(&id) {
-            return Err(format!("GPU {id} is listed twice in {}", quoted(text)));
-        }
-        gpus.push(id);
-    }
-    Ok(())
-}
-
-pub fn format_gpu_list(gpus: &[u32]) -> String {
-    let ids: Vec<String> = gpus.iter().map(u32::to_string).collect();
-    format!("[{}]", ids.join(", "))
 }
 
 fn optional_text(text: &str) -> Option<&str> {
@@ -605,7 +471,7 @@ pub fn append_history(lock: &ExclusiveLock, bookings: &[Booking]) -> Result<()> 
 
 /// A change to more than one of the schedule files (and `monitor_exec`), made at once: a kill
 /// at any moment leaves either the old files or, once the next holder of the lock has looked,
-/// the new ones (see [`crate::journal`]). A booking moved from one file to another is
+/// the new ones (see [`crate::store::journal`]). A booking moved from one file to another is
 /// therefore never in none of them, nor in two.
 #[derive(Debug, Default)]
 pub struct Change<'a> {
@@ -613,12 +479,12 @@ pub struct Change<'a> {
     pub running: Option<&'a [Booking]>,
     /// Rows appended to `used.csv`.
     pub history: &'a [Booking],
-    /// The new contents of `jobs/monitor_exec` (see [`crate::monitor_exec`]).
+    /// The new contents of `jobs/monitor_exec` (see [`crate::store::monitor_exec`]).
     pub requests: Option<Vec<u8>>,
 }
 
 pub fn commit(lock: &ExclusiveLock, change: Change<'_>) -> Result<()> {
-    use crate::journal::Step;
+    use crate::store::journal::Step;
     let mut steps = Vec::new();
     if !change.history.is_empty() {
         let (length_before, bytes) = atomic_file::planned_append(
@@ -672,7 +538,7 @@ pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {
     let positions: [usize; 9] = std::array::from_fn(|index| index);
     let mut rows = Vec::new();
     let mut scratch = RowScratch::default();
-    crate::csv_scan::for_each_record(text.as_bytes(), |record| {
+    crate::store::csv_scan::for_each_record(text.as_bytes(), |record| {
         if let Ok(fields) = record.fields()
             && fields.get(0) != Some("start")
             && let Ok(parsed) = parse_fields(fields, &positions, 9, &mut scratch)
@@ -699,52 +565,4 @@ pub fn ensure_files(lock: &ExclusiveLock) -> Result<()> {
         append_history(lock, &[])?;
     }
     Ok(())
-}
-
-impl Booking {
-    pub fn overlaps(&self, start: NaiveDateTime, end: NaiveDateTime) -> bool {
-        self.start < end && start < self.end
-    }
-
-    /// A one-line description for messages.
-    pub fn describe(&self) -> String {
-        let mut text = format!(
-            "{} from {} to {}: {} CPUs, {} GB",
-            self.user_id,
-            self.start.format("%Y-%m-%d %H:%M"),
-            self.end.format("%Y-%m-%d %H:%M"),
-            self.cpus,
-            self.memory
-        );
-        let _ = write!(text, ", GPUs {}", format_gpu_list(&self.gpus));
-        text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gpu_lists_read_like_python_literals() {
-        assert_eq!(parse_gpu_list("[0, 1]"), Ok(vec![0, 1]));
-        assert_eq!(parse_gpu_list("[3]"), Ok(vec![3]));
-        assert_eq!(parse_gpu_list("[]"), Ok(vec![]));
-        assert_eq!(parse_gpu_list(""), Ok(vec![]));
-        assert!(parse_gpu_list("[0,, 1]").is_err());
-        assert!(parse_gpu_list("0, 1").is_err());
-        assert!(parse_gpu_list("[-1]").is_err());
-        assert!(parse_gpu_list("[1, 1]").is_err());
-        assert_eq!(format_gpu_list(&[0, 1]), "[0, 1]");
-        assert_eq!(format_gpu_list(&[]), "[]");
-    }
-
-    #[test]
-    fn times_read_with_and_without_fraction() {
-        let plain = parse_time("2023-01-01 13:30:00").unwrap();
-        assert_eq!(parse_time("2023-01-01 13:30:00.000000").unwrap(), plain);
-        assert_eq!(format_time(plain), "2023-01-01 13:30:00");
-        assert!(parse_time("2023-13-01 13:30:00").is_err());
-        assert!(parse_time("tomorrow").is_err());
-    }
 }

@@ -13,8 +13,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::config::ranges;
 use crate::error::FileProblem;
+use crate::model::ranges;
 
 /// The UTF-8 byte-order mark.
 pub const BOM: &str = "\u{feff}";

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::mail::MailSettings;
 use super::yaml::{self, Findings, Parsed, without_blanks};
-use crate::root::Root;
+use crate::store::root::Root;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

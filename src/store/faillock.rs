@@ -23,13 +23,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use chrono::{Duration, NaiveDateTime};
 
-use crate::atomic_file;
-use crate::config::UserId;
 use crate::error::{AuthenticationFailed, FileProblem, FileProblems};
-use crate::lock::{ExclusiveLock, LockHeld};
+use crate::model::{UserId, format_time, parse_time};
 use crate::monitor::log::{MonitorLog, Status};
-use crate::root::Root;
-use crate::schedule::{format_time, parse_time};
+use crate::store::atomic_file;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::root::Root;
 
 /// Failures that lock an id (`pam_faillock`'s `deny`).
 pub const DENY: usize = 5;
@@ -99,7 +98,7 @@ pub fn read_rows(root: &Root) -> Result<(Vec<Failure>, Vec<FileProblem>)> {
     let path = path(root);
     let shown = root.display(&path);
     // In `jobs/`, the booking account's folder: never read through a link.
-    let text = match crate::state_folder::read_config(&path, &shown) {
+    let text = match crate::store::state_folder::read_config(&path, &shown) {
         Ok(Some(text)) => text,
         Ok(None) => return Ok((Vec::new(), Vec::new())),
         Err(problem) => return Ok((Vec::new(), vec![problem])),

@@ -18,7 +18,7 @@
 //! Locking: read under any lock guard, rewritten whole under the [`ExclusiveLock`], atomically.
 //! Rows of bookings that are no longer active are dropped at each rewrite, so the file stays
 //! as small as the schedule. It lies in the booking account's `jobs/` and the monitor reads
-//! it as root: only as [`crate::state_folder`] allows. A file that does not parse stops every
+//! it as root: only as [`crate::store::state_folder`] allows. A file that does not parse stops every
 //! notice (a MailWarning names the line), never a pass.
 
 use std::fmt;
@@ -27,12 +27,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 
-use crate::atomic_file;
-use crate::config::UserId;
 use crate::error::{FileProblem, FileProblems};
-use crate::lock::{ExclusiveLock, LockHeld};
-use crate::root::Root;
-use crate::schedule::{Booking, format_time, parse_time};
+use crate::model::{Booking, UserId, format_time, parse_time};
+use crate::store::atomic_file;
+use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::root::Root;
 
 pub const HEADER: &str = "user_id,start,end,event,outcome,attempts,at";
 
@@ -192,7 +191,9 @@ pub fn path(root: &Root) -> PathBuf {
 pub fn read(lock: &impl LockHeld) -> Result<Vec<Notice>> {
     let path = path(lock.root());
     let shown = lock.root().display(&path);
-    let Some(text) = crate::state_folder::read_to_string(&path).with_context(|| format!("cannot read {shown}"))? else {
+    let Some(text) =
+        crate::store::state_folder::read_to_string(&path).with_context(|| format!("cannot read {shown}"))?
+    else {
         return Ok(Vec::new());
     };
     parse(&shown, &text).map_err(|problems| FileProblems(problems).into())
@@ -279,7 +280,7 @@ pub fn update(lock: &ExclusiveLock, changes: &[Notice], active: &[Booking]) -> R
             None => notices.push(change.clone()),
         }
     }
-    let before = crate::state_folder::read_to_string(&path(lock.root()))?;
+    let before = crate::store::state_folder::read_to_string(&path(lock.root()))?;
     notices.retain(|notice| {
         active.iter().any(|booking| booking.user_id == notice.user_id && booking.start == notice.start)
     });

@@ -7,7 +7,7 @@
 //! [`ExclusiveLock`], saved atomically; readers hold a lock too. On a server its folder
 //! belongs to the `booking` account (`book` saves it by renaming a new file into place) and
 //! to nothing else of the admin's, so the file is read and written only as
-//! [`crate::state_folder`] allows: never through a link, only a plain file with one name.
+//! [`crate::store::state_folder`] allows: never through a link, only a plain file with one name.
 //!
 //! The file is the original system's contract both ways: each entry is written with exactly
 //! the original's seven keys (its reader rejects any other), every string so that YAML 1.1
@@ -25,11 +25,12 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::host_deploy::HostDeploy;
 use super::user_extras::{self, UserExtras};
-use super::yaml::{self, Findings, Parsed, UniqueMap, UserId};
+use super::yaml::{self, Findings, Parsed, UniqueMap};
 use super::yaml_scalar::scalar;
-use crate::atomic_file;
 use crate::error::FileProblem;
-use crate::lock::{ExclusiveLock, LockHeld};
+use crate::model::UserId;
+use crate::store::atomic_file;
+use crate::store::lock::{ExclusiveLock, LockHeld};
 
 /// One user: the original's seven keys, and gpu-booking's additions (saved in the side file).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -132,7 +133,7 @@ impl UsersConfig {
     /// dropped at the next save: removing a user by hand removes their keys too.
     pub fn load(_lock: &impl LockHeld, path: &Path, shown_path: &str) -> Parsed<UsersConfig> {
         // Its folder is the booking account's, and root tools read it too: never through a link.
-        let text = match crate::state_folder::read_config(path, shown_path) {
+        let text = match crate::store::state_folder::read_config(path, shown_path) {
             Ok(text) => text.unwrap_or_default(),
             Err(problem) => return Err(vec![problem]),
         };
@@ -152,7 +153,7 @@ impl UsersConfig {
                 Some(entry) => merge(entry, extras),
                 None => warnings.push(FileProblem::warning(
                     &side_shown,
-                    crate::yaml_lines::line_of_key(&side_text, &[user.as_str()]),
+                    crate::store::yaml_lines::line_of_key(&side_text, &[user.as_str()]),
                     user.as_str(),
                     format!(
                         "{user} has no entry in {shown_path}, so these settings are ignored (and dropped at \
@@ -188,11 +189,11 @@ impl UsersConfig {
                 let Some(Err(reason)) = result else { continue };
                 // SSH keys live in the side file, unless an earlier release wrote them inline.
                 let key = [user.as_str(), field];
-                let (path, line) = match crate::yaml_lines::line_of_key(text, &key) {
-                    None if field == "ssh_keys" => (side_shown, crate::yaml_lines::line_of_key(side_text, &key)),
+                let (path, line) = match crate::store::yaml_lines::line_of_key(text, &key) {
+                    None if field == "ssh_keys" => (side_shown, crate::store::yaml_lines::line_of_key(side_text, &key)),
                     line => (shown_path, line),
                 };
-                let line = line.or_else(|| crate::yaml_lines::line_of_key(text, &key[..1]));
+                let line = line.or_else(|| crate::store::yaml_lines::line_of_key(text, &key[..1]));
                 problems.push(FileProblem::error(path, line, format!("{user}.{field}"), reason));
             }
         }

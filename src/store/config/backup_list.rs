@@ -71,7 +71,7 @@ impl BackupList {
                 if let Some(message) = problem {
                     let mut warning = FileProblem::warning(shown_path, line_of_text(text, &backup_path), key, message);
                     if warning.line.is_none() {
-                        warning.line = crate::yaml_lines::line_of_key(text, &[key]);
+                        warning.line = crate::store::yaml_lines::line_of_key(text, &[key]);
                     }
                     findings.problems.push(warning);
                     continue;
@@ -84,7 +84,7 @@ impl BackupList {
                         format!("more than {ENTRY_LIMIT} entries; {backup_path:?} and the rest are left out"),
                     );
                     if warning.line.is_none() {
-                        warning.line = crate::yaml_lines::line_of_key(text, &[key]);
+                        warning.line = crate::store::yaml_lines::line_of_key(text, &[key]);
                     }
                     findings.problems.push(warning);
                     break;

@@ -11,7 +11,7 @@
 //! files that `book` can no longer change.
 //!
 //! The folders written here are the booking account's (`jobs/`, the `users_config.yaml`
-//! folder), so every file is opened as [`crate::state_folder`] prescribes: relative to the
+//! folder), so every file is opened as [`crate::store::state_folder`] prescribes: relative to the
 //! folder's handle, never through a link, only when it is a plain file with one name, and
 //! owners and modes are set through the open file.
 
@@ -21,9 +21,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::journal;
-use crate::lock::ExclusiveLock;
-use crate::state_folder::{self, FileMode as Mode, Folder};
+use crate::store::journal;
+use crate::store::lock::ExclusiveLock;
+use crate::store::state_folder::{self, FileMode as Mode, Folder};
 
 pub fn write_atomically(lock: &ExclusiveLock, path: &Path, contents: &[u8]) -> Result<()> {
     write_with_mode(lock, path, contents, Mode::KeepOr(0o644))
@@ -61,7 +61,7 @@ pub fn append_durably(_lock: &ExclusiveLock, path: &Path, header: &[u8], content
 
 /// What appending `contents` to `path` would write (the header first on an empty file, a
 /// newline after an open last line), and the file's length now: one step of a multi-file
-/// change (see [`crate::journal`]). The file is created when missing.
+/// change (see [`crate::store::journal`]). The file is created when missing.
 pub fn planned_append(_lock: &ExclusiveLock, path: &Path, header: &[u8], contents: &[u8]) -> Result<(u64, Vec<u8>)> {
     let mut file = open_for_appending(path)?;
     let length = file.metadata().with_context(|| format!("cannot read the size of {}", path.display()))?.len();

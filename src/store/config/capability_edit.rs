@@ -17,10 +17,11 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 
 use super::capability::{CapabilityConfig, LIMIT_FIELDS};
-use super::yaml::{Limit, UserId};
+use super::yaml::Limit;
 use super::yaml_scalar::scalar;
 use crate::error::{FileProblems, Refused, UsageError};
-use crate::yaml_lines::{key_of, strip_comment};
+use crate::model::UserId;
+use crate::store::yaml_lines::{key_of, strip_comment};
 
 pub const ALLOWED_SECTION: &str = "allow_userIDs";
 pub const CUSTOM_SECTION: &str = "max_custom_capability";
@@ -509,8 +510,8 @@ impl Document {
 mod tests {
     use super::*;
 
-    const UPSTREAM: &str = include_str!("../../tests/fixtures/upstream/cfg/example/capability_config.yaml");
-    const TEMPLATE: &str = include_str!("../../tests/fixtures/template/cfg/capability_config.yaml");
+    const UPSTREAM: &str = include_str!("../../../tests/fixtures/upstream/cfg/example/capability_config.yaml");
+    const TEMPLATE: &str = include_str!("../../../tests/fixtures/template/cfg/capability_config.yaml");
 
     fn user(id: &str) -> UserId {
         UserId::parse(id).unwrap()

@@ -6,7 +6,7 @@
 
 /// The 1-based line of the key at `path` (e.g. `["max", "shm_rate"]`).
 pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
-    let text = crate::text_file::strip_bom(text);
+    let text = crate::store::text_file::strip_bom(text);
     // (indentation, key) of the mapping keys enclosing the current line.
     let mut stack: Vec<(usize, String)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -32,7 +32,7 @@ pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
 
 /// The 1-based line of the second key `key` at any depth (a mapping key written twice).
 pub fn line_of_second_key(text: &str, key: &str) -> Option<usize> {
-    crate::text_file::strip_bom(text)
+    crate::store::text_file::strip_bom(text)
         .lines()
         .enumerate()
         .filter(|(_, line)| {

@@ -15,10 +15,10 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::expression::Expression;
-use super::ranges;
-use super::yaml::{self, Amount, Findings, Limit, Parsed, UniqueMap, UserId, without_blanks};
-use crate::atomic_file;
-use crate::lock::ExclusiveLock;
+use super::yaml::{self, Amount, Findings, Limit, Parsed, UniqueMap, without_blanks};
+use crate::model::{UserId, UserLimits, ranges};
+use crate::store::atomic_file;
+use crate::store::lock::ExclusiveLock;
 
 /// The keys a limits block may hold, in the order the original's files list them.
 pub const LIMIT_FIELDS: [&str; 5] = ["cpus", "memory", "gpus", "backup_space", "work_space"];
@@ -81,17 +81,6 @@ pub struct HostMax {
     pub gpus: u32,
     pub memory: f64,
     pub shm_rate: f64,
-    pub backup_space: Option<f64>,
-    pub work_space: Option<f64>,
-}
-
-/// What one booking of one user may ask for, `max` already replaced by the host's value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserLimits {
-    pub cpus: f64,
-    pub memory: f64,
-    pub gpus: u32,
-    /// GB; `None`: no quota.
     pub backup_space: Option<f64>,
     pub work_space: Option<f64>,
 }

@@ -42,7 +42,7 @@ pub struct ContainerSettings {
     pub ssh_host: Option<String>,
 }
 
-use super::ranges::{
+use crate::model::ranges::{
     OPEN_FILES_LIMIT as OPEN_FILES_RANGE, PIDS_LIMIT as PIDS_RANGE, WRITABLE_LAYER_GB as WRITABLE_LAYER_RANGE,
 };
 
@@ -122,7 +122,7 @@ impl ContainerSettings {
 
     /// Reads the file; a missing file is the defaults.
     pub fn load(path: &std::path::Path, shown_path: &str) -> Parsed<ContainerSettings> {
-        match crate::text_file::read_config(path, shown_path) {
+        match crate::store::text_file::read_config(path, shown_path) {
             Ok(Some(text)) => Self::parse(shown_path, &text),
             Ok(None) => Ok((ContainerSettings::default(), Vec::new())),
             Err(problem) => Err(vec![problem]),

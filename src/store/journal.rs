@@ -8,15 +8,15 @@
 //! append and its length before), flushed, then made, then this file is removed.
 //!
 //! Whoever takes the exclusive lock next and finds this file makes the change again from the
-//! first step ([`finish_interrupted`], called by [`crate::lock`] before it hands out a guard).
+//! first step ([`finish_interrupted`], called by [`crate::store::lock`] before it hands out a guard).
 //! Every step can be made twice with the effect of once: a rewrite writes the same bytes
 //! again, and an append first looks at how far `used.csv` already grew. A kill at any moment,
 //! during a replay too, therefore ends with every booking in exactly one file and no history
 //! row written twice.
 //!
-//! Locking: written only by holders of the [`crate::lock::ExclusiveLock`] (through
-//! [`crate::schedule::commit`]), replayed only while it is held. The file lies in the booking
-//! account's `jobs/`, so it is read and written only as [`crate::state_folder`] allows, and
+//! Locking: written only by holders of the [`crate::store::lock::ExclusiveLock`] (through
+//! [`crate::store::schedule::commit`]), replayed only while it is held. The file lies in the booking
+//! account's `jobs/`, so it is read and written only as [`crate::store::state_folder`] allows, and
 //! may name nothing but the state files listed in [`JOURNALED_FILES`].
 
 use std::ffi::OsStr;
@@ -24,7 +24,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use anyhow::{Context, Result, bail};
 
-use crate::state_folder::{FileMode, Folder};
+use crate::store::state_folder::{FileMode, Folder};
 
 pub const FILE_NAME: &str = ".journal";
 

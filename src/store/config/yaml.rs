@@ -7,16 +7,16 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 
 use indexmap::IndexMap;
+use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::FileProblem;
 
 /// Parses `text` (the contents of `shown_path`) into `T`. A file that is empty or holds only
 /// comments parses as `T::default()`-like `null`, which `T` must accept.
 pub fn parse<T: DeserializeOwned>(shown_path: &str, text: &str) -> Result<T, FileProblem> {
-    let text = crate::text_file::strip_bom(text);
-    let blank = text.lines().all(|line| crate::yaml_lines::strip_comment(line).trim().is_empty());
+    let text = crate::store::text_file::strip_bom(text);
+    let blank = text.lines().all(|line| crate::store::yaml_lines::strip_comment(line).trim().is_empty());
     serde_yaml::from_str(if text.trim().is_empty() { "~" } else { text }).map_err(|error| {
         if blank {
             return FileProblem::error(
@@ -30,7 +30,7 @@ pub fn parse<T: DeserializeOwned>(shown_path: &str, text: &str) -> Result<T, Fil
         // The parser places a key written twice at the start of its mapping; the admin
         // wants the second one.
         if let Some(key) = problem.message.strip_suffix(WRITTEN_TWICE) {
-            problem.line = crate::yaml_lines::line_of_second_key(text, key).or(problem.line);
+            problem.line = crate::store::yaml_lines::line_of_second_key(text, key).or(problem.line);
         }
         problem
     })
@@ -74,104 +74,6 @@ fn is_field_path(candidate: &str) -> bool {
     !candidate.is_empty()
         && !candidate.contains(' ')
         && candidate.chars().all(|character| character.is_alphanumeric() || "._-[]".contains(character))
-}
-
-/// A user id. Containers are named after it and folders are made from it, so only letters,
-/// digits and `_ . -` are allowed, starting with a letter or digit. YAML reads an id such as
-/// `11007` as a number; it is taken as the text it was written as.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        Self::check(text).map(|()| UserId(text.to_string()))
-    }
-
-    /// Whether `text` is a valid id, without making one (a long history is read without an
-    /// allocation per row).
-    pub fn check(text: &str) -> Result<(), String> {
-        let valid_start = text.bytes().next().is_some_and(|first| first.is_ascii_alphanumeric());
-        let valid_rest = text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'));
-        if valid_start && valid_rest && text.len() <= 64 {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected a user id (letters, digits, '_', '.', '-'; starting with a letter or digit; at most 64), found {}",
-                crate::error::quoted(text)
-            ))
-        }
-    }
-
-    /// An id as a person typed it (`book --user`, the login prompt): lower-cased first, as
-    /// the original did with the id it was given, so both systems agree on who `Alice` is.
-    pub fn parse_typed(text: &str) -> Result<Self, String> {
-        Self::parse(&text.trim().to_lowercase())
-    }
-
-    /// A new user's id (`enroll add`): besides [`UserId::parse`], lower-case only (`book`
-    /// and the original lower-case the id typed at login, so `Alice` could never log in),
-    /// and not `now` (a line `now` in `jobs/monitor_exec` asks for a monitor pass, where a
-    /// restart request is the bare user id).
-    pub fn parse_new(text: &str) -> Result<Self, String> {
-        let user = Self::parse(text)?;
-        if user.has_upper_case() {
-            return Err(format!(
-                "user ids are lower-case ({text:?} could never log in: book, like the original system, \
-                 lower-cases the id typed at login); use {}",
-                text.to_lowercase()
-            ));
-        }
-        if text == "now" {
-            return Err("\"now\" cannot be a user id: in jobs/monitor_exec the line `now` asks for a monitor pass, \
-                 and a restart request is the bare user id"
-                .to_string());
-        }
-        Ok(user)
-    }
-
-    /// True for an id with an upper-case letter, which nobody can log in as (see
-    /// [`UserId::parse_typed`]); `enroll check` names such ids.
-    pub fn has_upper_case(&self) -> bool {
-        self.0.chars().any(|character| character.is_ascii_uppercase())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.0)
-    }
-}
-
-impl Serialize for UserId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for UserId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct UserIdVisitor;
-        impl Visitor<'_> for UserIdVisitor {
-            type Value = UserId;
-            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-                formatter.write_str("a user id")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<UserId, E> {
-                UserId::parse(value).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<UserId, E> {
-                self.visit_str(&value.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<UserId, E> {
-                self.visit_str(&value.to_string())
-            }
-        }
-        deserializer.deserialize_any(UserIdVisitor)
-    }
 }
 
 /// A per-booking limit: a number, or `max` for the host's value.
@@ -345,7 +247,7 @@ impl<'a> Findings<'a> {
     fn problem(&self, key_path: &[&str], message: impl Into<String>) -> FileProblem {
         let line = (1..=key_path.len())
             .rev()
-            .find_map(|length| crate::yaml_lines::line_of_key(self.text, &key_path[..length]))
+            .find_map(|length| crate::store::yaml_lines::line_of_key(self.text, &key_path[..length]))
             .unwrap_or(1);
         FileProblem::error(self.shown_path, Some(line), key_path.join("."), message)
     }
@@ -380,13 +282,5 @@ mod tests {
         let problem = parse::<Sample>("c.yaml", "section:\n  cpus: -2\n").unwrap_err();
         assert_eq!(problem.line, Some(2));
         assert!(problem.message.contains("at least 0"), "{problem}");
-    }
-
-    #[test]
-    fn numeric_user_ids_are_read_as_text() {
-        let ids: Vec<UserId> = serde_yaml::from_str("[11007, alice]").unwrap();
-        assert_eq!(ids[0].as_str(), "11007");
-        assert!(UserId::parse("../etc").is_err());
-        assert!(UserId::parse("").is_err());
     }
 }

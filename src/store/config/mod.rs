@@ -8,7 +8,6 @@ pub mod expression;
 pub mod host_deploy;
 pub mod login;
 pub mod mail;
-pub mod ranges;
 pub mod user_extras;
 pub mod users;
 pub mod yaml;
@@ -16,15 +15,15 @@ pub mod yaml_scalar;
 
 use std::path::Path;
 
-pub use capability::{CapabilityConfig, HostMax, UserLimits};
+pub use capability::{CapabilityConfig, HostMax};
 pub use containers::ContainerSettings;
 pub use host_deploy::HostDeploy;
 pub use login::LoginSettings;
 pub use users::{UserEntry, UsersConfig};
-pub use yaml::UserId;
 
 use crate::error::{FileProblem, FileProblems, Severity};
-use crate::lock::LockHeld;
+use crate::model::{UserId, UserLimits};
+use crate::store::lock::LockHeld;
 
 /// Everything under `cfg/` that a binary needs.
 #[derive(Debug, Clone)]
@@ -68,7 +67,7 @@ impl Config {
         let deploy_text = deploy_text.unwrap_or_default();
         // A file that cannot be read is named where host_deploy.yaml points at it.
         let where_set = |field: &str, found: Vec<FileProblem>| -> Vec<FileProblem> {
-            let line = crate::yaml_lines::line_of_key(&deploy_text, &[field]);
+            let line = crate::store::yaml_lines::line_of_key(&deploy_text, &[field]);
             let place = match line {
                 Some(line) => format!("{shown}:{line}"),
                 None => shown.clone(),
@@ -140,10 +139,10 @@ fn keep<T>(result: yaml::Parsed<T>, problems: &mut Vec<FileProblem>) -> Option<T
     }
 }
 
-/// Reads a whole configuration file (see [`crate::text_file::read_config`]), or says which
+/// Reads a whole configuration file (see [`crate::store::text_file::read_config`]), or says which
 /// file could not be read and why.
 pub fn read_text(path: &Path, shown_path: &str) -> Result<String, Vec<FileProblem>> {
-    match crate::text_file::read_config(path, shown_path) {
+    match crate::store::text_file::read_config(path, shown_path) {
         Ok(Some(text)) => Ok(text),
         Ok(None) => Err(vec![FileProblem::error(shown_path, None, "", "cannot read: there is no such file")]),
         Err(problem) => Err(vec![problem]),

@@ -15,7 +15,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::yaml::{self, Parsed, UserId};
+use super::yaml::{self, Parsed};
+use crate::model::UserId;
 
 /// The file's name under `cfg/`.
 pub const FILE_NAME: &str = "login.yaml";
@@ -54,7 +55,7 @@ impl LoginSettings {
 
     /// Reads the file; a missing file is the defaults.
     pub fn load(path: &std::path::Path, shown_path: &str) -> Parsed<LoginSettings> {
-        match crate::text_file::read_config(path, shown_path) {
+        match crate::store::text_file::read_config(path, shown_path) {
             Ok(Some(text)) => Self::parse(shown_path, &text),
             Ok(None) => Ok((LoginSettings::default(), Vec::new())),
             Err(problem) => Err(vec![problem]),

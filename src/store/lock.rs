@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::journal;
-use crate::root::Root;
-use crate::state_folder::Folder;
+use crate::store::journal;
+use crate::store::root::Root;
+use crate::store::state_folder::Folder;
 
 const LOCK_FILE_NAME: &str = ".lock";
 
@@ -66,7 +66,7 @@ fn tidy_up_after_killed_writers(folder: &Folder) -> Result<()> {
 
 impl ExclusiveLock {
     /// Waits until no other process holds the lock, then takes it. A change that a killed
-    /// writer left half made is completed first (see [`crate::journal`]).
+    /// writer left half made is completed first (see [`crate::store::journal`]).
     pub fn acquire(root: &Root) -> Result<Self> {
         let (file, path, folder) = open_lock_file(root)?;
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;

@@ -14,7 +14,7 @@
 //! from or written through it.
 //!
 //! Locking: none of its own. Callers that change a file hold the state lock
-//! ([`crate::lock::ExclusiveLock`], demanded by [`crate::atomic_file`]).
+//! ([`crate::store::lock::ExclusiveLock`], demanded by [`crate::store::atomic_file`]).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -56,22 +56,22 @@ pub fn read(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Reads the whole of `path` as text (a byte-order mark dropped, see [`crate::text_file`]);
+/// Reads the whole of `path` as text (a byte-order mark dropped, see [`crate::store::text_file`]);
 /// `None` when it does not exist.
 pub fn read_to_string(path: &Path) -> Result<Option<String>> {
     use std::io::Read;
     let Some(mut file) = read(path)? else { return Ok(None) };
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Some(crate::text_file::decode(&path.display().to_string(), bytes)?))
+    Ok(Some(crate::store::text_file::decode(&path.display().to_string(), bytes)?))
 }
 
 /// Reads a configuration file in a folder the booking account may write (`users_config.yaml`
-/// and its side file) whole, as [`crate::text_file::read_whole`] does; `None` when it does
+/// and its side file) whole, as [`crate::store::text_file::read_whole`] does; `None` when it does
 /// not exist. Every problem is one of `shown_path`, with its line where there is one.
 pub fn read_config(path: &Path, shown_path: &str) -> std::result::Result<Option<String>, FileProblem> {
     match read(path) {
-        Ok(Some(file)) => crate::text_file::read_whole(file, shown_path).map(Some),
+        Ok(Some(file)) => crate::store::text_file::read_whole(file, shown_path).map(Some),
         Ok(None) => Ok(None),
         Err(error) => Err(FileProblem::error(shown_path, None, "", format!("cannot read: {error:#}"))),
     }
@@ -122,7 +122,7 @@ impl Folder {
     }
 
     /// Opens a file for appending, creating it when missing (then it belongs to the folder's
-    /// owner, see [`crate::atomic_file`]).
+    /// owner, see [`crate::store::atomic_file`]).
     pub fn append(&self, name: &OsStr) -> Result<File> {
         self.open_or_create(name, OFlags::RDWR | OFlags::APPEND)
     }

@@ -25,7 +25,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use super::yaml::Findings;
-use crate::root::Root;
+use crate::store::root::Root;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::ranges::{EXPRESSION_BYTES, EXPRESSION_DEPTH};
+use crate::model::ranges::{EXPRESSION_BYTES, EXPRESSION_DEPTH};
 
 /// The names an expression may use: the host quantities that are plain numbers.
 pub const NAMES: [&str; 6] = ["cpus", "ram", "swap_size", "gpus", "backup_space", "work_space"];
