@@ -39,7 +39,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
     let mut active: Vec<(String, Row)> = Vec::new();
     for file in [ActiveFile::Booking, ActiveFile::Using] {
         let path = file.path(root);
-        let (rows, found) = schedule::read_rows(root, &path)?;
+        let (rows, found) = schedule::read_rows(&lock, &path)?;
         problems.extend(found);
         let shown = root.display(&path);
         problems.extend(schedule::active_row_problems(&shown, &rows));
@@ -48,7 +48,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
     // The history can be long: read it on every core, keeping only its problems.
     let history = schedule::history_path(root);
     schedule::fold_rows(
-        root,
+        &lock,
         &history,
         Vec::new,
         |found: &mut Vec<FileProblem>, result| {
@@ -59,7 +59,7 @@ pub fn check_root(root: &Root) -> Result<Vec<FileProblem>> {
         |found| problems.extend(found),
     )?;
 
-    let (_, found) = faillock::read_rows(root)?;
+    let (_, found) = faillock::read_rows(&lock)?;
     problems.extend(found);
 
     if let Err(error) = crate::store::notices::read(&lock) {

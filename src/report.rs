@@ -257,7 +257,7 @@ pub fn read_history(lock: &impl LockHeld, report: &mut Report, skip_bad_rows: bo
     let mut skipped = Skipped::default();
     let (from, until) = (report.from, report.until);
     schedule::fold_rows(
-        root,
+        lock,
         &path,
         || (Report { from, until, totals: HashMap::default() }, Skipped::default()),
         |(part, skipped), row| match row {

@@ -155,7 +155,7 @@ fn the_csv_written_by_the_original_gives_its_two_bookings() {
     );
     // The other two files hold only the header.
     assert_eq!(schedule::read(&lock, ActiveFile::Using).unwrap(), vec![]);
-    let (history, problems) = schedule::read_rows(&state, &schedule::history_path(&state)).unwrap();
+    let (history, problems) = schedule::read_rows(&lock, &schedule::history_path(&state)).unwrap();
     assert!(history.is_empty() && problems.is_empty());
 }
 

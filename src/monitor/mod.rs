@@ -13,7 +13,6 @@
 //! Anything that fails is logged and its row stays where it was, for the next pass.
 
 pub mod backup;
-pub mod log;
 pub mod notify;
 pub mod plan;
 pub mod space;
@@ -32,11 +31,11 @@ use crate::model::{Booking, UserId, format_time};
 use crate::store::config::Config;
 use crate::store::lock::ExclusiveLock;
 use crate::store::monitor_exec::{self, Request};
+use crate::store::monitor_log::MonitorLog;
 use crate::store::notices::Refusal;
 use crate::store::root::Root;
 use crate::store::schedule::{self, ActiveFile};
 use crate::volumes::UserFolders;
-use log::MonitorLog;
 use plan::{Plan, same_booking};
 use space::Measured;
 

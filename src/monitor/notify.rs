@@ -24,7 +24,6 @@
 use anyhow::Result;
 use chrono::{Duration, NaiveDateTime};
 
-use super::log::MonitorLog;
 use super::plan::{Plan, same_booking};
 use crate::booking::State;
 use crate::docker::Engine;
@@ -35,6 +34,7 @@ use crate::rules::capacity::{self, Request, Shortage};
 use crate::rules::slot;
 use crate::store::config::Config;
 use crate::store::lock::ExclusiveLock;
+use crate::store::monitor_log::MonitorLog;
 use crate::store::notices::{self, Event, Notice, Outcome, Refusal};
 use crate::store::root::Root;
 use crate::store::schedule::{self, ActiveFile};

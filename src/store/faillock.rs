@@ -25,9 +25,9 @@ use chrono::{Duration, NaiveDateTime};
 
 use crate::error::{AuthenticationFailed, FileProblem, FileProblems};
 use crate::model::{UserId, format_time, parse_time};
-use crate::monitor::log::{MonitorLog, Status};
 use crate::store::atomic_file;
 use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::monitor_log::{MonitorLog, Status};
 use crate::store::root::Root;
 
 /// Failures that lock an id (`pam_faillock`'s `deny`).
@@ -94,7 +94,8 @@ fn address_of(ssh_client: &str) -> String {
 
 /// The good rows of the record, and a problem for each bad row. A missing file is no
 /// failures.
-pub fn read_rows(root: &Root) -> Result<(Vec<Failure>, Vec<FileProblem>)> {
+pub fn read_rows(lock: &impl LockHeld) -> Result<(Vec<Failure>, Vec<FileProblem>)> {
+    let root = lock.root();
     let path = path(root);
     let shown = root.display(&path);
     // In `jobs/`, the booking account's folder: never read through a link.
@@ -148,7 +149,7 @@ pub fn read_rows(root: &Root) -> Result<(Vec<Failure>, Vec<FileProblem>)> {
 /// The record; a damaged one stops the login (naming file, line and field) rather than being
 /// taken as "no failures", which would lift every lock.
 pub fn read(lock: &impl LockHeld) -> Result<Vec<Failure>> {
-    let (rows, problems) = read_rows(lock.root())?;
+    let (rows, problems) = read_rows(lock)?;
     if !problems.is_empty() {
         return Err(FileProblems(problems).into());
     }

@@ -12,6 +12,7 @@ pub mod faillock;
 pub mod journal;
 pub mod lock;
 pub mod monitor_exec;
+pub mod monitor_log;
 pub mod notices;
 pub mod root;
 pub mod schedule;

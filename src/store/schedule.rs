@@ -61,7 +61,7 @@ pub struct Row {
 /// Reads an active file. Any bad row stops the read; the error lists every bad row.
 pub fn read(lock: &impl LockHeld, file: ActiveFile) -> Result<Vec<Booking>> {
     let path = file.path(lock.root());
-    let (rows, mut problems) = read_rows(lock.root(), &path)?;
+    let (rows, mut problems) = read_rows(lock, &path)?;
     problems.extend(active_row_problems(&lock.root().display(&path), &rows));
     if !problems.is_empty() {
         return Err(FileProblems(problems).into());
@@ -106,10 +106,10 @@ pub fn active_row_problems(shown_path: &str, rows: &[Row]) -> Vec<FileProblem> {
 
 /// Reads a schedule file (any of the three), returning the good rows and a problem for each
 /// bad one. Only an unreadable file is an `Err`.
-pub fn read_rows(root: &Root, path: &Path) -> Result<(Vec<Row>, Vec<FileProblem>)> {
+pub fn read_rows(lock: &impl LockHeld, path: &Path) -> Result<(Vec<Row>, Vec<FileProblem>)> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for_each_row(root, path, |result| match result {
+    for_each_row(lock, path, |result| match result {
         Ok(row) => rows.push(row),
         Err(problem) => problems.push(problem),
     })?;
@@ -117,8 +117,8 @@ pub fn read_rows(root: &Root, path: &Path) -> Result<(Vec<Row>, Vec<FileProblem>
 }
 
 /// Streams a schedule file row by row, so the history can be read in constant memory.
-pub fn for_each_row(root: &Root, path: &Path, mut visit: impl FnMut(Result<Row, FileProblem>)) -> Result<()> {
-    for_each_row_ref(root, path, |result| visit(result.map(|row| Row { line: row.line, booking: row.to_booking() })))
+pub fn for_each_row(lock: &impl LockHeld, path: &Path, mut visit: impl FnMut(Result<Row, FileProblem>)) -> Result<()> {
+    for_each_row_ref(lock, path, |result| visit(result.map(|row| Row { line: row.line, booking: row.to_booking() })))
 }
 
 /// One row as it stands in the file, borrowed: reading the history this way allocates
@@ -156,11 +156,11 @@ impl RowRef<'_> {
 
 /// Streams a schedule file row by row, each row borrowed for the call (see [`RowRef`]).
 pub fn for_each_row_ref(
-    root: &Root,
+    lock: &impl LockHeld,
     path: &Path,
     mut visit: impl FnMut(Result<RowRef<'_>, FileProblem>),
 ) -> Result<()> {
-    let shown = root.display(path);
+    let shown = lock.root().display(path);
     // `jobs/` is the booking account's: never read through a link (the rows would end up in
     // messages and in the log).
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
@@ -217,13 +217,13 @@ pub fn for_each_row_ref(
 /// go to `merge` in file order (each covers a run of rows, the runs in order). A bad header
 /// is one problem, and nothing else is read.
 pub fn fold_rows<A: Send>(
-    root: &Root,
+    lock: &impl LockHeld,
     path: &Path,
     make: impl Fn() -> A + Sync,
     visit: impl Fn(&mut A, Result<RowRef<'_>, FileProblem>) + Sync,
     mut merge: impl FnMut(A),
 ) -> Result<()> {
-    let shown = root.display(path);
+    let shown = lock.root().display(path);
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };

@@ -14,10 +14,11 @@ use gpu_booking::container_spec::LABEL_MANUAL;
 use gpu_booking::docker::Engine;
 use gpu_booking::error::{Refused, UsageError};
 use gpu_booking::model::{Booking, UserId};
-use gpu_booking::monitor::{self, log::MonitorLog};
+use gpu_booking::monitor;
 use gpu_booking::rules::capacity::{self, Request};
 use gpu_booking::rules::floor_to_slot;
 use gpu_booking::store::lock::SharedLock;
+use gpu_booking::store::monitor_log::MonitorLog;
 
 fn main() -> ExitCode {
     gpu_booking::cli::end_quietly_on_closed_pipe();
