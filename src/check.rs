@@ -3,12 +3,13 @@
 //! account or any local user could write ([`crate::ownership`]). Reads only, under a shared
 //! lock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 
 use crate::error::{FileProblem, Severity};
 use crate::model::UserId;
+use crate::rules::{self, conflicts::Conflict};
 use crate::store::config::backup_list::BackupList;
 use crate::store::config::capability_edit::ALLOWED_SECTION;
 use crate::store::config::login::SelfRegistration;
@@ -359,7 +360,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
     for (index, (_, row)) in active.iter().enumerate() {
         by_user.entry(row.booking.user_id.as_str()).or_default().push(index);
     }
-    problems.extend(conflicts(active, &by_user));
+    problems.extend(conflicts(active));
     let users_path = root.display(&config.deploy.users_config_yaml);
     for (user, entry) in &config.users.users {
         if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
@@ -417,7 +418,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
 /// (each overlaps another of the group), at the first, with how many and where the others
 /// are. Found by sweeping each user's and each GPU's rows sorted by start: O(n log n), where
 /// pairing every row with every other took seconds and printed a line per pair.
-fn conflicts(active: &[(String, Row)], by_user: &HashMap<&str, Vec<usize>>) -> Vec<FileProblem> {
+fn conflicts(active: &[(String, Row)]) -> Vec<FileProblem> {
     let place = |index: usize| format!("{}:{}", active[index].0, active[index].1.line);
     let holder = |index: usize| format!("{} at {}", active[index].1.booking.user_id, place(index));
     let others = |group: &[usize], describe: &dyn Fn(usize) -> String| {
@@ -431,108 +432,66 @@ fn conflicts(active: &[(String, Row)], by_user: &HashMap<&str, Vec<usize>>) -> V
             _ => text.join(""),
         }
     };
-    // (row, order within the row, problem), sorted at the end into file order.
-    let mut found: Vec<(usize, u8, FileProblem)> = Vec::new();
     let at = |index: usize, field: &str, message: String| {
         FileProblem::error(&active[index].0, Some(active[index].1.line), field, message)
     };
-    let mut users: Vec<(&&str, &Vec<usize>)> = by_user.iter().collect();
-    users.sort();
-    for (user, rows) in users {
-        for group in overlapping_groups(active, rows.iter().copied()) {
-            let problem = match group.as_slice() {
-                [earlier, later] => (
-                    *later,
-                    at(
-                        *later,
-                        "start",
-                        format!("overlaps {user}'s booking at {}; a user's bookings never overlap", place(*earlier)),
-                    ),
-                ),
-                _ => (
-                    group[0],
-                    at(
-                        group[0],
-                        "start",
-                        format!(
-                            "{} bookings of {user} overlap one another: this one and those at {}; a user's bookings never overlap",
-                            group.len(),
-                            others(&group, &place)
-                        ),
-                    ),
-                ),
-            };
-            found.push((problem.0, 0, problem.1));
-        }
-    }
-    // Per GPU, its groups; a group that holds several GPUs together is reported once.
-    let mut by_gpu: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (index, (_, row)) in active.iter().enumerate() {
-        for gpu in &row.booking.gpus {
-            by_gpu.entry(*gpu).or_default().push(index);
-        }
-    }
-    let mut groups: BTreeMap<Vec<usize>, Vec<u32>> = BTreeMap::new();
-    for (gpu, rows) in by_gpu {
-        for group in overlapping_groups(active, rows.into_iter()) {
-            groups.entry(group).or_default().push(gpu);
-        }
-    }
-    for (group, gpus) in groups {
-        let ids = gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
-        let problem = match group.as_slice() {
-            [earlier, later] => (
+    // (row, order within the row, problem), sorted at the end into file order.
+    let mut found: Vec<(usize, u8, FileProblem)> = Vec::new();
+    for conflict in rules::conflicts::conflicts_among(active, |(_, row)| &row.booking) {
+        let problem = match (&conflict, conflict.group()) {
+            (Conflict::OwnOverlap { user, .. }, [earlier, later]) => (
                 *later,
-                at(*later, "gpus", format!("GPU {ids} is also booked by {} for an overlapping time", holder(*earlier))),
+                0,
+                at(
+                    *later,
+                    "start",
+                    format!("overlaps {user}'s booking at {}; a user's bookings never overlap", place(*earlier)),
+                ),
             ),
-            _ => (
+            (Conflict::OwnOverlap { user, .. }, group) => (
                 group[0],
+                0,
                 at(
                     group[0],
-                    "gpus",
+                    "start",
                     format!(
-                        "GPU {ids} {} booked by {} bookings at overlapping times: this one and {}",
-                        if gpus.len() == 1 { "is" } else { "are each" },
+                        "{} bookings of {user} overlap one another: this one and those at {}; a user's bookings never overlap",
                         group.len(),
-                        others(&group, &holder)
+                        others(group, &place)
                     ),
                 ),
             ),
+            (Conflict::SharedGpus { gpus, .. }, group) => {
+                let ids = gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                match group {
+                    [earlier, later] => (
+                        *later,
+                        1,
+                        at(
+                            *later,
+                            "gpus",
+                            format!("GPU {ids} is also booked by {} for an overlapping time", holder(*earlier)),
+                        ),
+                    ),
+                    _ => (
+                        group[0],
+                        1,
+                        at(
+                            group[0],
+                            "gpus",
+                            format!(
+                                "GPU {ids} {} booked by {} bookings at overlapping times: this one and {}",
+                                if gpus.len() == 1 { "is" } else { "are each" },
+                                group.len(),
+                                others(group, &holder)
+                            ),
+                        ),
+                    ),
+                }
+            }
         };
-        found.push((problem.0, 1, problem.1));
+        found.push(problem);
     }
     found.sort_by_key(|(index, order, _)| (*index, *order));
     found.into_iter().map(|(_, _, problem)| problem).collect()
-}
-
-/// The rows among `members` (indices into `active`) that overlap others, in groups: sorted
-/// by start, a row joins the group before it when it starts before the group's last end.
-/// Groups of one are left out, and so are rows without a length (reported on their own).
-/// Each group is in file order.
-fn overlapping_groups(active: &[(String, Row)], members: impl Iterator<Item = usize>) -> Vec<Vec<usize>> {
-    let booking = |index: usize| &active[index].1.booking;
-    let mut sorted: Vec<usize> = members.filter(|index| booking(*index).start < booking(*index).end).collect();
-    sorted.sort_by_key(|index| (booking(*index).start, *index));
-    let mut groups = Vec::new();
-    let mut current: Vec<usize> = Vec::new();
-    let mut current_end = None;
-    for index in sorted {
-        let row = booking(index);
-        if current_end.is_some_and(|end| row.start < end) {
-            current.push(index);
-            current_end = current_end.max(Some(row.end));
-        } else {
-            if current.len() > 1 {
-                current.sort_unstable();
-                groups.push(std::mem::take(&mut current));
-            }
-            current = vec![index];
-            current_end = Some(row.end);
-        }
-    }
-    if current.len() > 1 {
-        current.sort_unstable();
-        groups.push(current);
-    }
-    groups
 }

@@ -305,24 +305,10 @@ fn round(hours: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Booking, UserId};
-
-    fn time(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-    }
+    use crate::model::examples;
 
     fn booking(user: &str, start: &str, end: &str, cpus: f64, memory: u32, gpus: &[u32]) -> Booking {
-        Booking {
-            start: time(start),
-            end: time(end),
-            user_id: UserId::parse(user).unwrap(),
-            cpus,
-            memory,
-            gpus: gpus.to_vec(),
-            forward_port: 10001,
-            image: None,
-            extra_command: None,
-        }
+        Booking { cpus, memory, ..examples::booking(user, start, end, gpus) }
     }
 
     #[test]

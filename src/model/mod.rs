@@ -3,6 +3,8 @@
 //! (`Window`), a user's limits (`UserLimits`). Plain data: the file codecs in `store`
 //! read and write them, the pure `rules` reason over them.
 
+#[cfg(test)]
+pub mod examples;
 pub mod ranges;
 pub mod text;
 

@@ -478,27 +478,10 @@ fn ceil_to_slot(time: NaiveDateTime) -> NaiveDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-    }
-
-    fn user(name: &str) -> UserId {
-        UserId::parse(name).unwrap()
-    }
+    use crate::model::examples::{self, at, user};
 
     fn booking(name: &str, start: &str, end: &str, cpus: f64, memory: u32, gpus: &[u32], port: u16) -> Booking {
-        Booking {
-            start: at(start),
-            end: at(end),
-            user_id: user(name),
-            cpus,
-            memory,
-            gpus: gpus.to_vec(),
-            forward_port: port,
-            image: None,
-            extra_command: None,
-        }
+        Booking { cpus, memory, forward_port: port, ..examples::booking(name, start, end, gpus) }
     }
 
     fn request(name: &str, start: &str, end: &str, cpus: f64, memory: u32, gpus: u32, port: u16) -> Request {

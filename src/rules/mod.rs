@@ -3,6 +3,7 @@
 //! Nothing here reads a file or the clock, so each rule can be tested on its own.
 
 pub mod capacity;
+pub mod conflicts;
 pub mod fields;
 pub mod time_input;
 
@@ -36,10 +37,7 @@ pub fn is_on_grid(time: NaiveDateTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap()
-    }
+    use crate::model::examples::at;
 
     #[test]
     fn slots_are_half_hours() {

@@ -162,10 +162,7 @@ pub fn check_end(start: NaiveDateTime, end: NaiveDateTime, horizon: Horizon) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-    }
+    use crate::model::examples::at;
 
     const NOW: &str = "2026-11-23 10:47";
 

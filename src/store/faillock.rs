@@ -312,14 +312,7 @@ pub fn send_to_syslog(socket: &Path, datagram: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-    }
-
-    fn user(name: &str) -> UserId {
-        UserId::parse(name).unwrap()
-    }
+    use crate::model::examples::{at, user};
 
     fn failures(name: &str, times: &[&str]) -> Vec<Failure> {
         times.iter().map(|time| Failure { time: at(time), user: user(name), address: "local".into() }).collect()

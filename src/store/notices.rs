@@ -295,10 +295,7 @@ pub fn update(lock: &ExclusiveLock, changes: &[Notice], active: &[Booking]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-    }
+    use crate::model::examples::at;
 
     fn booking(end: &str) -> Booking {
         Booking {

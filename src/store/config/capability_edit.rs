@@ -509,13 +509,10 @@ impl Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::examples::user;
 
     const UPSTREAM: &str = include_str!("../../../tests/fixtures/upstream/cfg/example/capability_config.yaml");
     const TEMPLATE: &str = include_str!("../../../tests/fixtures/template/cfg/capability_config.yaml");
-
-    fn user(id: &str) -> UserId {
-        UserId::parse(id).unwrap()
-    }
 
     fn parsed(text: &str) -> CapabilityConfig {
         CapabilityConfig::parse("c.yaml", text).unwrap().0

@@ -120,15 +120,12 @@ impl<'de> Deserialize<'de> for SelfRegistration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::examples::user;
 
     fn parse(text: &str) -> Result<LoginSettings, String> {
         LoginSettings::parse("cfg/login.yaml", text)
             .map(|(settings, _)| settings)
             .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-    }
-
-    fn user(name: &str) -> UserId {
-        UserId::parse(name).unwrap()
     }
 
     #[test]
