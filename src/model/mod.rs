@@ -142,8 +142,8 @@ impl Booking {
         let mut text = format!(
             "{} from {} to {}: {} CPUs, {} GB",
             self.user_id,
-            self.start.format("%Y-%m-%d %H:%M"),
-            self.end.format("%Y-%m-%d %H:%M"),
+            format_minutes(self.start),
+            format_minutes(self.end),
             self.cpus,
             self.memory
         );

@@ -13,7 +13,7 @@ use std::fmt;
 
 use chrono::{Duration, NaiveDateTime};
 
-use crate::model::{Booking, UserId, UserLimits};
+use crate::model::{Booking, UserId, UserLimits, format_minutes};
 
 /// Slack for comparing a request with a limit (4.35 CPUs against a limit of 4.35).
 const EPSILON: f64 = 1e-9;
@@ -75,7 +75,7 @@ pub enum Shortage {
 
 impl fmt::Display for Shortage {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let time = |time: &NaiveDateTime| time.format("%Y-%m-%d %H:%M").to_string();
+        let time = |time: &NaiveDateTime| format_minutes(*time);
         match self {
             Shortage::OwnOverlap { start, end } => {
                 write!(formatter, "you already have a booking from {} to {} that overlaps", time(start), time(end))

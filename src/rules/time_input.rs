@@ -5,6 +5,8 @@
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
 
+use crate::model::format_minutes;
+
 use super::{floor_to_slot, is_on_grid};
 
 /// How far ahead a booking may start, and how long it may last.
@@ -90,15 +92,15 @@ pub fn parse_start(text: &str, now: NaiveDateTime, horizon: Horizon) -> Result<N
         Spec::At(time) => time,
     };
     if start < current_slot {
-        return Err(format!("{} is in the past", start.format("%Y-%m-%d %H:%M")));
+        return Err(format!("{} is in the past", format_minutes(start)));
     }
     let latest = current_slot + Duration::days(horizon.start_within_days);
     if start > latest {
         return Err(format!(
             "{} is more than {} days ahead; the latest start is {}",
-            start.format("%Y-%m-%d %H:%M"),
+            format_minutes(start),
             horizon.start_within_days,
-            latest.format("%Y-%m-%d %H:%M")
+            format_minutes(latest)
         ));
     }
     Ok(start)
@@ -139,21 +141,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn check_end(start: NaiveDateTime, end: NaiveDateTime, horizon: Horizon) -> Result<(), String> {
     if end <= start {
-        return Err(format!(
-            "the end {} is not after the start {}",
-            end.format("%Y-%m-%d %H:%M"),
-            start.format("%Y-%m-%d %H:%M")
-        ));
+        return Err(format!("the end {} is not after the start {}", format_minutes(end), format_minutes(start)));
     }
     if !is_on_grid(end) {
-        return Err(format!("the end {} is not on :00 or :30", end.format("%Y-%m-%d %H:%M")));
+        return Err(format!("the end {} is not on :00 or :30", format_minutes(end)));
     }
     let latest = start + Duration::days(horizon.length_within_days);
     if end > latest {
         return Err(format!(
             "a booking lasts at most {} days; the latest end for this start is {}",
             horizon.length_within_days,
-            latest.format("%Y-%m-%d %H:%M")
+            format_minutes(latest)
         ));
     }
     Ok(())

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use chrono::{Duration, NaiveDateTime};
 
 use crate::error::{AuthenticationFailed, FileProblem, FileProblems};
-use crate::model::{UserId, format_time, parse_time};
+use crate::model::{UserId, format_minutes, format_time, parse_time};
 use crate::store::atomic_file;
 use crate::store::lock::{ExclusiveLock, LockHeld};
 use crate::store::monitor_log::{MonitorLog, Status};
@@ -186,7 +186,7 @@ pub fn locked_error(user: &UserId, until: NaiveDateTime) -> anyhow::Error {
     AuthenticationFailed(format!(
         "{user} is locked after {DENY} failed logins within {FAIL_INTERVAL_MINUTES} minutes; try again at {} \
          or later, or ask the admin to set a new password (enroll passwd {user})",
-        until.format("%Y-%m-%d %H:%M")
+        format_minutes(until)
     ))
     .into()
 }
@@ -218,7 +218,7 @@ pub fn record_failure(
             &format!(
                 "{user} is locked until {} after {DENY} failed logins within {FAIL_INTERVAL_MINUTES} minutes, \
                  the last from {address}",
-                until.format("%Y-%m-%d %H:%M")
+                format_minutes(until)
             ),
         );
     }
@@ -231,7 +231,7 @@ pub fn log_refused(lock: &ExclusiveLock, user: &UserId, address: &str, until: Na
         lock,
         now,
         Status::Warning,
-        &format!("login as {user} from {address} refused: locked until {}", until.format("%Y-%m-%d %H:%M")),
+        &format!("login as {user} from {address} refused: locked until {}", format_minutes(until)),
     );
 }
 

@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn lines_follow_the_originals_format() {
-        let now = NaiveDateTime::parse_from_str("2023-01-01 13:30", "%Y-%m-%d %H:%M").unwrap();
+        let now = crate::model::examples::at("2023-01-01 13:30");
         assert_eq!(
             MonitorLog::format(
                 now,
