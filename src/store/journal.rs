@@ -233,12 +233,7 @@ pub fn is_temporary_name(name: &OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn folder() -> (tempfile::TempDir, Folder) {
-        let scratch = tempfile::tempdir().unwrap();
-        let folder = Folder::open(scratch.path()).unwrap().unwrap();
-        (scratch, folder)
-    }
+    use crate::store::state_folder::scratch_folder as folder;
 
     fn steps() -> Vec<Step> {
         vec![

@@ -332,16 +332,19 @@ fn open_error(error: Errno, path: &Path, verb: &str) -> anyhow::Error {
     }
 }
 
+/// A folder handle on a fresh temporary folder, for unit tests.
+#[cfg(test)]
+pub(crate) fn scratch_folder() -> (tempfile::TempDir, Folder) {
+    let scratch = tempfile::tempdir().unwrap();
+    let folder = Folder::open(scratch.path()).unwrap().unwrap();
+    (scratch, folder)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::scratch_folder as folder;
     use super::*;
     use std::os::unix::fs::symlink;
-
-    fn folder() -> (tempfile::TempDir, Folder) {
-        let scratch = tempfile::tempdir().unwrap();
-        let folder = Folder::open(scratch.path()).unwrap().unwrap();
-        (scratch, folder)
-    }
 
     #[test]
     fn a_symbolic_link_is_neither_read_nor_appended_to_nor_replaced() {
