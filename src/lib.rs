@@ -12,7 +12,6 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod container_spec;
 pub mod csv_scan;
 pub mod docker;
 pub mod enrollment;
