@@ -93,6 +93,8 @@ fn engine_down(log: &mut MonitorLog, error: anyhow::Error) -> anyhow::Error {
     error
 }
 
+/// [`run_with`], with the check that refuses folders Docker must not mount: the tests' scratch
+/// folders are on the machine's ordinary mount, so they pass one that accepts them.
 async fn passes(
     root: &Root,
     options: &PassOptions,

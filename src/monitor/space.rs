@@ -1,6 +1,7 @@
-//! How much a user's folders hold, for the quota check before a container starts. The walk
-//! stops as soon as the total passes the quota, and after a time limit, so a huge tree never
-//! holds up a pass; it never follows symbolic links.
+//! How much a user's folders hold, for the quota checks: before a container starts, and at
+//! every pass while it runs (up to a grace margin past the quota). The walk stops as soon as
+//! the total passes what is asked, and after a time limit, so a huge tree never holds up a
+//! pass; it never follows symbolic links.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
