@@ -480,8 +480,8 @@ impl Containers for Engine {
     }
 
     /// Runs `script` with `/bin/sh -c` in a running container, its `arguments` as `$1`, `$2`…
-    /// (data, never parsed as shell), within [`EXEC_DEADLINE`], and returns at most
-    /// [`EXEC_OUTPUT_LIMIT`] of what it printed; `None` when the container does not run. The
+    /// (data, never parsed as shell), within `EXEC_DEADLINE`, and returns at most
+    /// `EXEC_OUTPUT_LIMIT` of what it printed; `None` when the container does not run. The
     /// container is the student's: its shell may print anything, or nothing, or never end.
     async fn run_script(&self, name: &str, script: &str, arguments: &[String]) -> Result<Option<String>> {
         let mut command = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string(), "gpu-booking".to_string()];
