@@ -10,7 +10,6 @@ pub mod booking;
 pub mod check;
 pub mod cli;
 pub mod clock;
-pub mod container_spec;
 pub mod docker;
 pub mod enrollment;
 pub mod error;

@@ -26,7 +26,7 @@ use chrono::{Duration, NaiveDateTime};
 
 use super::plan::{Plan, same_booking};
 use crate::booking::State;
-use crate::docker::Engine;
+use crate::docker::Containers;
 use crate::mail::{Mail, Mailer};
 use crate::model::{Booking, UserId, format_minutes};
 use crate::monitor::backup;
@@ -480,7 +480,7 @@ pub fn due(
 pub async fn deliver(
     root: &Root,
     config: &Config,
-    engine: &Engine,
+    containers: &impl Containers,
     due: Due,
     now: NaiveDateTime,
     log: &mut MonitorLog,
@@ -503,7 +503,7 @@ pub async fn deliver(
     let containers = futures_util::future::join_all(due.containers.iter().map(|notice| async move {
         let (_, text) = notice.warning.clone().unwrap_or((Event::TerminalHour, String::new()));
         let arguments = [notice.banner.clone(), text];
-        (notice, engine.run_script(notice.booking.user_id.as_str(), CONTAINER_SCRIPT, &arguments).await)
+        (notice, containers.run_script(notice.booking.user_id.as_str(), CONTAINER_SCRIPT, &arguments).await)
     }));
     let mails = futures_util::future::join_all(claimed.iter().map(|(index, _)| {
         let mailer = mailer.as_ref();
@@ -666,10 +666,7 @@ pub fn dry_run(root: &Root, state: &State, plan: &Plan, told: &[Notice], now: Na
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-    }
+    use crate::monitor::tests::{Lab, at};
 
     #[test]
     fn the_hour_and_the_half_hour_before_the_end() {
@@ -700,26 +697,12 @@ mod tests {
 
     /// A host of 2 CPUs with alice running from 10:00 to 12:00 on both, and `others` booked.
     fn extension_with(others: Vec<Booking>) -> Extension {
-        let scratch = tempfile::tempdir().unwrap();
-        let root = Root::new(scratch.path());
-        std::fs::create_dir_all(root.jobs_dir()).unwrap();
-        std::fs::create_dir_all(root.cfg_dir()).unwrap();
-        std::fs::write(
-            root.host_deploy_path(),
-            "volume_work_dir: ./w\nvolume_dataset_dir: ./d\nvolume_backup_dir: ./b\n\
-             users_config_yaml: ./cfg/users.yaml\ncapability_config_yaml: ./cfg/capability.yaml\nimages:\n  - i\n",
-        )
-        .unwrap();
-        std::fs::write(
-            scratch.path().join("cfg/capability.yaml"),
+        let lab = Lab::with_capability(
             "max:\n  cpus: 2\n  ram: 16\n  swap_size: 0\n  gpus: 0\n  shm_rate: 1\n  memory: 16\n\
              allow_userIDs: [alice, bob]\nmax_default_capability:\n  cpus: 2\n  memory: 8\n  gpus: 0\n",
-        )
-        .unwrap();
-        std::fs::write(scratch.path().join("cfg/users.yaml"), "").unwrap();
-        let lock = crate::store::lock::SharedLock::acquire(&root).unwrap();
+        );
         let alice = booking("alice", "2026-11-23 10:00", "2026-11-23 12:00", 2.0);
-        let state = State { config: Config::load(&lock).unwrap(), booked: others, running: vec![alice.clone()] };
+        let state = State { config: lab.config(), booked: others, running: vec![alice.clone()] };
         extension(&state, &alice, at("2026-11-23 11:00"))
     }
 

@@ -1,11 +1,17 @@
-//! How much a user's folders hold, for the quota check before a container starts. The walk
-//! stops as soon as the total passes the quota, and after a time limit, so a huge tree never
-//! holds up a pass; it never follows symbolic links.
+//! How much a user's folders hold, for the quota checks: before a container starts, and at
+//! every pass while it runs (up to a grace margin past the quota). The walk stops as soon as
+//! the total passes what is asked, and after a time limit, so a huge tree never holds up a
+//! pass; it never follows symbolic links.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::model::UserId;
 use crate::safe_folder::{DEPTH_LIMIT, EntryType, SafeFolder};
+use crate::store::config::{Config, UserEntry};
+
+/// How long the quota walk of one folder may take.
+pub const WALK_LIMIT: Duration = Duration::from_secs(20);
 
 /// The outcome of measuring a folder against a quota.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,6 +92,66 @@ impl Walk {
 pub fn gigabytes(bytes: u64) -> String {
     let value = bytes as f64 / 1e9;
     if value >= 10.0 { format!("{value:.0}GB") } else { format!("{value:.1}GB") }
+}
+
+/// One of a user's folders under a quota.
+pub struct FolderQuota {
+    pub what: &'static str,
+    /// The parent `host_deploy.yaml` names; the folder is reached below it.
+    pub parent: PathBuf,
+    pub folder: PathBuf,
+    pub quota_gb: f64,
+}
+
+/// A folder measured against its quota.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FolderUse {
+    pub what: &'static str,
+    pub quota_gb: f64,
+    pub measured: Measured,
+}
+
+impl FolderUse {
+    pub fn quota_bytes(&self) -> u64 {
+        (self.quota_gb * 1e9) as u64
+    }
+}
+
+/// The user's work and backup folders with their parents, where a quota is set.
+pub fn quota_folders(config: &Config, user: &UserId, entry: &UserEntry) -> Vec<FolderQuota> {
+    let limits = config.capability.limits_for(user);
+    let deploy = &config.deploy;
+    [
+        ("work_dir", deploy.volume_work_dir.clone(), entry.work_dir(deploy, user), limits.work_space),
+        ("backup_dir", deploy.volume_backup_dir.clone(), entry.backup_dir(deploy, user), limits.backup_space),
+    ]
+    .into_iter()
+    .filter_map(|(what, parent, folder, quota)| {
+        Some(FolderQuota { what, parent, folder, quota_gb: quota?.clamp(0.0, 1e6) })
+    })
+    .collect()
+}
+
+/// How far past their quota a running booking's folders may grow before the container is
+/// stopped: a tenth of the quota, at least 1 GB.
+pub fn grace_bytes(quota_bytes: u64) -> u64 {
+    (quota_bytes / 10).max(1_000_000_000)
+}
+
+/// Measures each folder, one after the other, up to its quota or, `with_grace`, up to its
+/// quota and grace margin.
+pub async fn measure_all(folders: Vec<FolderQuota>, with_grace: bool) -> Vec<FolderUse> {
+    let mut measured = Vec::new();
+    for FolderQuota { what, parent, folder, quota_gb } in folders {
+        let quota_bytes = (quota_gb * 1e9) as u64;
+        let stop_at = if with_grace { quota_bytes + grace_bytes(quota_bytes) } else { quota_bytes };
+        measured.push(FolderUse {
+            what,
+            quota_gb,
+            measured: measure_beneath(parent, folder, stop_at, WALK_LIMIT).await,
+        });
+    }
+    measured
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use gpu_booking::booking::State;
 use gpu_booking::cli::finish;
 use gpu_booking::cli::monitor::{Cli, Command};
 use gpu_booking::clock;
-use gpu_booking::docker::Engine;
+use gpu_booking::docker::{Containers, Engine};
 use gpu_booking::gpu::{GpuInfo, Nvml};
 use gpu_booking::model::{format_gpu_list, format_minutes};
 use gpu_booking::monitor::{self, PassOptions};

@@ -10,11 +10,11 @@ use gpu_booking::booking::{State, host_of};
 use gpu_booking::cli::finish;
 use gpu_booking::cli::run_container::{Cli, Command};
 use gpu_booking::clock;
-use gpu_booking::container_spec::LABEL_MANUAL;
-use gpu_booking::docker::Engine;
+use gpu_booking::docker::spec::LABEL_MANUAL;
+use gpu_booking::docker::{Containers, Engine};
 use gpu_booking::error::{Refused, UsageError};
 use gpu_booking::model::{Booking, UserId};
-use gpu_booking::monitor;
+use gpu_booking::monitor::{self, Actor};
 use gpu_booking::rules::capacity::{self, Request};
 use gpu_booking::rules::floor_to_slot;
 use gpu_booking::store::lock::SharedLock;
@@ -36,8 +36,8 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(async {
                 let mut log = MonitorLog::new(&root, now, true);
                 let engine = Engine::connect().await?;
-                let label = monitor::root_label(&root);
-                if !monitor::stop_container_of(&root, &state.config, &engine, &user, &label, &mut log).await {
+                let actor = Actor::new(&root, &state.config, &engine, false);
+                if !actor.end(&user, &mut log).await {
                     bail!("{user}'s container was not stopped; see {}", root.jobs_dir().join("monitor.log").display());
                 }
                 Ok(())
@@ -101,9 +101,10 @@ fn run(cli: Cli) -> Result<()> {
                         if existing.running { "running" } else { "stopped" }
                     )));
                 }
-                let mut prepared = monitor::prepare(&root, config, &booking, &label)?;
+                let actor = Actor::new(&root, config, &engine, console::Term::stderr().is_term());
+                let mut prepared = actor.prepare(&booking)?;
                 prepared.spec.labels.insert(LABEL_MANUAL.to_string(), "true".to_string());
-                monitor::launch(&root, config, &engine, &prepared, console::Term::stderr().is_term(), &mut log).await?;
+                actor.launch(&prepared, &mut log).await?;
                 log.info(&format!("{user}'s container was started by run-container (port {})", booking.forward_port));
                 Ok(())
             })

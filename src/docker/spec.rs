@@ -1,6 +1,6 @@
 //! The container a booking gets, as plain data: built here from the booking, the user's
 //! settings and the host's configuration, printed by `run-container --dry-run`, and turned
-//! into Docker calls only by [`crate::docker`]. One builder serves the monitor and
+//! into Docker calls only by the engine next to it. One builder serves the monitor and
 //! `run-container`, so both start exactly the same container for the same booking.
 //!
 //! Credentials travel as files written into the container before it starts (a crypt(3)
@@ -109,7 +109,7 @@ pub struct SpecInputs<'a> {
     pub root_label: String,
     pub user: &'a UserId,
     pub entry: &'a UserEntry,
-    /// The user's work, backup and dataset folders, checked by [`crate::volumes::UserFolders`].
+    /// The user's work, backup and dataset folders, as the monitor checked them.
     pub folders: (PathBuf, PathBuf, PathBuf),
 }
 
@@ -156,8 +156,8 @@ pub fn gpu_request(gpus: &[u32]) -> Option<GpuRequest> {
     })
 }
 
-/// Builds the container for `booking`. The saved `backup.yaml` paths are not mounted: they
-/// are copied into the container before it starts (see [`crate::monitor::backup`]).
+/// Builds the container for `booking`. The saved `backup.yaml` paths are not mounted: the
+/// monitor copies them into the container before it starts.
 pub fn build(booking: &Booking, inputs: &SpecInputs) -> ContainerSpec {
     let config = inputs.config;
     let deploy = &config.deploy;
@@ -245,7 +245,7 @@ pub fn build(booking: &Booking, inputs: &SpecInputs) -> ContainerSpec {
 /// image works; `cfg/templates/Dockerfile` bakes the same script in). It needs only a POSIX shell; each part of the image
 /// contract it cannot use (sshd, chpasswd) is reported on stderr and skipped, so the
 /// container still runs.
-pub const SETUP_SCRIPT: &str = include_str!("../cfg/templates/entrypoint.sh");
+pub const SETUP_SCRIPT: &str = include_str!("../../cfg/templates/entrypoint.sh");
 
 /// A shell command that prints the parts of the image contract the container lacks, one
 /// word per line (`sshd`, `chpasswd`).

@@ -1,8 +1,7 @@
-//! The Docker engine, behind intent-level functions. Nothing else in the crate builds bollard
-//! option structs: callers say "start this booking's container", "stop and remove it", "copy
-//! this path out of it". Every function is async; the binaries run them on a small runtime.
+//! [`Containers`] on the real Docker engine, through bollard.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -20,7 +19,8 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use crate::container_spec::{CONTRACT_CHECK, ContainerSpec, LABEL_MANAGED, LABEL_ROOT};
+use super::spec::{CONTRACT_CHECK, ContainerSpec, FolderMount, LABEL_MANAGED, LABEL_ROOT, SETUP_DIR};
+use super::{ContainerState, Containers, Declined, Started};
 
 /// How long the first contact may take before the engine counts as down.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,38 +36,9 @@ const STOP_GRACE_SECONDS: i32 = 10;
 /// killed pass.
 const REMOVAL_WAIT: Duration = Duration::from_secs(60);
 
-/// An image that is neither on the engine nor pullable: the student can pick another.
-#[derive(Debug)]
-pub struct ImageUnavailable(pub String);
-
-impl std::fmt::Display for ImageUnavailable {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ImageUnavailable {}
-
 /// The engine's address as the tools report it: `DOCKER_HOST`, else the local socket.
 pub fn engine_address() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
-}
-
-/// What the monitor needs to know of a container.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContainerState {
-    pub id: String,
-    pub name: String,
-    pub running: bool,
-    pub labels: HashMap<String, String>,
-}
-
-impl ContainerState {
-    /// Started by gpu-booking for this root.
-    pub fn is_ours(&self, root_label: &str) -> bool {
-        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
-            && self.labels.get(LABEL_ROOT).map(String::as_str) == Some(root_label)
-    }
 }
 
 pub struct Engine {
@@ -75,14 +46,15 @@ pub struct Engine {
     address: String,
 }
 
-/// Whether `error` says a container of that name exists already.
-pub fn is_name_taken(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<DockerError>(),
-            Some(DockerError::DockerResponseServerError { status_code: 409, message }) if message.contains("already in use")
-        )
-    })
+/// A creation refused with the name taken is told apart (see [`Declined`]); the engine's
+/// words stay the message.
+fn creation_error(error: DockerError) -> anyhow::Error {
+    match &error {
+        DockerError::DockerResponseServerError { status_code: 409, message } if message.contains("already in use") => {
+            Declined::NameTaken(error.to_string()).into()
+        }
+        _ => error.into(),
+    }
 }
 
 fn is_not_found(error: &DockerError) -> bool {
@@ -90,16 +62,19 @@ fn is_not_found(error: &DockerError) -> bool {
 }
 
 impl Engine {
-    /// Connects and pings, so a dead engine is one clear error up front.
-    pub async fn connect() -> Result<Engine> {
+    /// A client for the engine at [`engine_address`]; nothing is asked of it yet.
+    pub fn new() -> Result<Engine> {
         let address = engine_address();
         let docker = Docker::connect_with_defaults()
             .map_err(|error| anyhow!("Docker engine not reachable at {address}: {error}"))?;
-        match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-            Ok(Ok(_)) => Ok(Engine { docker, address }),
-            Ok(Err(error)) => bail!("Docker engine not reachable at {address}: {error}"),
-            Err(_) => bail!("Docker engine not reachable at {address}: no answer within {} s", PING_TIMEOUT.as_secs()),
-        }
+        Ok(Engine { docker, address })
+    }
+
+    /// Connects and pings, so a dead engine is one clear error up front.
+    pub async fn connect() -> Result<Engine> {
+        let engine = Engine::new()?;
+        engine.ping().await?;
+        Ok(engine)
     }
 
     pub fn address(&self) -> &str {
@@ -124,14 +99,16 @@ impl Engine {
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
-                        return Err(ImageUnavailable(format!("cannot pull image {image}: {detail}")).into());
+                        return Err(Declined::ImageUnavailable(format!("cannot pull image {image}: {detail}")).into());
                     }
                     if let (Some(bar), Some(status)) = (&bar, info.status) {
                         bar.set_message(format!("pulling {image}: {status}"));
                         bar.tick();
                     }
                 }
-                Err(error) => return Err(ImageUnavailable(format!("cannot pull image {image}: {error}")).into()),
+                Err(error) => {
+                    return Err(Declined::ImageUnavailable(format!("cannot pull image {image}: {error}")).into());
+                }
             }
         }
         if let Some(bar) = bar {
@@ -187,15 +164,171 @@ impl Engine {
         Ok(Some(chosen))
     }
 
+    /// Copies a tar archive (rooted at `/`) into a container, streamed from the file.
+    async fn upload_file(&self, name: &str, archive: &Path) -> Result<()> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+        let chunks = futures_util::stream::poll_fn(move |_| {
+            let mut buffer = vec![0u8; 256 * 1024];
+            std::task::Poll::Ready(match file.read(&mut buffer) {
+                Ok(0) => None,
+                Ok(read) => {
+                    buffer.truncate(read);
+                    Some(Ok(buffer.into()))
+                }
+                Err(error) => Some(Err(error)),
+            })
+        });
+        let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
+        self.docker
+            .upload_to_container(name, Some(upload), bollard::body_try_stream(chunks))
+            .await
+            .with_context(|| format!("cannot copy the saved files into container {name}"))
+    }
+
+    async fn wait_until_gone(&self, name: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        loop {
+            match self.container(name).await? {
+                None => return Ok(()),
+                Some(_) if tokio::time::Instant::now() >= deadline => {
+                    bail!("container {name} was still being removed after {} seconds", REMOVAL_WAIT.as_secs())
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn copy_out_unbounded(&self, name: &str, path: &str, archive: &Path, limit: u64) -> Result<bool> {
+        use std::io::Write;
+        let options = DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(name, Some(options));
+        let mut file =
+            std::fs::File::create(archive).with_context(|| format!("cannot create {}", archive.display()))?;
+        let mut written: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    written += bytes.len() as u64;
+                    if written > limit {
+                        bail!("{path} is larger than the {limit} bytes the backup quota leaves; not saved");
+                    }
+                    // Docker spells a sparse file out in zeros: holes here keep the staging
+                    // copy from taking that much of the host's disk.
+                    if bytes.iter().all(|byte| *byte == 0) {
+                        use std::io::Seek;
+                        file.seek(std::io::SeekFrom::Current(bytes.len() as i64))
+                    } else {
+                        file.write_all(&bytes).map(|()| 0)
+                    }
+                    .with_context(|| format!("cannot write {}", archive.display()))?;
+                }
+                Err(error) if is_not_found(&error) => return Ok(false),
+                Err(error) => return Err(error).with_context(|| format!("cannot copy {path} out of container {name}")),
+            }
+        }
+        file.set_len(written).with_context(|| format!("cannot write {}", archive.display()))?;
+        file.sync_all().with_context(|| format!("cannot flush {}", archive.display()))?;
+        Ok(true)
+    }
+
+    /// Runs a shell command in a running container and returns what it printed.
+    async fn run(&self, name: &str, command: &str) -> Result<String> {
+        self.run_command(name, vec!["/bin/sh".to_string(), "-c".to_string(), command.to_string()]).await
+    }
+
+    async fn run_command(&self, name: &str, command: Vec<String>) -> Result<String> {
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(false),
+            cmd: Some(command),
+            ..Default::default()
+        };
+        let exec = match self.docker.create_exec(name, options).await {
+            Ok(exec) => exec,
+            // Kept as it is, so a caller can tell "not running" (409) from other failures.
+            Err(error @ DockerError::DockerResponseServerError { status_code: 409, .. }) => return Err(error.into()),
+            Err(error) => return Err(error).with_context(|| format!("cannot run a command in {name}")),
+        };
+        let mut output = String::new();
+        if let StartExecResults::Attached { output: mut stream, .. } = self.docker.start_exec(&exec.id, None).await? {
+            while let Some(Ok(chunk)) = stream.next().await {
+                output.push_str(&chunk.to_string());
+                if output.len() > EXEC_OUTPUT_LIMIT {
+                    break;
+                }
+            }
+        }
+        Ok(output)
+    }
+}
+
+impl Containers for Engine {
+    async fn ping(&self) -> Result<()> {
+        let address = &self.address;
+        match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => bail!("Docker engine not reachable at {address}: {error}"),
+            Err(_) => bail!("Docker engine not reachable at {address}: no answer within {} s", PING_TIMEOUT.as_secs()),
+        }
+    }
+
+    async fn container(&self, name: &str) -> Result<Option<ContainerState>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(inspect) => Ok(Some(ContainerState {
+                id: inspect.id.unwrap_or_default(),
+                name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
+                running: inspect.state.and_then(|state| state.running).unwrap_or(false),
+                labels: inspect.config.and_then(|config| config.labels).unwrap_or_default(),
+            })),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("cannot inspect container {name}")),
+        }
+    }
+
+    async fn wait_for_container(&self, name: &str) -> Result<Option<ContainerState>> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        loop {
+            match self.container(name).await? {
+                Some(container) => return Ok(Some(container)),
+                None if tokio::time::Instant::now() >= deadline => return Ok(None),
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn list_ours(&self, root_label: &str) -> Result<Vec<ContainerState>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_ROOT}={root_label}")],
+        )]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries = self.docker.list_containers(Some(options)).await.context("cannot list containers")?;
+        Ok(summaries
+            .into_iter()
+            .map(|summary| ContainerState {
+                id: summary.id.unwrap_or_default(),
+                name: summary
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|name| name.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                running: summary.state.map(|state| state.to_string() == "running").unwrap_or(false),
+                labels: summary.labels.unwrap_or_default(),
+            })
+            .collect())
+    }
+
     /// Creates and starts a booking's container: image pulled if missing, the setup files and
     /// the user's saved files (`restore`, a tar archive rooted at `/`) copied in before the
     /// start. Returns what went wrong with the saved files (the container starts without
     /// them) and the parts of the image contract the container lacks (`sshd`, `chpasswd`):
     /// it runs all the same, and the caller warns.
-    pub async fn start_booking_container(
+    async fn start_booking_container(
         &self,
         spec: &ContainerSpec,
-        restore: Option<&std::path::Path>,
+        restore: Option<&Path>,
         progress: bool,
     ) -> Result<Started> {
         self.ensure_image(&spec.image, progress).await?;
@@ -216,10 +349,11 @@ impl Engine {
                 self.docker
                     .create_container(Some(options), create_body(&unlimited))
                     .await
+                    .map_err(creation_error)
                     .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image))?;
             }
             Err(error) => {
-                return Err(error)
+                return Err(creation_error(error))
                     .with_context(|| format!("cannot create container {} from {}", spec.name, spec.image));
             }
         }
@@ -265,89 +399,29 @@ impl Engine {
         })
     }
 
-    /// Copies a tar archive (rooted at `/`) into a container, streamed from the file.
-    async fn upload_file(&self, name: &str, archive: &std::path::Path) -> Result<()> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
-        let chunks = futures_util::stream::poll_fn(move |_| {
-            let mut buffer = vec![0u8; 256 * 1024];
-            std::task::Poll::Ready(match file.read(&mut buffer) {
-                Ok(0) => None,
-                Ok(read) => {
-                    buffer.truncate(read);
-                    Some(Ok(buffer.into()))
-                }
-                Err(error) => Some(Err(error)),
-            })
-        });
-        let upload = UploadToContainerOptions { path: "/".to_string(), ..Default::default() };
+    async fn start_existing(&self, name: &str) -> Result<()> {
         self.docker
-            .upload_to_container(name, Some(upload), bollard::body_try_stream(chunks))
+            .start_container(name, None::<StartContainerOptions>)
             .await
-            .with_context(|| format!("cannot copy the saved files into container {name}"))
+            .with_context(|| format!("cannot start container {name}"))
     }
 
-    /// The storage driver and the file system under it (`overlay2`, `extfs`), for the
-    /// status view: Docker limits a container's writable layer only on some of them.
-    pub async fn storage(&self) -> Result<(String, String)> {
-        let info = self.docker.info().await.context("cannot ask the engine for its storage driver")?;
-        let backing = info
-            .driver_status
-            .unwrap_or_default()
-            .into_iter()
-            .find(|pair| pair.first().map(String::as_str) == Some("Backing Filesystem"))
-            .and_then(|pair| pair.get(1).cloned())
-            .unwrap_or_else(|| "unknown".to_string());
-        Ok((info.driver.unwrap_or_else(|| "unknown".to_string()), backing))
-    }
-
-    /// The container called `name`, if any.
-    pub async fn container(&self, name: &str) -> Result<Option<ContainerState>> {
-        match self.docker.inspect_container(name, None).await {
-            Ok(inspect) => Ok(Some(ContainerState {
-                id: inspect.id.unwrap_or_default(),
-                name: inspect.name.unwrap_or_default().trim_start_matches('/').to_string(),
-                running: inspect.state.and_then(|state| state.running).unwrap_or(false),
-                labels: inspect.config.and_then(|config| config.labels).unwrap_or_default(),
-            })),
-            Err(error) if is_not_found(&error) => Ok(None),
-            Err(error) => Err(error).with_context(|| format!("cannot inspect container {name}")),
+    async fn has_setup_files(&self, name: &str) -> Result<bool> {
+        let path = format!("{}/start", SETUP_DIR);
+        let options = DownloadFromContainerOptions { path: path.clone() };
+        let mut stream = self.docker.download_from_container(name, Some(options));
+        // The first bytes answer the question: the file is the student's to make huge.
+        match stream.next().await {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(error)) if is_not_found(&error) => Ok(false),
+            Some(Err(error)) => Err(error).with_context(|| format!("cannot look for {path} in container {name}")),
+            None => Ok(false),
         }
-    }
-
-    /// Every container (running or not) that gpu-booking started for `root_label`.
-    pub async fn list_ours(&self, root_label: &str) -> Result<Vec<ContainerState>> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_ROOT}={root_label}")],
-        )]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let summaries = self.docker.list_containers(Some(options)).await.context("cannot list containers")?;
-        Ok(summaries
-            .into_iter()
-            .map(|summary| ContainerState {
-                id: summary.id.unwrap_or_default(),
-                name: summary
-                    .names
-                    .unwrap_or_default()
-                    .first()
-                    .map(|name| name.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
-                running: summary.state.map(|state| state.to_string() == "running").unwrap_or(false),
-                labels: summary.labels.unwrap_or_default(),
-            })
-            .collect())
-    }
-
-    /// Stops (with a grace period) and removes a container; one that is gone already is fine.
-    pub async fn stop_and_remove(&self, name: &str) -> Result<()> {
-        self.stop(name).await?;
-        self.remove(name).await
     }
 
     /// Stops a container (with a grace period) and keeps it; one that is stopped or gone
     /// already is fine.
-    pub async fn stop(&self, name: &str) -> Result<()> {
+    async fn stop(&self, name: &str) -> Result<()> {
         let options = StopContainerOptions { t: Some(STOP_GRACE_SECONDS), ..Default::default() };
         match self.docker.stop_container(name, Some(options)).await {
             Ok(()) => Ok(()),
@@ -357,7 +431,7 @@ impl Engine {
         }
     }
 
-    pub async fn remove(&self, name: &str) -> Result<()> {
+    async fn remove(&self, name: &str) -> Result<()> {
         let options = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
@@ -373,33 +447,7 @@ impl Engine {
         }
     }
 
-    /// The container `name` once the engine shows it: a name can be taken by a creation the
-    /// engine is still making (for a pass that was killed) before the container can be read.
-    pub async fn wait_for_container(&self, name: &str) -> Result<Option<ContainerState>> {
-        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
-        loop {
-            match self.container(name).await? {
-                Some(container) => return Ok(Some(container)),
-                None if tokio::time::Instant::now() >= deadline => return Ok(None),
-                None => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
-
-    async fn wait_until_gone(&self, name: &str) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
-        loop {
-            match self.container(name).await? {
-                None => return Ok(()),
-                Some(_) if tokio::time::Instant::now() >= deadline => {
-                    bail!("container {name} was still being removed after {} seconds", REMOVAL_WAIT.as_secs())
-                }
-                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
-
-    pub async fn restart(&self, name: &str) -> Result<()> {
+    async fn restart(&self, name: &str) -> Result<()> {
         let options = RestartContainerOptions { t: Some(STOP_GRACE_SECONDS), ..Default::default() };
         self.docker
             .restart_container(name, Some(options))
@@ -407,18 +455,10 @@ impl Engine {
             .with_context(|| format!("cannot restart container {name}"))
     }
 
-    /// Starts an existing, stopped container.
-    pub async fn start_existing(&self, name: &str) -> Result<()> {
-        self.docker
-            .start_container(name, None::<StartContainerOptions>)
-            .await
-            .with_context(|| format!("cannot start container {name}"))
-    }
-
     /// Writes a tar archive of `path` inside the container to `archive`; `false` when the
     /// path does not exist there. Streamed to disk (a saved folder can be large), and given
     /// up past `limit` bytes.
-    pub async fn copy_out(&self, name: &str, path: &str, archive: &std::path::Path, limit: u64) -> Result<bool> {
+    async fn copy_out(&self, name: &str, path: &str, archive: &Path, limit: u64) -> Result<bool> {
         match tokio::time::timeout(COPY_DEADLINE, self.copy_out_unbounded(name, path, archive, limit)).await {
             Ok(result) => result,
             Err(_) => bail!(
@@ -428,56 +468,7 @@ impl Engine {
         }
     }
 
-    async fn copy_out_unbounded(&self, name: &str, path: &str, archive: &std::path::Path, limit: u64) -> Result<bool> {
-        use std::io::Write;
-        let options = DownloadFromContainerOptions { path: path.to_string() };
-        let mut stream = self.docker.download_from_container(name, Some(options));
-        let mut file =
-            std::fs::File::create(archive).with_context(|| format!("cannot create {}", archive.display()))?;
-        let mut written: u64 = 0;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    written += bytes.len() as u64;
-                    if written > limit {
-                        bail!("{path} is larger than the {limit} bytes the backup quota leaves; not saved");
-                    }
-                    // Docker spells a sparse file out in zeros: holes here keep the staging
-                    // copy from taking that much of the host's disk.
-                    if bytes.iter().all(|byte| *byte == 0) {
-                        use std::io::Seek;
-                        file.seek(std::io::SeekFrom::Current(bytes.len() as i64))
-                    } else {
-                        file.write_all(&bytes).map(|()| 0)
-                    }
-                    .with_context(|| format!("cannot write {}", archive.display()))?;
-                }
-                Err(error) if is_not_found(&error) => return Ok(false),
-                Err(error) => return Err(error).with_context(|| format!("cannot copy {path} out of container {name}")),
-            }
-        }
-        file.set_len(written).with_context(|| format!("cannot write {}", archive.display()))?;
-        file.sync_all().with_context(|| format!("cannot flush {}", archive.display()))?;
-        Ok(true)
-    }
-
-    /// Whether the container holds the setup files (a container created by a pass that was
-    /// killed before writing them does not, and would fail at every start).
-    pub async fn has_setup_files(&self, name: &str) -> Result<bool> {
-        let path = format!("{}/start", crate::container_spec::SETUP_DIR);
-        let options = DownloadFromContainerOptions { path: path.clone() };
-        let mut stream = self.docker.download_from_container(name, Some(options));
-        // The first bytes answer the question: the file is the student's to make huge.
-        match stream.next().await {
-            Some(Ok(_)) => Ok(true),
-            Some(Err(error)) if is_not_found(&error) => Ok(false),
-            Some(Err(error)) => Err(error).with_context(|| format!("cannot look for {path} in container {name}")),
-            None => Ok(false),
-        }
-    }
-
-    /// The host PIDs of the processes in a running container (to match NVML's GPU processes).
-    pub async fn process_ids(&self, name: &str) -> Result<Vec<u32>> {
+    async fn process_ids(&self, name: &str) -> Result<Vec<u32>> {
         let top = self
             .docker
             .top_processes(name, None::<bollard::query_parameters::TopOptions>)
@@ -489,10 +480,10 @@ impl Engine {
     }
 
     /// Runs `script` with `/bin/sh -c` in a running container, its `arguments` as `$1`, `$2`…
-    /// (data, never parsed as shell), within [`EXEC_DEADLINE`], and returns at most
-    /// [`EXEC_OUTPUT_LIMIT`] of what it printed; `None` when the container does not run. The
+    /// (data, never parsed as shell), within `EXEC_DEADLINE`, and returns at most
+    /// `EXEC_OUTPUT_LIMIT` of what it printed; `None` when the container does not run. The
     /// container is the student's: its shell may print anything, or nothing, or never end.
-    pub async fn run_script(&self, name: &str, script: &str, arguments: &[String]) -> Result<Option<String>> {
+    async fn run_script(&self, name: &str, script: &str, arguments: &[String]) -> Result<Option<String>> {
         let mut command = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string(), "gpu-booking".to_string()];
         command.extend(arguments.iter().cloned());
         match tokio::time::timeout(EXEC_DEADLINE, self.run_command(name, command)).await {
@@ -509,34 +500,16 @@ impl Engine {
         }
     }
 
-    /// Runs a shell command in a running container and returns what it printed.
-    async fn run(&self, name: &str, command: &str) -> Result<String> {
-        self.run_command(name, vec!["/bin/sh".to_string(), "-c".to_string(), command.to_string()]).await
-    }
-
-    async fn run_command(&self, name: &str, command: Vec<String>) -> Result<String> {
-        let options = CreateExecOptions {
-            attach_stdout: Some(true),
-            attach_stderr: Some(false),
-            cmd: Some(command),
-            ..Default::default()
-        };
-        let exec = match self.docker.create_exec(name, options).await {
-            Ok(exec) => exec,
-            // Kept as it is, so a caller can tell "not running" (409) from other failures.
-            Err(error @ DockerError::DockerResponseServerError { status_code: 409, .. }) => return Err(error.into()),
-            Err(error) => return Err(error).with_context(|| format!("cannot run a command in {name}")),
-        };
-        let mut output = String::new();
-        if let StartExecResults::Attached { output: mut stream, .. } = self.docker.start_exec(&exec.id, None).await? {
-            while let Some(Ok(chunk)) = stream.next().await {
-                output.push_str(&chunk.to_string());
-                if output.len() > EXEC_OUTPUT_LIMIT {
-                    break;
-                }
-            }
-        }
-        Ok(output)
+    async fn storage(&self) -> Result<(String, String)> {
+        let info = self.docker.info().await.context("cannot ask the engine for its storage driver")?;
+        let backing = info
+            .driver_status
+            .unwrap_or_default()
+            .into_iter()
+            .find(|pair| pair.first().map(String::as_str) == Some("Backing Filesystem"))
+            .and_then(|pair| pair.get(1).cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        Ok((info.driver.unwrap_or_else(|| "unknown".to_string()), backing))
     }
 }
 
@@ -605,7 +578,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
 
 /// A bind mount as data: Docker never parses a path as options, and refuses a source that
 /// does not exist instead of creating it.
-fn folder_mount(mount: &crate::container_spec::FolderMount) -> Mount {
+fn folder_mount(mount: &FolderMount) -> Mount {
     Mount {
         typ: Some(MountType::BIND),
         source: Some(mount.host_path.display().to_string()),
@@ -616,17 +589,6 @@ fn folder_mount(mount: &crate::container_spec::FolderMount) -> Mount {
     }
 }
 
-/// What [`Engine::start_booking_container`] reports besides success.
-#[derive(Debug, Default)]
-pub struct Started {
-    /// Why the writable layer could not be limited (the storage driver's refusal).
-    pub layer_not_limited: Option<String>,
-    /// Why the saved files could not be copied in (the container runs without them).
-    pub restore_problem: Option<String>,
-    /// Parts of the image contract the container lacks.
-    pub missing: Vec<String>,
-}
-
 /// The setup files as a tar archive rooted at `/`.
 fn setup_archive(spec: &ContainerSpec) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -635,7 +597,7 @@ fn setup_archive(spec: &ContainerSpec) -> Result<Vec<u8>> {
     header.set_mode(0o700);
     header.set_size(0);
     header.set_cksum();
-    builder.append_data(&mut header, crate::container_spec::SETUP_DIR.trim_start_matches('/'), std::io::empty())?;
+    builder.append_data(&mut header, SETUP_DIR.trim_start_matches('/'), std::io::empty())?;
     for file in &spec.files {
         let mut header = tar::Header::new_gnu();
         header.set_size(file.contents.len() as u64);
