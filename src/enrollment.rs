@@ -18,7 +18,6 @@ use crate::account;
 use crate::booking::{self, State};
 use crate::error::{FileProblems, Refused, UsageError};
 use crate::model::{Booking, BookingState, UserId, UserLimits, format_minutes};
-use crate::monitor::space::{Measured, measure};
 use crate::password;
 use crate::store::config::capability::{self, LIMIT_FIELDS};
 use crate::store::config::capability_edit::{self, Edit, LimitChange};
@@ -28,6 +27,7 @@ use crate::store::faillock;
 use crate::store::lock::{ExclusiveLock, LockHeld};
 use crate::store::schedule::{self, ActiveFile};
 use crate::volumes;
+use crate::volumes::space::{Measured, measure};
 
 /// The password a user starts with.
 #[derive(Debug, Clone)]

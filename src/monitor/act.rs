@@ -12,7 +12,6 @@ use anyhow::Result;
 
 use super::notify::StartRefused;
 use super::plan::{self, Action, Goal, Leave, Observed, Plan};
-use super::space;
 use crate::docker::Containers;
 use crate::gpu::{self, GpuInfo};
 use crate::model::{Booking, UserId};
@@ -22,6 +21,7 @@ use crate::store::monitor_log::MonitorLog;
 use crate::store::notices::Refusal;
 use crate::store::root::Root;
 use crate::volumes::UserFolders;
+use crate::volumes::space;
 pub use launch::{Prepared, planned_spec};
 
 /// How long one user's part of a pass may take: saving a large backup, pulling an image.

@@ -52,19 +52,6 @@ fn parse_list(shown: &str, text: &str) -> (BackupList, Vec<String>) {
     }
 }
 
-/// Seeds the user's `backup.yaml` from the template when they have none. Created with
-/// `O_EXCL | O_NOFOLLOW`: a link planted under the name is never written through.
-pub fn seed_list(root: &Root, backup: &SafeFolder) -> Result<()> {
-    let template = root.templates_dir().join("backup.yaml");
-    if backup.entry_type(OsStr::new("backup.yaml"))?.is_some() || !template.exists() {
-        return Ok(());
-    }
-    let text = std::fs::read(&template).with_context(|| format!("cannot read {}", template.display()))?;
-    let mut file = backup.create_new_file(OsStr::new("backup.yaml"), 0o644)?;
-    file.write_all(&text).with_context(|| format!("cannot write {}/backup.yaml", backup.path().display()))?;
-    Ok(())
-}
-
 /// The saved copies as one tar archive rooted at `/`, ready to be copied into a new
 /// container before it starts, with a warning for each entry left out. Writes at most
 /// `limit` bytes of file contents.

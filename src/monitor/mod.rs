@@ -17,7 +17,6 @@ pub mod act;
 pub mod backup;
 pub mod notify;
 pub mod plan;
-pub mod space;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDateTime;

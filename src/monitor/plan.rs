@@ -6,10 +6,10 @@
 
 use chrono::NaiveDateTime;
 
-use super::space::{self, FolderUse, Measured};
 use crate::docker::ContainerState;
 use crate::docker::spec::{LABEL_MANUAL, LABEL_START};
 use crate::model::{Booking, UserId, format_time};
+use crate::volumes::space::{self, FolderUse, Measured};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {

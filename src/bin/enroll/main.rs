@@ -14,10 +14,10 @@ use gpu_booking::clock;
 use gpu_booking::enrollment::{self, NewUser, PasswordChoice, UserSummary};
 use gpu_booking::error::UsageError;
 use gpu_booking::model::{UserId, format_gpu_list};
-use gpu_booking::monitor::space::gigabytes;
 use gpu_booking::report::{self, Report};
 use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::store::root::Root;
+use gpu_booking::volumes::space::gigabytes;
 
 fn main() -> ExitCode {
     gpu_booking::cli::end_quietly_on_closed_pipe();

@@ -11,11 +11,11 @@ use crate::docker::{Containers, Started, image_unavailable, is_name_taken};
 use crate::model::{Booking, UserId, format_gpu_list};
 use crate::monitor::backup;
 use crate::monitor::plan::{self, Observed};
-use crate::monitor::space::{self, Measured};
 use crate::store::config::{Config, UserEntry};
 use crate::store::monitor_log::MonitorLog;
 use crate::store::notices::Refusal;
 use crate::volumes::UserFolders;
+use crate::volumes::space::{self, Measured};
 
 /// A booking's container, prepared on the host: the user's folders checked (inside their
 /// parents, reached without a link, on a nosuid,nodev mount) and made if missing, and the

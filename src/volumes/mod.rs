@@ -7,12 +7,15 @@
 //! component at a time without following a link. Root tools create missing folders (mode
 //! 0700); the backup folder starts with a copy of `cfg/templates/backup.yaml`.
 
+pub mod space;
+
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use crate::model::UserId;
-use crate::monitor::backup;
 use crate::safe_folder::{SafeFolder, lexically_normal};
 use crate::store::config::{Config, UserEntry};
 use crate::store::root::Root;
@@ -49,7 +52,7 @@ impl UserFolders {
         }
         .with_context(|| format!("{user}'s dataset folder"))?;
         if create {
-            backup::seed_list(root, &backup_folder)?;
+            seed_backup_list(root, &backup_folder)?;
         }
         Ok(UserFolders { work, backup: backup_folder, dataset })
     }
@@ -81,4 +84,17 @@ impl UserFolders {
 /// and seeds the backup folder's `backup.yaml` from the template if it has none.
 pub fn create_user_folders(root: &Root, config: &Config, user: &UserId, entry: &UserEntry) -> Result<()> {
     UserFolders::open(root, config, user, entry, true).map(|_| ())
+}
+
+/// Seeds the user's `backup.yaml` from the template when they have none. Created with
+/// `O_EXCL | O_NOFOLLOW`: a link planted under the name is never written through.
+pub fn seed_backup_list(root: &Root, backup: &SafeFolder) -> Result<()> {
+    let template = root.templates_dir().join("backup.yaml");
+    if backup.entry_type(OsStr::new("backup.yaml"))?.is_some() || !template.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read(&template).with_context(|| format!("cannot read {}", template.display()))?;
+    let mut file = backup.create_new_file(OsStr::new("backup.yaml"), 0o644)?;
+    file.write_all(&text).with_context(|| format!("cannot write {}/backup.yaml", backup.path().display()))?;
+    Ok(())
 }
