@@ -27,6 +27,8 @@
 //! bookings, a GPU held twice, times off the grid, CPUs in hundredths on a host of any size),
 //! both give the same start and the same GPUs.
 
+use std::collections::BTreeSet;
+
 use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
 use gpu_booking::model::{Booking, UserId, UserLimits};
 use gpu_booking::rules::capacity::{self, Host, Request, Shortage};
@@ -532,14 +534,13 @@ fn brute_force_earliest(
         let floor = gpu_booking::rules::floor_to_slot(time);
         if floor == time { time } else { floor + gpu_booking::rules::slot() }
     };
-    let mut candidates: Vec<NaiveDateTime> = active
-        .iter()
-        .map(|booking| ceil_to_slot(booking.end))
-        .filter(|end| *end > from && *end <= latest_start)
-        .collect();
-    candidates.push(from);
-    candidates.sort_unstable();
-    candidates.dedup();
+    let mut candidates = BTreeSet::from([from]);
+    for booking in active {
+        let end = ceil_to_slot(booking.end);
+        if from < end && end <= latest_start {
+            candidates.insert(end);
+        }
+    }
     candidates.into_iter().find_map(|start| {
         let request = Request { start, end: start + length, ..shape.clone() };
         capacity::place(active, host, &request).ok().map(|gpus| (start, gpus))
