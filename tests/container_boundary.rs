@@ -6,19 +6,17 @@
 //! Each test fails on the release before the backup redesign (saved paths bind-mounted back,
 //! the save unpacked by path while the container ran, folders mounted without nosuid,nodev).
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use lab::*;
+use support::docker::*;
+use support::images;
+use support::lab::*;
+use support::run::*;
 
 /// A folder outside every user folder, with a file only the host should see.
 fn plant_host_secret(lab: &Lab) -> std::path::PathBuf {
@@ -31,7 +29,7 @@ fn plant_host_secret(lab: &Lab) -> std::path::PathBuf {
 /// A lab with one registered user whose booking runs now.
 fn running_lab(test: &str) -> (Lab, String) {
     images::busybox_image();
-    let mut lab = Lab::new(test, &["a"]);
+    let lab = Lab::docker(test, &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -71,7 +69,7 @@ fn a_link_planted_in_the_backup_folder_never_mounts_a_host_folder() {
     exec(&user, &script);
 
     docker_ok(&["restart", "-t", "1", &user]);
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart");
+    lab.book_as(&user, &["restart"]).expect(0, "book restart");
     lab.monitor(NOW).expect(0, "the pass that serves the restart");
     only_own_folders_mounted(&lab, &user);
     let seen = exec(&user, "busybox cat /root/.ssh/secret.txt /root/.bashrc 2>/dev/null; true");
@@ -188,7 +186,7 @@ fn a_container_path_that_is_not_clean_is_refused() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("colon", &["a"]);
+    let lab = Lab::docker("colon", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.monitor(NOW).expect(0, "a pass that makes nothing");
@@ -216,7 +214,7 @@ fn user_folders_outside_the_volume_parents_are_refused() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("outside", &["a", "b"]);
+    let lab = Lab::docker("outside", &["a", "b"]);
     lab.register_all();
     let (first, second) = (lab.user(0).to_string(), lab.user(1).to_string());
     let secret = plant_host_secret(&lab);
@@ -251,7 +249,7 @@ fn folders_on_a_mount_that_honours_setuid_are_refused() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("nosuid", &["a"]);
+    let lab = Lab::docker("nosuid", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     let unmounted = Command::new("umount").arg(lab.path("volumes")).status().expect("run umount");
@@ -269,7 +267,7 @@ fn a_backup_list_planted_as_a_link_is_neither_read_nor_written_through() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("listlink", &["a", "b"]);
+    let lab = Lab::docker("listlink", &["a", "b"]);
     lab.register_all();
     let (first, second) = (lab.user(0).to_string(), lab.user(1).to_string());
     lab.monitor(NOW).expect(0, "a pass that makes nothing");

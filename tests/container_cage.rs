@@ -6,24 +6,22 @@
 //! Each test fails on the release before this change (Docker's default capabilities, no pids
 //! limit, the shared default bridge, unbounded exec and copy, quotas checked only at start).
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::fs;
 
-use lab::*;
 use serde_json::Value;
+use support::docker::*;
+use support::images;
+use support::lab::*;
+use support::run::*;
 
 const LATER: &str = "2026-11-23 12:00";
 
 /// A lab whose users all registered, with `extra` appended to `capability_config.yaml`.
 fn lab_with(test: &str, tags: &[&str], extra_capability: &str) -> Lab {
     images::busybox_image();
-    let mut lab = Lab::new(test, tags);
+    let lab = Lab::docker(test, tags);
     if !extra_capability.is_empty() {
         let text = lab.read("cfg/capability_config.yaml");
         lab.write("cfg/capability_config.yaml", &format!("{text}{extra_capability}"));
@@ -197,7 +195,7 @@ fn the_work_quota_holds_while_the_booking_runs() {
     lab.monitor("2026-11-23 11:30").assert_no_panic("the next pass");
     assert!(!is_running(&inspect_existing(&user, "the next pass")), "it stays stopped without a restart");
 
-    lab.book(&user, &["restart"], "2026-11-23 11:30").expect(0, "book restart");
+    lab.book_as(&user, &["restart"]).now("2026-11-23 11:30").expect(0, "book restart");
     lab.monitor("2026-11-23 11:30").assert_no_panic("the pass that serves the restart");
     assert!(is_running(&inspect_existing(&user, "after the restart")), "a restart gives the student a pass");
     exec(&user, "busybox rm /root/Work/first /root/Work/second");

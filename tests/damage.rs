@@ -3,9 +3,9 @@
 //! the field, never panic, and leave every file under the root byte-for-byte as it was.
 //!
 //! The snapshots compare every file and folder under the root except `jobs/.lock`: taking
-//! the state lock may create that file, and it never holds data (see `common::LOCK_FILE`).
+//! the state lock may create that file, and it never holds data (see `support::snapshot::LOCK_FILE`).
 
-mod common;
+mod support;
 
 use std::fs;
 
@@ -14,14 +14,14 @@ use gpu_booking::lock::SharedLock;
 use gpu_booking::root::Root;
 use gpu_booking::schedule::{self, ActiveFile};
 
-use common::{Run, append, assert_unchanged, copy_fixture, edit_line, enroll, enroll_check, snapshot};
+use support::fixtures::{append, copy_fixture, edit_line};
+use support::run::{self, NOW, Run, enroll, enroll_check};
+use support::schedule::{BOOKING, USED, USING};
+use support::snapshot::{assert_unchanged, snapshot};
 
 const CAPABILITY: &str = "cfg/example/capability_config.yaml";
 const USERS: &str = "cfg/example/users_config.yaml";
 const HOST_DEPLOY: &str = "cfg/host_deploy.yaml";
-const BOOKING: &str = "jobs/booking.csv";
-const USING: &str = "jobs/using.csv";
-const USED: &str = "jobs/used.csv";
 
 /// One change to one line: in `file` at `line`, `from` becomes `to`.
 type Edit<'a> = (&'a str, usize, &'a str, &'a str);
@@ -366,15 +366,10 @@ fn binary_garbage_in_a_booking_file_does_not_panic() {
 
 // ---- absurd numbers (issue 12, item 6) ---------------------------------------------------
 
-/// A clock for the binaries that need one; the fixture's bookings lie after it.
-const NOW: &str = "2026-11-23 10:00";
-
-/// `book --root ROOT ARGS…` on a damaged root, with the clock fixed and nobody logged in.
+/// `book --root ROOT ARGS…` on a damaged root, nobody logged in, the clock at [`NOW`] (the
+/// fixture's bookings lie after it).
 fn book(root: &std::path::Path, args: &[&str]) -> Run {
-    let root = root.to_str().expect("a UTF-8 temporary path");
-    let mut all = vec!["--root", root];
-    all.extend_from_slice(args);
-    common::run_with_input("book", &all, "", NOW)
+    run::command("book").root(root).now(NOW).args(args).run()
 }
 
 /// Every line an admin reads from a run, as they would count it.
@@ -633,11 +628,8 @@ fn a_fifo_in_place_of_a_configuration_file_is_refused_without_waiting() {
     let root = copy_fixture("upstream");
     let fifo = root.path().join("cfg/containers.yaml");
     rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
-    let mut command = std::process::Command::new(common::binary("enroll"));
-    command.args(["--root", root.path().to_str().unwrap(), "check"]);
     // Before, the read waited for a writer forever.
-    let run = common::run_limited(command, "", std::time::Duration::from_secs(60));
-    run.assert_no_panic("enroll check");
+    let run = run::command("enroll").root(root.path()).args(["check"]).limit(std::time::Duration::from_secs(60)).run();
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
         run.stdout.contains("cfg/containers.yaml: cannot read: it is a named pipe (FIFO), expected a plain file"),

@@ -25,20 +25,20 @@
 //! GPU_BOOKING_CAMPAIGN_SIZE=3000 cargo test --release --test damage_campaign -- --nocapture
 //! ```
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Run, binary, copy_fixture, run_limited, snapshot};
+use support::fixtures::copy_fixture;
+use support::run::{self, DEAD_DOCKER_HOST, NOW, Run, new_booking_args};
+use support::snapshot::snapshot;
 
-const NOW: &str = "2026-11-23 10:00";
 const ALICE_PASSWORD: &str = "tulip-alice-7";
 const LINE_LIMIT: usize = 300;
 const DEFAULT_SEED: u64 = 0x1207_2026;
@@ -71,54 +71,27 @@ const EVERY_READER: &[Reader] = &[
 
 impl Reader {
     fn run(self, root: &Path) -> Run {
-        let root = root.to_str().expect("a UTF-8 temporary path");
-        let (name, args, input): (&str, Vec<&str>, String) = match self {
-            Reader::EnrollCheck => ("enroll", vec!["--root", root, "check"], String::new()),
-            Reader::BookList => ("book", vec!["--root", root, "list"], String::new()),
-            Reader::BookFree => (
-                "book",
-                vec!["--root", root, "free", "--cpus", "1", "--memory", "1", "--gpus", "1", "--duration", "1-day"],
-                String::new(),
-            ),
-            Reader::MonitorDryRun => ("monitor", vec!["--root", root, "--dry-run"], String::new()),
-            Reader::EnrollList => ("enroll", vec!["--root", root, "list"], String::new()),
-            Reader::BookNew => (
-                "book",
-                vec![
-                    "--root",
-                    root,
-                    "--user",
-                    "alice",
-                    "--password-stdin",
-                    "new",
-                    "--cpus",
-                    "1",
-                    "--memory",
-                    "1",
-                    "--gpus",
-                    "1",
-                    "--start",
-                    "now",
-                    "--end",
-                    "2-hour",
-                    "--yes",
-                ],
-                format!("{ALICE_PASSWORD}\n"),
-            ),
+        let (name, args): (&str, Vec<&str>) = match self {
+            Reader::EnrollCheck => ("enroll", vec!["check"]),
+            Reader::BookList => ("book", vec!["list"]),
+            Reader::BookFree => {
+                ("book", vec!["free", "--cpus", "1", "--memory", "1", "--gpus", "1", "--duration", "1-day"])
+            }
+            Reader::MonitorDryRun => ("monitor", vec!["--dry-run"]),
+            Reader::EnrollList => ("enroll", vec!["list"]),
+            Reader::BookNew => ("book", new_booking_args("1", "1", "1", "now", "2-hour")),
         };
-        let mut command = Command::new(binary(name));
-        command
+        let mut command = run::command(name)
+            .root(root)
+            .now(NOW)
             .args(args)
-            .env_remove("GPU_BOOKING_ROOT")
-            .env_remove("SSH_CLIENT")
-            .env_remove("SSH_ORIGINAL_COMMAND")
-            .env_remove("RUST_BACKTRACE")
-            .env("GPU_BOOKING_NOW", NOW)
-            .env("NO_COLOR", "1")
             // `enroll list` and `monitor` look for containers only where none can be.
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .current_dir(std::env::temp_dir());
-        run_limited(command, &input, TIME_LIMIT)
+            .env("DOCKER_HOST", DEAD_DOCKER_HOST)
+            .limit(TIME_LIMIT);
+        if self == Reader::BookNew {
+            command = command.login("alice", ALICE_PASSWORD).args(["--yes"]);
+        }
+        command.output()
     }
 }
 

@@ -36,14 +36,7 @@
 //! `GPU_BOOKING_REQUIRE_DOCKER=1` (CI). Both tests make the one `booking` account, so they run
 //! one at a time.
 
-#[path = "e2e/debian_image.rs"]
-mod debian_image;
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/screen.rs"]
-mod screen;
-#[path = "support/terminal.rs"]
-mod terminal;
+mod support;
 
 use std::fs;
 use std::io::{Read as _, Write as _};
@@ -56,7 +49,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Timelike};
-use terminal::Terminal;
+use support::terminal::Terminal;
+use support::{debian_image, images};
 
 const TEST: &str = "e2e_journey";
 

@@ -12,12 +12,7 @@
 //! The host here has no NVIDIA runtime: bookings without GPUs run, a GPU booking must fail
 //! cleanly.
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,8 +20,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lab::*;
 use serde_json::Value;
+use support::docker::*;
+use support::images;
+use support::lab::*;
+use support::run::*;
+use support::schedule::*;
+use support::snapshot::*;
 
 // ---- the tests ---------------------------------------------------------------------------
 
@@ -38,7 +38,7 @@ fn a_booking_runs_with_its_limits_and_its_files_survive_to_the_next_booking() {
         return;
     }
     let image = images::busybox_image();
-    let mut lab = Lab::new("life", &["a"]);
+    let lab = Lab::docker("life", &["a"]);
     let user = lab.user(0).to_string();
     let user = user.as_str();
     lab.register(user);
@@ -152,12 +152,12 @@ fn the_password_is_nowhere_in_plain_text() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("secret", &["a"]);
+    let lab = Lab::docker("secret", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "1-hour");
     let pass = lab.monitor(NOW);
-    pass.expect(0, "the pass that starts the booking");
+    let pass = pass.expect(0, "the pass that starts the booking");
     let container = inspect_existing(&user, "after the start");
     assert!(is_running(&container), "the container runs: {}", container["State"]);
     // The setup script has run by now (it printed its warnings, or the pass waited on it).
@@ -183,16 +183,16 @@ fn the_password_is_nowhere_in_plain_text() {
 /// and no request moves.
 #[test]
 fn an_unreachable_engine_is_logged_and_nothing_moves() {
-    let mut lab = Lab::new("down", &["a", "b"]);
+    let lab = Lab::docker("down", &["a", "b"]);
     lab.register_all();
     let (starting, ending) = (lab.user(0).to_string(), lab.user(1).to_string());
     lab.book_new(&starting, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.add_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
+    lab.add_booking_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
     lab.write(MONITOR_EXEC, "now\n");
     let before = lab.jobs_snapshot();
 
     let pass = lab.monitor_with(NOW, &[], &[("DOCKER_HOST", DEAD_DOCKER_HOST)]);
-    pass.expect_failure("a pass without an engine");
+    let pass = pass.expect_failure("a pass without an engine");
 
     let expected = format!("20261123 10:00 [ERROR] DockerError, Docker engine not reachable at {DEAD_DOCKER_HOST}");
     assert!(
@@ -201,7 +201,7 @@ fn an_unreachable_engine_is_logged_and_nothing_moves() {
         lab.log()
     );
     assert!(pass.stdout.contains(&expected), "the line also goes to stdout\n{pass}");
-    assert_same_files(&before, &lab.jobs_snapshot(), "a pass without an engine");
+    assert_unchanged(&before, &lab.jobs_snapshot(), "a pass without an engine");
     assert_eq!(lab.read(MONITOR_EXEC), "now\n", "the request waits for the next pass");
 }
 
@@ -220,7 +220,7 @@ fn a_gpu_booking_without_the_nvidia_runtime_fails_cleanly_and_stays_booked() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("gpu", &["a"]);
+    let lab = Lab::docker("gpu", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "1"), "now", "2-hour");
@@ -248,7 +248,7 @@ fn a_foreign_container_holding_the_name_is_left_alone() {
         return;
     }
     let image = images::busybox_image();
-    let mut lab = Lab::new("foreign", &["a"]);
+    let lab = Lab::docker("foreign", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     docker_ok(&["run", "-d", "--name", &user, image, "sleep", "600"]);
@@ -278,7 +278,7 @@ fn a_second_pass_changes_nothing() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("twice", &["a"]);
+    let lab = Lab::docker("twice", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -288,7 +288,7 @@ fn a_second_pass_changes_nothing() {
 
     lab.monitor(NOW).expect(0, "the second pass");
 
-    assert_same_files(&before, &lab.jobs_snapshot(), "the second pass");
+    assert_unchanged(&before, &lab.jobs_snapshot(), "the second pass");
     let second = inspect_existing(&user, "after the second pass");
     assert_eq!(second["Id"], first["Id"], "the same container");
     assert_eq!(second["State"]["StartedAt"], first["State"]["StartedAt"], "not restarted");
@@ -317,16 +317,16 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     }
     images::busybox_image();
     // a and b end at 12:00, e goes on; c and d start at 12:00; f's window passed unstarted.
-    let mut lab = Lab::new("kill", &["a", "b", "c", "d", "e", "f"]);
+    let lab = Lab::docker("kill", &["a", "b", "c", "d", "e", "f"]);
     lab.register_all();
     let user = |index: usize| lab.user(index).to_string();
     let (a, b, c, d, e, f) = (user(0), user(1), user(2), user(3), user(4), user(5));
     let earlier = "2026-11-23 11:30";
     let now = "2026-11-23 12:00";
     // One CPU each: the least a booking may hold.
-    lab.add_row(USING, &a, &full("2026-11-23 10:00"), &full(now), "1", "1");
-    lab.add_row(USING, &b, &full("2026-11-23 10:30"), &full(now), "1", "1");
-    lab.add_row(USING, &e, &full("2026-11-23 11:00"), &full("2026-11-23 14:00"), "1", "1");
+    lab.add_booking_row(USING, &a, &full("2026-11-23 10:00"), &full(now), "1", "1");
+    lab.add_booking_row(USING, &b, &full("2026-11-23 10:30"), &full(now), "1", "1");
+    lab.add_booking_row(USING, &e, &full("2026-11-23 11:00"), &full("2026-11-23 14:00"), "1", "1");
     // The containers of the running bookings, started by a pass before their end.
     lab.monitor(earlier).expect(0, "the pass that starts the running bookings' containers");
     for running in [&a, &b, &e] {
@@ -337,9 +337,9 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     for ending in [&a, &b] {
         docker_ok(&["exec", ending, "sh", "-c", "printf 'saved %s\\n' \"$1\" > /root/.bashrc", "sh", ending]);
     }
-    lab.add_row(BOOKING, &c, &full(now), &full("2026-11-23 14:00"), "1", "1");
-    lab.add_row(BOOKING, &d, &full(now), &full("2026-11-23 13:00"), "1", "1");
-    lab.add_row(BOOKING, &f, &full("2026-11-23 10:00"), &full("2026-11-23 11:00"), "1", "1");
+    lab.add_booking_row(BOOKING, &c, &full(now), &full("2026-11-23 14:00"), "1", "1");
+    lab.add_booking_row(BOOKING, &d, &full(now), &full("2026-11-23 13:00"), "1", "1");
+    lab.add_booking_row(BOOKING, &f, &full("2026-11-23 10:00"), &full("2026-11-23 11:00"), "1", "1");
     lab.write(MONITOR_EXEC, "now\n");
     let mut all_bookings: BTreeSet<(String, String)> = BTreeSet::new();
     for file in [BOOKING, USING, USED] {
@@ -354,17 +354,9 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     for _ in 0..15 {
         let delay = Duration::from_millis(rng.next() % 1501);
         delays.push(delay.as_millis());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .arg("--root")
-            .arg(lab.root())
-            .env("GPU_BOOKING_NOW", now)
-            .env_remove("GPU_BOOKING_ROOT")
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn monitor");
+        let (mut command, _) = lab.command("monitor", &[]).now(now).into_command();
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn monitor");
         std::thread::sleep(delay);
         // SIGKILL; a pass that already finished is simply reaped.
         let _ = child.kill();
@@ -464,7 +456,7 @@ fn a_container_left_unstarted_by_a_killed_pass_is_made_to_run() {
         return;
     }
     let image = images::busybox_image();
-    let mut lab = Lab::new("halfmade", &["a"]);
+    let lab = Lab::docker("halfmade", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -523,7 +515,7 @@ fn backup_entries_leading_out_of_the_backup_folder_are_refused() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("escape", &["a"]);
+    let lab = Lab::docker("escape", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     let backup = lab.backup_dir(&user);
@@ -573,7 +565,7 @@ fn a_symlinked_backup_entry_is_refused_and_the_others_are_restored() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("symlink", &["a"]);
+    let lab = Lab::docker("symlink", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     let backup = lab.backup_dir(&user);
@@ -603,24 +595,24 @@ fn a_symlinked_backup_entry_is_refused_and_the_others_are_restored() {
 /// container — and needs no engine.
 #[test]
 fn a_dry_run_prints_the_plan_and_changes_nothing() {
-    let mut lab = Lab::new("dry", &["a", "b"]);
+    let lab = Lab::docker("dry", &["a", "b"]);
     lab.register_all();
     let (starting, ending) = (lab.user(0).to_string(), lab.user(1).to_string());
     lab.book_new(&starting, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.add_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
+    lab.add_booking_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
     let before = snapshot(lab.root());
     let engine = images::docker_engine().is_ok();
 
     for envs in [vec![], vec![("DOCKER_HOST", DEAD_DOCKER_HOST)]] {
         let context = format!("monitor --dry-run with {envs:?}");
         let run = lab.monitor_with(NOW, &["--dry-run"], &envs);
-        run.expect(0, &context);
+        let run = run.expect(0, &context);
         assert!(run.stdout.contains(&format!("would start {starting}")), "{context}: the start is planned\n{run}");
         assert!(
             run.stdout.contains(&format!("would back up, stop and remove {ending}'s container")),
             "{context}: the end is planned\n{run}"
         );
-        assert_same_files(&before, &snapshot(lab.root()), &context);
+        assert_unchanged(&before, &snapshot(lab.root()), &context);
         if engine {
             assert!(inspect(&starting).is_none() && inspect(&ending).is_none(), "{context}: no container was created");
         }
@@ -638,7 +630,7 @@ fn started_at(container: &Value) -> String {
 /// id. The container's `StartedAt` is returned too: Docker keeps nanoseconds, so a restart
 /// always moves it on.
 fn lab_with_a_running_container(name: &str) -> (Lab, String, String) {
-    let mut lab = Lab::new(name, &["a"]);
+    let lab = Lab::docker(name, &["a"]);
     lab.register_all();
     let user = lab.user(0).to_string();
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -654,7 +646,7 @@ fn a_restart_request_restarts_the_container_and_is_consumed() {
     }
     images::busybox_image();
     let (lab, user, before) = lab_with_a_running_container("restart");
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    lab.book_as(&user, &["restart"]).expect(0, "book restart with a running booking");
     // The original's format, the bare id: its watcher runs `docker restart <line>`.
     assert_eq!(lab.read(MONITOR_EXEC), format!("{user}\n"), "the request waits in monitor_exec");
     lab.monitor(NOW).expect(0, "the pass that serves the request");
@@ -674,7 +666,7 @@ fn a_restart_that_docker_fails_is_kept_for_the_next_pass() {
     }
     images::busybox_image();
     let (lab, user, _) = lab_with_a_running_container("restart-fails");
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    lab.book_as(&user, &["restart"]).expect(0, "book restart with a running booking");
     // The container's entrypoint is `/bin/sh …`: without it, Docker cannot start it again.
     exec(&user, "rm -f /bin/sh");
 
@@ -693,7 +685,7 @@ fn a_restart_request_leaves_a_foreign_container_alone() {
     }
     let image = images::busybox_image();
     let (lab, user, _) = lab_with_a_running_container("restart-foreign");
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    lab.book_as(&user, &["restart"]).expect(0, "book restart with a running booking");
     // Someone replaces the booking's container with one of their own, under the same name.
     docker_ok(&["rm", "-f", &user]);
     docker_ok(&["run", "-d", "--name", &user, image, "sleep", "600"]);
@@ -715,7 +707,7 @@ fn an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("pull", &["a"]);
+    let lab = Lab::docker("pull", &["a"]);
     let absent = format!("gpu-booking-test/absent-{}:latest", std::process::id());
     let deploy = lab.read("cfg/host_deploy.yaml").replace(
         &format!("images:\n  - {}\n", images::BUSYBOX_IMAGE),
@@ -725,7 +717,7 @@ fn an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept() {
     lab.register_all();
     let user = lab.user(0).to_string();
     let args = ["new", "--start", "now", "--end", "2-hour", "--cpus", "1", "--memory", "2", "--gpus", "0"];
-    lab.book(&user, &[&args[..], &["--image", &absent]].concat(), NOW).expect(0, "book with an image the engine lacks");
+    lab.book_as(&user, &[&args[..], &["--image", &absent]].concat()).expect(0, "book with an image the engine lacks");
     lab.monitor(NOW).expect_failure("a pass whose image cannot be pulled");
     lab.assert_logged("[ERROR] StartError", &[&user, "cannot pull image", &absent], "the failed pull is named");
     assert!(lab.holds(BOOKING, &user, &full(NOW)), "the booking stays in booking.csv for the next pass");
@@ -734,16 +726,16 @@ fn an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept() {
 
 #[test]
 fn run_container_dry_run_prints_the_exact_spec_and_touches_nothing() {
-    let mut lab = Lab::new("rcdry", &["a"]);
+    let lab = Lab::docker("rcdry", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     let before = snapshot(lab.root());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    command.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "1.5", "--memory", "4", "--gpus", "0,1"]);
-    command.args(["--extra-command", "python3 -m http.server 8888", "--dry-run"]).env("DOCKER_HOST", DEAD_DOCKER_HOST);
-    let run = run(command, NOW, None);
-    run.expect(0, "run-container --dry-run with no engine");
-    let spec: Value = serde_json::from_str(&run.stdout).expect("the dry run prints one JSON object");
+    let run = lab
+        .command("run-container", &["--user", &user, "--cpus", "1.5", "--memory", "4", "--gpus", "0,1"])
+        .args(["--extra-command", "python3 -m http.server 8888", "--dry-run"])
+        .env("DOCKER_HOST", DEAD_DOCKER_HOST)
+        .expect(0, "run-container --dry-run with no engine");
+    let spec = run.json();
     assert_eq!(spec["name"], user.as_str());
     assert_eq!(spec["image"], images::BUSYBOX_IMAGE);
     assert_eq!(spec["nano_cpus"], 1_500_000_000i64);
@@ -766,15 +758,10 @@ fn run_container_dry_run_prints_the_exact_spec_and_touches_nothing() {
     assert_eq!(dataset["read_only"], true);
     assert!(!run.stdout.contains("$6$") && !run.stdout.contains(PASSWORD), "no password or hash is printed");
     assert!(run.stdout.contains("extra_command"), "the extra command file is listed by path");
-    assert_same_files(&before, &snapshot(lab.root()), "run-container --dry-run");
+    assert_unchanged(&before, &snapshot(lab.root()), "run-container --dry-run");
 
-    let mut over = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    over.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "64", "--dry-run"]);
-    run_refused(over, "more CPUs than the host has");
-}
-
-fn run_refused(command: Command, context: &str) {
-    run(command, NOW, None).expect(3, context);
+    lab.command("run-container", &["--user", &user, "--cpus", "64", "--dry-run"])
+        .expect(3, "more CPUs than the host has");
 }
 
 #[test]
@@ -783,12 +770,11 @@ fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("rc", &["a"]);
+    let lab = Lab::docker("rc", &["a"]);
     lab.register_all();
     let user = lab.user(0).to_string();
-    let mut start = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    start.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "1", "--memory", "2"]);
-    run(start, NOW, None).expect(0, "run-container starts a container");
+    lab.command("run-container", &["--user", &user, "--cpus", "1", "--memory", "2"])
+        .expect(0, "run-container starts a container");
     let container = inspect_existing(&user, "after run-container");
     assert!(is_running(&container));
     assert_eq!(labels(&container).get("gpu-booking.manual").map(String::as_str), Some("true"));
@@ -800,9 +786,7 @@ fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it
     assert_eq!(after["Id"], container["Id"]);
 
     exec(&user, "echo 'alias ll=ls' > /root/.bashrc");
-    let mut stop = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    stop.arg("--root").arg(lab.root()).args(["stop", "--user", &user]);
-    run(stop, NOW, None).expect(0, "run-container stop");
+    lab.command("run-container", &["stop", "--user", &user]).expect(0, "run-container stop");
     assert!(inspect(&user).is_none(), "the container is gone");
     let saved = fs::read_to_string(lab.backup_dir(&user).join(".default/.bashrc")).expect("the dotfile was saved");
     assert_eq!(saved, "alias ll=ls\n");
@@ -810,12 +794,12 @@ fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it
 
 #[test]
 fn monitor_status_names_the_missing_driver_and_the_running_bookings() {
-    let mut lab = Lab::new("status", &["a"]);
+    let lab = Lab::docker("status", &["a"]);
     lab.register_all();
     let user = lab.user(0).to_string();
-    lab.add_row(USING, &user, &full("2026-11-23 09:00"), &full("2026-11-23 12:00"), "1", "2");
+    lab.add_booking_row(USING, &user, &full("2026-11-23 09:00"), &full("2026-11-23 12:00"), "1", "2");
     let run = lab.monitor_with(NOW, &["status"], &[("DOCKER_HOST", DEAD_DOCKER_HOST)]);
-    run.expect(0, "monitor status without a driver or an engine");
+    let run = run.expect(0, "monitor status without a driver or an engine");
     assert!(run.stdout.contains("no NVIDIA driver"), "the missing driver is one clear line\n{run}");
     assert!(run.stdout.contains(&user) && run.stdout.contains("until 2026-11-23 12:00"), "the running booking\n{run}");
     // What the host enforces, said plainly: quotas, limits, and the mount of the folders.
@@ -843,21 +827,17 @@ fn an_extension_racing_the_end_of_its_booking_is_never_lost() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("extendrace", &["a"]);
+    let lab = Lab::docker("extendrace", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
     lab.monitor(NOW).expect(0, "the pass that starts the booking");
     let end = "2026-11-23 12:00";
     let pass = {
-        let root = lab.root().to_path_buf();
-        std::thread::spawn(move || {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_monitor"));
-            command.arg("--root").arg(root);
-            run(command, end, None)
-        })
+        let pass = lab.command("monitor", &[]).now(end);
+        std::thread::spawn(move || pass.output())
     };
-    let extended = lab.book(&user, &["extend", "--end", "2026-11-23 14:00"], end);
+    let extended = lab.book_as(&user, &["extend", "--end", "2026-11-23 14:00"]).now(end).run();
     let pass = pass.join().expect("the pass thread");
     pass.assert_no_panic("the pass that ends the booking");
     extended.assert_no_panic("book extend");
@@ -887,7 +867,7 @@ fn a_container_without_a_booking_is_removed_and_its_saved_paths_kept() {
         return;
     }
     images::busybox_image();
-    let mut lab = Lab::new("orphan", &["a"]);
+    let lab = Lab::docker("orphan", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");

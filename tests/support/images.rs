@@ -7,7 +7,6 @@
 //!
 //! Also here: whether a Docker engine answers at all, so a test can skip (or, with
 //! `GPU_BOOKING_REQUIRE_DOCKER=1`, fail) when there is none.
-#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
