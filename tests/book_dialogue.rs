@@ -93,6 +93,13 @@ fn start_book(root: &Path, arguments: &[&str]) -> Terminal {
         .printing_transcript_at_end(std::env::var_os("BOOK_DIALOGUE_TRANSCRIPT").is_some())
 }
 
+/// At `prompt`, types `password`, which is wrong, and is told so.
+fn type_a_wrong_password(terminal: &mut Terminal, prompt: &str, password: &str) {
+    terminal.expect(prompt);
+    terminal.answer_hidden_when_echo_off(password);
+    terminal.expect("Wrong password.");
+}
+
 /// Test 1: a new user's first login and first booking, with wrong answers on the way.
 #[test]
 fn a_new_user_chooses_a_password_and_books_with_wrong_answers_on_the_way() {
@@ -187,12 +194,8 @@ fn three_wrong_passwords_end_the_session_with_status_4() {
     let users_before = lab.read(USERS_CONFIG);
 
     let mut terminal = start_book(lab.root(), &["--user", "bob"]);
-    terminal.expect("Password: ");
-    terminal.answer_hidden_when_echo_off("wrong-1");
-    terminal.expect("Wrong password.");
-    terminal.expect("Password (try 2 of 3): ");
-    terminal.answer_hidden_when_echo_off("wrong-2");
-    terminal.expect("Wrong password.");
+    type_a_wrong_password(&mut terminal, "Password: ", "wrong-1");
+    type_a_wrong_password(&mut terminal, "Password (try 2 of 3): ", "wrong-2");
     terminal.expect("Password (try 3 of 3): ");
     terminal.answer_hidden_when_echo_off("wrong-3");
     terminal.expect("wrong password for bob");
@@ -205,9 +208,7 @@ fn three_wrong_passwords_end_the_session_with_status_4() {
 
     // Another session does not start the count again: the fifth failure locks bob.
     let mut terminal = start_book(lab.root(), &["--user", "bob"]);
-    terminal.expect("Password: ");
-    terminal.answer_hidden_when_echo_off("wrong-4");
-    terminal.expect("Wrong password.");
+    type_a_wrong_password(&mut terminal, "Password: ", "wrong-4");
     terminal.expect("Password (try 2 of 3): ");
     terminal.answer_hidden_when_echo_off("wrong-5");
     terminal.expect("bob is locked after 5 failed logins within 15 minutes; try again at 2026-11-23 10:15");

@@ -66,16 +66,11 @@ impl Moments {
 }
 
 fn strace_or_skip(test: &str) -> bool {
-    let found = Command::new("strace").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if found.is_ok_and(|status| status.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os(images::REQUIRE_DOCKER).is_none(),
-        "{test}: strace is missing (install it: apt-get install strace)"
-    );
-    println!("skipped {test}: strace is missing (install it to run the crash campaign)");
-    false
+    images::runs("strace", &["-V"])
+        || images::skip_or_fail(
+            test,
+            "strace is missing (install it to run the crash campaign: apt-get install strace)",
+        )
 }
 
 /// `strace` around `binary`, killing it at the `occurrence`th call of `call` (counted per
@@ -551,12 +546,7 @@ impl RaceScenario {
 
 #[test]
 fn book_commands_racing_a_pass_are_never_lost() {
-    if !images::engine_or_skip("book_commands_racing_a_pass_are_never_lost") {
-        return;
-    }
-    images::busybox_image();
-    let lab = Lab::docker("race", &["a", "b", "c"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("race", &["a", "b", "c"]) else { return };
     let (a, b, c) = (lab.user(0).to_string(), lab.user(1).to_string(), lab.user(2).to_string());
     let saved = snapshot(lab.root());
     let mut scenario = RaceScenario { lab, saved, day: 0 };

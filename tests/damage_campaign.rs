@@ -47,6 +47,86 @@ const TIME_LIMIT: Duration = Duration::from_secs(60);
 /// A "very long value".
 const LONG_VALUE_BYTES: usize = 100_000;
 
+// ---- the campaign ------------------------------------------------------------------------
+
+fn environment_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    let value = value.trim();
+    let parsed = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => value.parse(),
+    };
+    Some(parsed.unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
+}
+
+fn combinations() -> Vec<(&'static Target, Kind)> {
+    TARGETS
+        .iter()
+        .flat_map(|target| KINDS.iter().filter(|kind| kind.applies_to(target.format)).map(move |kind| (target, *kind)))
+        .collect()
+}
+
+/// The undamaged root: every command succeeds, so a refusal in the campaign is the damage's.
+fn pristine_codes() -> BTreeMap<Reader, Option<i32>> {
+    let root = copy_fixture("campaign");
+    let mut codes = BTreeMap::new();
+    for reader in EVERY_READER.iter().copied() {
+        let run = reader.run(root.path());
+        assert_eq!(run.code, Some(0), "{reader:?} on the undamaged campaign root:\n{run}");
+        codes.insert(reader, run.code);
+    }
+    codes
+}
+
+#[test]
+fn every_command_succeeds_on_the_undamaged_root() {
+    pristine_codes();
+}
+
+#[test]
+fn damaged_files_are_refused_named_and_left_alone() {
+    let seed = environment_number("GPU_BOOKING_CAMPAIGN_SEED").unwrap_or(DEFAULT_SEED);
+    let combinations = combinations();
+    let size = environment_number("GPU_BOOKING_CAMPAIGN_SIZE").map_or(combinations.len(), |size| size as usize);
+    let pristine = pristine_codes();
+    let tally = Mutex::new(Tally::default());
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |count| count.get()).min(8);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= size {
+                        break;
+                    }
+                    let (target, kind) = combinations[index % combinations.len()];
+                    run_case(&Case { index, target, kind }, seed, &pristine, &tally);
+                }
+            });
+        }
+    });
+    let tally = tally.into_inner().unwrap();
+    report(&tally, seed);
+    let mut faults: BTreeMap<&Fault, usize> = BTreeMap::new();
+    for finding in &tally.findings {
+        *faults.entry(&finding.fault).or_default() += 1;
+    }
+    let shown: Vec<String> = tally
+        .findings
+        .iter()
+        .take(12)
+        .map(|finding| format!("{:?} by {:?} — {}\n{}", finding.fault, finding.reader, finding.case, finding.detail))
+        .collect();
+    assert!(
+        tally.findings.is_empty(),
+        "{} finding(s) ({faults:?}); the first:\n\n{}",
+        tally.findings.len(),
+        shown.join("\n\n")
+    );
+    assert!(tally.cases > 0 && tally.refusals > 0, "the campaign damaged nothing");
+}
+
 // ---- the commands ------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -836,86 +916,6 @@ fn names_file_and_line(line: &str, damaged: &str, whole_file: bool) -> bool {
         })
     });
     with_line || (whole_file && line.contains(damaged))
-}
-
-// ---- the campaign ------------------------------------------------------------------------
-
-fn environment_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    let value = value.trim();
-    let parsed = match value.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => value.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
-}
-
-fn combinations() -> Vec<(&'static Target, Kind)> {
-    TARGETS
-        .iter()
-        .flat_map(|target| KINDS.iter().filter(|kind| kind.applies_to(target.format)).map(move |kind| (target, *kind)))
-        .collect()
-}
-
-/// The undamaged root: every command succeeds, so a refusal in the campaign is the damage's.
-fn pristine_codes() -> BTreeMap<Reader, Option<i32>> {
-    let root = copy_fixture("campaign");
-    let mut codes = BTreeMap::new();
-    for reader in EVERY_READER.iter().copied() {
-        let run = reader.run(root.path());
-        assert_eq!(run.code, Some(0), "{reader:?} on the undamaged campaign root:\n{run}");
-        codes.insert(reader, run.code);
-    }
-    codes
-}
-
-#[test]
-fn every_command_succeeds_on_the_undamaged_root() {
-    pristine_codes();
-}
-
-#[test]
-fn damaged_files_are_refused_named_and_left_alone() {
-    let seed = environment_number("GPU_BOOKING_CAMPAIGN_SEED").unwrap_or(DEFAULT_SEED);
-    let combinations = combinations();
-    let size = environment_number("GPU_BOOKING_CAMPAIGN_SIZE").map_or(combinations.len(), |size| size as usize);
-    let pristine = pristine_codes();
-    let tally = Mutex::new(Tally::default());
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(2, |count| count.get()).min(8);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= size {
-                        break;
-                    }
-                    let (target, kind) = combinations[index % combinations.len()];
-                    run_case(&Case { index, target, kind }, seed, &pristine, &tally);
-                }
-            });
-        }
-    });
-    let tally = tally.into_inner().unwrap();
-    report(&tally, seed);
-    let mut faults: BTreeMap<&Fault, usize> = BTreeMap::new();
-    for finding in &tally.findings {
-        *faults.entry(&finding.fault).or_default() += 1;
-    }
-    let shown: Vec<String> = tally
-        .findings
-        .iter()
-        .take(12)
-        .map(|finding| format!("{:?} by {:?} — {}\n{}", finding.fault, finding.reader, finding.case, finding.detail))
-        .collect();
-    assert!(
-        tally.findings.is_empty(),
-        "{} finding(s) ({faults:?}); the first:\n\n{}",
-        tally.findings.len(),
-        shown.join("\n\n")
-    );
-    assert!(tally.cases > 0 && tally.refusals > 0, "the campaign damaged nothing");
 }
 
 fn report(tally: &Tally, seed: u64) {

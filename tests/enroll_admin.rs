@@ -11,7 +11,7 @@ use std::process::Command;
 use support::fixtures::{copy_file, fixture_text};
 use support::lab::Lab;
 use support::run::{self, Run};
-use support::schedule::HEADER;
+use support::schedule::{HEADER, USED};
 use support::snapshot::{assert_unchanged, snapshot};
 
 const NOW: &str = "2030-01-10 10:10";
@@ -208,13 +208,11 @@ fn remove_is_refused_with_bookings_and_force_cancels_them() {
     let with_alice = read(path, "cfg/capability_config.yaml");
 
     let before = snapshot(path);
-    let run = enroll_in(path, &["remove", "alice"], "");
-    assert_eq!(run.code, Some(3), "{run}");
+    let run = enroll_in(path, &["remove", "alice"], "").expect(3, "enroll remove alice");
     assert!(run.stderr.contains("--force"), "{run}");
     assert_unchanged(&before, &snapshot(path), "remove with bookings");
     // --purge with a running container is refused outright.
-    let run = enroll_in(path, &["remove", "alice", "--force", "--purge"], "");
-    assert_eq!(run.code, Some(3), "{run}");
+    enroll_in(path, &["remove", "alice", "--force", "--purge"], "").expect(3, "enroll remove alice --force --purge");
     assert_unchanged(&before, &snapshot(path), "remove --force --purge with a running booking");
 
     let list = ok(path, &["list", "--json"], "");
@@ -262,8 +260,7 @@ fn purge_refuses_a_folder_outside_the_volume_parents() {
     assert_ne!(edited, text);
     fs::write(path.join("cfg/users_config.yaml"), edited).unwrap();
     let before = snapshot(path);
-    let run = enroll_in(path, &["remove", "alice", "--purge"], "");
-    assert_eq!(run.code, Some(3), "{run}");
+    let run = enroll_in(path, &["remove", "alice", "--purge"], "").expect(3, "enroll remove alice --purge");
     assert!(run.stderr.contains("will not purge"), "{run}");
     assert_unchanged(&before, &snapshot(path), "purge outside the volumes");
     assert!(outside.path().join("precious").exists());
@@ -302,15 +299,13 @@ fn check_names_folders_outside_their_parents_and_ports_out_of_range() {
     let pointed = text.replace("volume_backup_dir: ./volumes/backup/alice", "volume_backup_dir: /etc");
     assert_ne!(pointed, text, "alice's entry names her backup folder:\n{text}");
     fs::write(path.join("cfg/users_config.yaml"), pointed).unwrap();
-    let run = enroll_in(path, &["check"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["check"], "").expect(1, "enroll check");
     assert!(run.stdout.contains("alice.volume_backup_dir: /etc is not inside"), "{run}");
 
     // Hand edits get the same size limits as `book`.
     let long = format!("extra_command: \"{}\"", "x".repeat(5000));
     fs::write(path.join("cfg/users_config.yaml"), text.replacen("extra_command: null", &long, 1)).unwrap();
-    let run = enroll_in(path, &["check"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["check"], "").expect(1, "enroll check");
     assert!(run.stdout.contains("alice.extra_command: the extra command is 5000 bytes"), "{run}");
 }
 
@@ -342,8 +337,7 @@ fn check_lists_allowed_ids_without_a_password_and_guessable_ones() {
     assert!(!run.stdout.contains("bob has no password"), "{run}");
     // A bad login.yaml is an error like any other file's.
     fs::write(path.join("cfg/login.yaml"), "self_registration: [bob]\nlockout: off\n").unwrap();
-    let run = enroll_in(path, &["check"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["check"], "").expect(1, "enroll check");
     assert!(run.stdout.contains("cfg/login.yaml:2: unknown field `lockout`"), "{run}");
 }
 
@@ -395,15 +389,11 @@ fn run_container_refuses_cpus_below_one_or_finer_than_hundredths() {
 fn report_counts_hours_per_user_and_month_exactly() {
     let lab = Lab::fixture("admin");
     let path = lab.root();
-    fs::write(
-        path.join("jobs/used.csv"),
-        "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n\
-         2030-01-31 20:00:00,2030-02-01 04:00:00,alice,4.5,16,\"[0, 1]\",10050,,\n\
-         2030-02-03 10:00:00,2030-02-03 10:00:00,alice,2,8,[2],10050,,\n\
-         2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n\
-         2030-03-01 00:00:00,2030-03-02 00:00:00,bob,1,1,[3],10051,,\n",
-    )
-    .unwrap();
+    let history = "2030-01-31 20:00:00,2030-02-01 04:00:00,alice,4.5,16,\"[0, 1]\",10050,,\n\
+                   2030-02-03 10:00:00,2030-02-03 10:00:00,alice,2,8,[2],10050,,\n\
+                   2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n\
+                   2030-03-01 00:00:00,2030-03-02 00:00:00,bob,1,1,[3],10051,,\n";
+    lab.write(USED, &format!("{HEADER}{history}"));
     let run = ok(path, &["report", "--csv"], "");
     assert_eq!(
         run.stdout,
@@ -424,8 +414,7 @@ fn report_counts_hours_per_user_and_month_exactly() {
     assert_eq!(lines[1]["cpu_hours"].as_f64(), Some(20.0));
     let table = ok(path, &["report"], "");
     assert!(table.stdout.contains("GPU-hours"), "{table}");
-    let run = enroll_in(path, &["report", "--from", "2030-03-01", "--to", "2030-02-01"], "");
-    assert_eq!(run.code, Some(2), "{run}");
+    enroll_in(path, &["report", "--from", "2030-03-01", "--to", "2030-02-01"], "").expect(2, "dates in reverse");
 }
 
 /// A broken `used.csv` stops the report like every other reader: exit 1, file, line and field,
@@ -440,8 +429,7 @@ fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
         format!("{HEADER}{good}2030-02-06 09:30:00,2030-02-06 12:00:00,bob,eight,32,[],10051,,\nnot a row\n"),
     )
     .unwrap();
-    let run = enroll_in(path, &["report", "--csv"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report", "--csv"], "").expect(1, "enroll report --csv");
     assert!(run.stderr.contains("jobs/used.csv:3: cpus: expected a number of CPUs above 0, found \"eight\""), "{run}");
     assert!(run.stderr.contains("jobs/used.csv:4: expected 9 fields like the header, found 1"), "{run}");
     assert!(run.stderr.contains("--skip-bad-rows"), "the message says how to report anyway:\n{run}");
@@ -457,8 +445,7 @@ fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
 
     // A broken header is no longer "no usage".
     fs::write(path.join("jobs/used.csv"), format!("start,end,user\n{good}")).unwrap();
-    let run = enroll_in(path, &["report"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report"], "").expect(1, "enroll report");
     assert!(run.stderr.contains("jobs/used.csv:1: unknown column \"user\""), "{run}");
     assert!(!run.stdout.contains("no usage"), "{run}");
     let run = ok(path, &["report", "--skip-bad-rows"], "");
@@ -467,8 +454,7 @@ fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
     // A folder in place of the file.
     fs::remove_file(path.join("jobs/used.csv")).unwrap();
     fs::create_dir(path.join("jobs/used.csv")).unwrap();
-    let run = enroll_in(path, &["report"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report"], "").expect(1, "enroll report");
     assert!(run.stderr.contains("jobs/used.csv"), "{run}");
 }
 
@@ -489,8 +475,7 @@ fn report_reads_a_long_history_row_by_row() {
     let lines_before_bad = text.matches('\n').count();
     text.push_str("2030-01-01 10:00:00,2030-01-01 11:00:00,u0,1,4,[0;1],10051,,\n");
     fs::write(path.join("jobs/used.csv"), &text).unwrap();
-    let run = enroll_in(path, &["report", "--json"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report", "--json"], "").expect(1, "enroll report --json");
     assert!(run.stderr.contains(&format!("jobs/used.csv:{}: gpus: ", lines_before_bad + 1)), "{run}");
     let run = ok(path, &["report", "--json", "--skip-bad-rows"], "");
     let lines: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();

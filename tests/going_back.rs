@@ -13,7 +13,7 @@ mod support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use gpu_booking::config::capability_edit::{self, Edit};
@@ -26,6 +26,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::fixtures::ED25519_KEY;
 use support::fixtures::fixture_text;
+use support::images;
 use support::lab::Lab;
 use support::run::{self, Run};
 use support::snapshot::{assert_unchanged, snapshot};
@@ -107,21 +108,9 @@ print(json.dumps(out))
 /// `Some(())` when `python3` can import PyYAML; otherwise the test says why it skips (or, in
 /// CI, fails).
 fn python_yaml() -> Option<()> {
-    let found = Command::new("python3")
-        .args(["-c", "import yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        return Some(());
-    }
-    let reason = "python3 with PyYAML (apt-get install python3-yaml) is not available";
-    if std::env::var("GPU_BOOKING_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("{reason}, and GPU_BOOKING_REQUIRE_DOCKER=1 asks for every test to run");
-    }
-    eprintln!("skipped: {reason}");
-    None
+    let found = images::runs("python3", &["-c", "import yaml"])
+        || images::skip_or_fail("going_back", "python3 with PyYAML (apt-get install python3-yaml) is not available");
+    found.then_some(())
 }
 
 /// Reads `paths` with PyYAML; `Err` with Python's message when it cannot (the original fails).

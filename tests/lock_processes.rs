@@ -54,9 +54,7 @@ fn try_outcome(result: Result<(), fs::TryLockError>) -> String {
 /// The child's side. Does nothing unless started by one of the tests below.
 #[test]
 fn lock_helper_child() {
-    let Some(dir) = std::env::var_os(CHILD_ROOT) else {
-        return;
-    };
+    let Some(dir) = std::env::var_os(CHILD_ROOT) else { return };
     let root = Root::new(PathBuf::from(dir));
     let mode = std::env::var(CHILD_MODE).unwrap_or_default();
     if let Some(count) = mode.strip_prefix("append ") {

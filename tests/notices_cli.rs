@@ -24,11 +24,16 @@ fn lab_with_mail(mail: &str) -> Lab {
     lab
 }
 
+/// [`lab_with_mail`] without mail settings, where alice has set her address.
+fn lab_with_alices_address() -> Lab {
+    let lab = lab_with_mail("");
+    lab.book_as("alice", &["options", "--email", "alice@lab.test"]).expect(0, "set the address");
+    lab
+}
+
 #[test]
 fn a_student_sets_and_removes_their_address_and_it_stays_out_of_users_config() {
-    let lab = lab_with_mail("");
-    let root = lab.root();
-    lab.book_as("alice", &["options", "--email", "alice@lab.test"]).expect(0, "set the address");
+    let lab = lab_with_alices_address();
     let side = lab.read(SIDE_FILE);
     assert!(side.contains("alice:\n  email: \"alice@lab.test\"\n"), "the side file holds it:\n{side}");
     let users = lab.read(USERS_CONFIG);
@@ -36,11 +41,11 @@ fn a_student_sets_and_removes_their_address_and_it_stays_out_of_users_config() {
     let shown = lab.book_as("alice", &["options", "--json"]).expect(0, "book options --json");
     assert!(shown.stdout.contains("\"email\":\"alice@lab.test\""), "{shown}");
 
-    let before = fs::read(root.join(SIDE_FILE)).unwrap();
+    let before = fs::read(lab.path(SIDE_FILE)).unwrap();
     let refused = lab.book_as("alice", &["options", "--email", "alice@lab.test\nBcc: all@lab.test"]).run();
     assert_eq!(refused.code, Some(2), "a broken address is a usage error:\n{refused}");
     assert!(refused.stderr.contains("expected an e-mail address"), "{refused}");
-    assert_eq!(fs::read(root.join(SIDE_FILE)).unwrap(), before, "nothing was written");
+    assert_eq!(fs::read(lab.path(SIDE_FILE)).unwrap(), before, "nothing was written");
 
     lab.book_as("alice", &["options", "--email", "none"]).expect(0, "remove the address");
     let side = lab.read(SIDE_FILE);
@@ -63,10 +68,8 @@ fn the_admin_enrols_a_user_with_an_address() {
 
 #[test]
 fn a_hand_edited_address_that_is_no_address_names_its_line() {
-    let lab = lab_with_mail("");
-    let root = lab.root();
-    lab.book_as("alice", &["options", "--email", "alice@lab.test"]).expect(0, "set the address");
-    let side = root.join(SIDE_FILE);
+    let lab = lab_with_alices_address();
+    let side = lab.path(SIDE_FILE);
     let text = fs::read_to_string(&side).unwrap().replace("\"alice@lab.test\"", "\"alice at lab\"");
     fs::write(&side, &text).unwrap();
     let line = text.lines().position(|line| line.contains("email:")).unwrap() + 1;

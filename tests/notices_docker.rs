@@ -54,21 +54,17 @@ impl Received {
 }
 
 fn aiosmtpd_or_skip(test: &str) -> bool {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        return true;
+    images::runs(PYTHON, &["-c", "import aiosmtpd"])
+        || images::skip_or_fail(test, &format!("{PYTHON} cannot import aiosmtpd (apt-get install python3-aiosmtpd)"))
+}
+
+/// [`Lab::on_engine`] for a test that also needs `aiosmtpd`: `None`, after a line saying
+/// why, without either.
+fn mail_lab(name: &str, tags: &[&str]) -> Option<Lab> {
+    if !aiosmtpd_or_skip(&images::current_test()) {
+        return None;
     }
-    let reason = format!("{PYTHON} cannot import aiosmtpd (apt-get install python3-aiosmtpd)");
-    if std::env::var(images::REQUIRE_DOCKER).as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and {}=1 asks for every test to run", images::REQUIRE_DOCKER);
-    }
-    eprintln!("{test}: skipped: {reason}");
-    false
+    Lab::on_engine(name, tags)
 }
 
 impl MailSink {
@@ -192,12 +188,7 @@ fn set_address(lab: &Lab, user: &str) {
 /// with the exact command that extends it further.
 #[test]
 fn a_shell_in_the_container_is_warned_before_the_end() {
-    if !images::engine_or_skip("a_shell_in_the_container_is_warned_before_the_end") {
-        return;
-    }
-    images::busybox_image();
-    let lab = Lab::docker("warn", &["a", "b"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("warn", &["a", "b"]) else { return };
     configure(&lab, "");
     let (a, b) = (lab.user(0).to_string(), lab.user(1).to_string());
     // a holds both of the host's CPUs until 12:00; b has booked one from 12:00.
@@ -260,13 +251,8 @@ fn a_shell_in_the_container_is_warned_before_the_end() {
 /// missing did not start (with what to do) — each once, however many passes run.
 #[test]
 fn each_event_is_mailed_once() {
-    if !images::engine_or_skip("each_event_is_mailed_once") || !aiosmtpd_or_skip("each_event_is_mailed_once") {
-        return;
-    }
-    images::busybox_image();
+    let Some(lab) = mail_lab("mail", &["a", "b"]) else { return };
     let sink = MailSink::start(unused_local_port());
-    let lab = Lab::docker("mail", &["a", "b"]);
-    lab.register_all();
     configure(&lab, &mail_settings(sink.port));
     let (a, b) = (lab.user(0).to_string(), lab.user(1).to_string());
     set_address(&lab, &a);
@@ -329,13 +315,7 @@ fn each_event_is_mailed_once() {
 /// never answers: the pass still ends on time.
 #[test]
 fn a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass() {
-    let test = "a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass";
-    if !images::engine_or_skip(test) || !aiosmtpd_or_skip(test) {
-        return;
-    }
-    images::busybox_image();
-    let lab = Lab::docker("stall", &["a", "b"]);
-    lab.register_all();
+    let Some(lab) = mail_lab("stall", &["a", "b"]) else { return };
     let down = unused_local_port();
     configure(&lab, &mail_settings(down));
     let (a, b) = (lab.user(0).to_string(), lab.user(1).to_string());
@@ -372,14 +352,8 @@ fn a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass() {
 /// or container.
 #[test]
 fn the_mail_password_is_never_sent_in_the_clear_nor_shown() {
-    let test = "the_mail_password_is_never_sent_in_the_clear_nor_shown";
-    if !images::engine_or_skip(test) || !aiosmtpd_or_skip(test) {
-        return;
-    }
-    images::busybox_image();
+    let Some(lab) = mail_lab("secret-mail", &["a"]) else { return };
     let sink = MailSink::start(unused_local_port());
-    let lab = Lab::docker("secret-mail", &["a"]);
-    lab.register_all();
     let secret = "Zx9-smtp-secret-5310";
     lab.write("cfg/smtp-password", &format!("{secret}\n"));
     set_private(&lab.path("cfg/smtp-password"));

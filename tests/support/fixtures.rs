@@ -46,13 +46,18 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Copies one file, creating the folders on the way. Writes the bytes rather than `fs::copy`,
-/// so a read-only checkout still gives a writable scratch copy.
+/// Copies one file with its mode (a script stays executable), creating the folders on the
+/// way. The copy is always writable by its owner, so a read-only checkout still gives a
+/// writable scratch copy.
 pub fn copy_file(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
     fs::create_dir_all(to.parent().expect("a parent folder"))
         .unwrap_or_else(|error| panic!("create the folder of {}: {error}", to.display()));
     let bytes = fs::read(from).unwrap_or_else(|error| panic!("read {}: {error}", from.display()));
     fs::write(to, bytes).unwrap_or_else(|error| panic!("write {}: {error}", to.display()));
+    let mode = fs::metadata(from).unwrap_or_else(|error| panic!("{}: {error}", from.display())).permissions().mode();
+    fs::set_permissions(to, fs::Permissions::from_mode(mode | 0o200))
+        .unwrap_or_else(|error| panic!("chmod {}: {error}", to.display()));
 }
 
 /// In line `line` (1-based) of `root/relative`, replaces the text `from`, which must occur

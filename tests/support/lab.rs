@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use super::docker;
 use super::fixtures;
 use super::images;
 use super::mounts::PrivateMount;
@@ -101,6 +102,30 @@ impl Lab {
     pub fn at(mut self, now: &str) -> Lab {
         self.now = now.to_string();
         self
+    }
+
+    /// [`Lab::docker`] with every user registered, for a test that needs the engine and the
+    /// busybox image (built here if need be); `None`, after a line saying why, when there is
+    /// no engine (see [`images::engine_or_skip`]).
+    pub fn on_engine(name: &str, tags: &[&str]) -> Option<Lab> {
+        if !images::engine_or_skip(&images::current_test()) {
+            return None;
+        }
+        images::busybox_image();
+        let lab = Lab::docker(name, tags);
+        lab.register_all();
+        Some(lab)
+    }
+
+    /// [`Lab::on_engine`] with one user, whose booking (1 CPU, 2 GB, no GPU, for two hours
+    /// from [`NOW`]) a first pass has started; the user's id.
+    pub fn running(name: &str) -> Option<(Lab, String)> {
+        let lab = Lab::on_engine(name, &["a"])?;
+        let user = lab.user(0).to_string();
+        lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
+        lab.monitor(NOW).expect(0, "the pass that starts the booking");
+        assert!(docker::is_running(&docker::inspect_existing(&user, "after the start")), "the container runs");
+        Some((lab, user))
     }
 
     /// Adds `users` to `allow_userIDs` (a block list in the fixture) and makes them this lab's.
@@ -353,5 +378,20 @@ impl Lab {
 
     pub fn dataset_dir(&self) -> PathBuf {
         self.path("volumes/dataset")
+    }
+
+    /// Writes `text` at `relative` in `user`'s backup folder, as the student can from inside
+    /// their container, making the folders on the way.
+    pub fn write_in_backup(&self, user: &str, relative: &str, text: &str) {
+        self.write(&format!("volumes/backup/{user}/{relative}"), text);
+    }
+
+    /// Puts a symbolic link to `target` at `relative` in `user`'s backup folder, in place of
+    /// whatever was there, making the folders on the way.
+    pub fn link_in_backup(&self, user: &str, relative: &str, target: &Path) {
+        let link = self.backup_dir(user).join(relative);
+        fs::create_dir_all(link.parent().expect("a parent folder")).expect("create the parent folder");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap_or_else(|error| panic!("link {}: {error}", link.display()));
     }
 }

@@ -31,3 +31,14 @@ pub fn port_other_than(taken: &[u16]) -> u16 {
 pub fn unused_local_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a port").local_addr().expect("its address").port()
 }
+
+/// A port on `address` that nothing listens on now, from `first` to `first + count - 1`
+/// (each process starts at its own place in the range, so tests that run at once seldom
+/// meet).
+pub fn free_port_in(first: u16, count: u16, address: &str) -> u16 {
+    let offset = (std::process::id() % u32::from(count)) as u16;
+    (0..count)
+        .map(|step| first + (offset + step) % count)
+        .find(|port| TcpListener::bind((address, *port)).is_ok())
+        .unwrap_or_else(|| panic!("no free port from {first} to {}", first + count - 1))
+}

@@ -8,14 +8,14 @@ use std::path::Path;
 /// The original's header, which every schedule file keeps.
 pub const HEADER: &str = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n";
 
+/// One row, as column name → value.
+pub type Row = BTreeMap<String, String>;
+
+/// The schedule files: bookings to come, those whose container runs (or should), and the
+/// history of those that ended or were cancelled.
 pub const BOOKING: &str = "jobs/booking.csv";
 pub const USING: &str = "jobs/using.csv";
 pub const USED: &str = "jobs/used.csv";
-pub const MONITOR_LOG: &str = "jobs/monitor.log";
-pub const MONITOR_EXEC: &str = "jobs/monitor_exec";
-
-/// One row, as column name → value.
-pub type Row = BTreeMap<String, String>;
 
 /// The rows of `root/relative`, header checked; a missing or empty file has none.
 pub fn rows(root: &Path, relative: &str) -> Vec<Row> {
@@ -43,3 +43,8 @@ pub fn rows(root: &Path, relative: &str) -> Vec<Row> {
 pub fn full(time: &str) -> String {
     format!("{time}:00")
 }
+
+/// What each monitor pass did, in the original's format.
+pub const MONITOR_LOG: &str = "jobs/monitor.log";
+/// Requests for a pass (`now`) and restarts (a user id), one a line.
+pub const MONITOR_EXEC: &str = "jobs/monitor_exec";
