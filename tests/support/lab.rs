@@ -79,11 +79,11 @@ impl Lab {
     }
 
     /// A root for the tests on the real Docker engine (`tests/fixtures/docker`: a small host,
-    /// the locally built busybox image) whose allowed users are `gbt<pid>-<test>-<tag>` for
+    /// the locally built busybox image) whose allowed users are `gbt<pid>-<name>-<tag>` for
     /// each tag: container names are user ids, so tests that run at once never share one.
-    pub fn docker(test: &str, tags: &[&str]) -> Lab {
+    pub fn docker(name: &str, tags: &[&str]) -> Lab {
         let dir = fixtures::copy_fixture("docker");
-        let users: Vec<String> = tags.iter().map(|tag| format!("gbt{}-{test}-{tag}", std::process::id())).collect();
+        let users: Vec<String> = tags.iter().map(|tag| format!("gbt{}-{name}-{tag}", std::process::id())).collect();
         for user in &users {
             assert!(user.len() <= 64, "user id {user} is too long");
         }
