@@ -1,106 +1,50 @@
 //! Many `book new` processes at once, on temporary roots: no booking lost, no slot over
 //! capacity, no GPU given twice, and exactly as many successes as fit.
 //!
-//! Each scenario writes its own `cfg/` (host, limits, `allow_userIDs`) and an empty `jobs/`,
-//! registers every user by running the real `book` once (a first login sets the password from
+//! Each scenario copies `tests/fixtures/concurrency` with its own host (CPUs, GPUs) and
+//! `allow_userIDs`, and an empty `jobs/`, registers every user by running the real `book` once (a first login sets the password from
 //! standard input), then starts all the booking processes before any of them can go on: each
 //! one waits for its password on standard input, and the passwords are written only once
 //! every process is running. Nothing here sleeps; the assertions look only at exit codes,
-//! outputs and `jobs/booking.csv`, read by this file's own CSV reader.
+//! outputs and `jobs/booking.csv`, read by the `csv` crate rather than the code under test.
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 
 use chrono::{Duration, NaiveDateTime};
-use tempfile::TempDir;
+use support::lab::Lab;
+use support::schedule::BOOKING;
 
-const NOW: &str = "2026-11-23 10:00";
-const BOOK: &str = env!("CARGO_BIN_EXE_book");
+/// Everyone may book: u0 to u11.
+const USERS: usize = 12;
 
-/// The host and the per-booking limits of one scenario.
+/// The host of one scenario. Each user may book 4 CPUs, 8 GB and one GPU at a time
+/// (`tests/fixtures/concurrency`).
 struct Host {
     cpus: &'static str,
     gpus: u32,
-    users: usize,
-    /// `max_default_capability.cpus`.
-    cpu_limit: &'static str,
 }
 
 fn user(index: usize) -> String {
     format!("u{index}")
 }
 
-fn password(index: usize) -> String {
-    format!("pw-u{index}-42")
-}
-
-fn write(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-}
-
-/// A fresh root with the host's configuration, no users registered yet and an empty `jobs/`.
-fn fresh_root(host: &Host) -> TempDir {
-    let root = tempfile::tempdir().expect("create a temporary root");
-    let path = root.path();
-    write(
-        &path.join("cfg/host_deploy.yaml"),
-        "volume_work_dir: ./volumes/work\n\
-         volume_dataset_dir: ./volumes/dataset\n\
-         volume_backup_dir: ./volumes/backup\n\
-         \n\
-         users_config_yaml: ./cfg/users_config.yaml\n\
-         capability_config_yaml: ./cfg/capability_config.yaml\n\
-         \n\
-         images:\n  - gpu-booking/ssh:latest\n",
-    );
-    let allowed: String = (0..host.users).map(|index| format!("  - {}\n", user(index))).collect();
-    write(
-        &path.join("cfg/capability_config.yaml"),
-        &format!(
-            "max:\n  cpus: {cpus}\n  ram: 64\n  swap_size: 16\n  gpus: {gpus}\n\n  \
-             shm_rate: ram / (ram + swap_size)\n  memory: ram + swap_size\n\n  \
-             backup_space: 100\n  work_space: 500\n\n\
-             allow_userIDs:\n{allowed}\n\
-             max_default_capability:\n  cpus: {cpu_limit}\n  memory: 8\n  gpus: 1\n\n  \
-             backup_space: 5\n  work_space: 20\n\n\
-             max_custom_capability:\n",
-            cpus = host.cpus,
-            gpus = host.gpus,
-            cpu_limit = host.cpu_limit,
-        ),
-    );
-    write(&path.join("cfg/users_config.yaml"), "");
-    // Everyone registers by a first login, which the admin turns on.
-    write(&path.join("cfg/login.yaml"), "self_registration: true\n");
-    fs::create_dir_all(path.join("jobs")).unwrap();
-    root
-}
-
-/// `book --root ROOT --user uN --password-stdin ARGS…`, with the test clock, stdin piped.
-fn book(root: &Path, index: usize, arguments: &[&str]) -> Command {
-    let mut command = Command::new(BOOK);
-    command
-        .arg("--root")
-        .arg(root)
-        .args(["--user", &user(index), "--password-stdin"])
-        .args(arguments)
-        .env("GPU_BOOKING_NOW", NOW)
-        .env_remove("GPU_BOOKING_ROOT")
-        .env_remove("SSH_ORIGINAL_COMMAND")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn give_password(child: &mut Child, index: usize) {
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    writeln!(stdin, "{}", password(index)).expect("write the password");
-    // Dropping `stdin` closes it: the process reads at most two lines.
+/// A root with the host's configuration and every user registered (each by one real first
+/// login).
+fn registered_lab(host: &Host) -> Lab {
+    let mut lab = Lab::fixture("concurrency");
+    lab.edit_line("cfg/capability_config.yaml", 2, "cpus: 64", &format!("cpus: {}", host.cpus));
+    lab.edit_line("cfg/capability_config.yaml", 5, "gpus: 3", &format!("gpus: {}", host.gpus));
+    lab.allow(&(0..USERS).map(user).collect::<Vec<_>>());
+    lab.register_all();
+    let users = lab.read("cfg/users_config.yaml");
+    for index in 0..USERS {
+        assert!(users.contains(&user(index)), "{} is missing from users_config.yaml:\n{users}", user(index));
+    }
+    lab
 }
 
 fn describe(output: &Output) -> String {
@@ -112,36 +56,29 @@ fn describe(output: &Output) -> String {
     )
 }
 
-/// A root with every user registered (each by one real first login).
-fn registered_root(host: &Host) -> TempDir {
-    let root = fresh_root(host);
-    for index in 0..host.users {
-        let mut child = book(root.path(), index, &["list", "--mine"]).spawn().expect("start book");
-        give_password(&mut child, index);
-        let output = child.wait_with_output().unwrap();
-        assert_eq!(output.status.code(), Some(0), "registering {}:\n{}", user(index), describe(&output));
-    }
-    let users = fs::read_to_string(root.path().join("cfg/users_config.yaml")).unwrap();
-    for index in 0..host.users {
-        assert!(users.contains(&user(index)), "{} is missing from users_config.yaml:\n{users}", user(index));
-    }
-    root
-}
-
-/// Starts one process per argument list, all before any can get past its login, then lets
-/// them all go at once, and collects their outputs.
-fn race(root: &Path, requests: &[(usize, Vec<String>)]) -> Vec<Output> {
-    let mut children: Vec<(usize, Child)> = requests
+/// Starts one `book` process per argument list, all before any can get past its login (each
+/// waits for its password on standard input), then lets them all go at once, and collects
+/// their outputs.
+fn race(lab: &Lab, requests: &[(usize, Vec<String>)]) -> Vec<Output> {
+    let mut children: Vec<(Child, String)> = requests
         .iter()
         .map(|(index, arguments)| {
             let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-            (*index, book(root, *index, &arguments).spawn().expect("start book"))
+            let (mut command, password) = lab.book_as(&user(*index), &arguments).into_command();
+            let child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start book");
+            (child, password)
         })
         .collect();
-    for (index, child) in &mut children {
-        give_password(child, *index);
+    for (child, password) in &mut children {
+        // Dropping the pipe closes it: the process reads at most two lines.
+        child.stdin.take().expect("piped stdin").write_all(password.as_bytes()).expect("write the password");
     }
-    children.into_iter().map(|(_, child)| child.wait_with_output().unwrap()).collect()
+    children.into_iter().map(|(child, _)| child.wait_with_output().unwrap()).collect()
 }
 
 fn new_booking(cpus: &str, gpus: u32, start: &str, end: &str) -> Vec<String> {
@@ -179,39 +116,19 @@ fn parse_gpus(text: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Reads `jobs/booking.csv` with its own parser (by header names), independent of the crate.
-fn booking_rows(root: &Path) -> Vec<Row> {
-    let path = root.join("jobs/booking.csv");
-    let text = fs::read_to_string(&path).unwrap_or_default();
-    if text.trim().is_empty() {
-        return Vec::new();
-    }
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(|name| name.trim().to_string()).collect();
-    let column =
-        |name: &str| header.iter().position(|column| column == name).unwrap_or_else(|| panic!("no {name} column"));
-    let (start, end, user, cpus, memory, gpus, port) = (
-        column("start"),
-        column("end"),
-        column("user_id"),
-        column("cpus"),
-        column("memory"),
-        column("gpus"),
-        column("forward_port"),
-    );
-    reader
-        .records()
-        .map(|record| {
-            let record = record.unwrap();
-            Row {
-                start: parse_time(&record[start]),
-                end: parse_time(&record[end]),
-                user: record[user].trim().to_string(),
-                cpus: record[cpus].trim().parse().unwrap(),
-                memory: record[memory].trim().parse().unwrap(),
-                gpus: parse_gpus(&record[gpus]),
-                port: record[port].trim().parse().unwrap(),
-            }
+/// The rows of `jobs/booking.csv`, read by the `csv` crate (by header names), independent of
+/// the code under test.
+fn booking_rows(lab: &Lab) -> Vec<Row> {
+    lab.rows(BOOKING)
+        .iter()
+        .map(|row| Row {
+            start: parse_time(&row["start"]),
+            end: parse_time(&row["end"]),
+            user: row["user_id"].trim().to_string(),
+            cpus: row["cpus"].trim().parse().unwrap(),
+            memory: row["memory"].trim().parse().unwrap(),
+            gpus: parse_gpus(&row["gpus"]),
+            port: row["forward_port"].trim().parse().unwrap(),
         })
         .collect()
 }
@@ -274,31 +191,6 @@ fn assert_json_matches(output: &Output, rows: &[Row]) {
     assert_eq!(json["forward_port"].as_u64(), Some(u64::from(row.port)), "{user}: port");
 }
 
-/// Copies a registered root's `cfg/` (and volume folders) into a fresh root with an empty
-/// `jobs/`, so a race can be repeated without registering everyone again.
-fn copy_root(template: &Path) -> TempDir {
-    fn copy(from: &Path, to: &Path) {
-        fs::create_dir_all(to).unwrap();
-        for entry in fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                fs::write(&target, fs::read(entry.path()).unwrap()).unwrap();
-            }
-        }
-    }
-    let root = tempfile::tempdir().unwrap();
-    for folder in ["cfg", "volumes"] {
-        if template.join(folder).exists() {
-            copy(&template.join(folder), &root.path().join(folder));
-        }
-    }
-    fs::create_dir_all(root.path().join("jobs")).unwrap();
-    root
-}
-
 /// Splits outputs into successes (exit 0) and refusals (exit 3); anything else fails.
 fn split<'a>(outputs: &'a [Output], resource: &str) -> (Vec<&'a Output>, Vec<&'a Output>) {
     let (mut booked, mut refused) = (Vec::new(), Vec::new());
@@ -322,19 +214,19 @@ const RACES: usize = 4;
 /// each with a different GPU, and the file holds exactly those three.
 #[test]
 fn twelve_processes_race_for_three_gpus() {
-    let host = Host { cpus: "64", gpus: 3, users: 12, cpu_limit: "4" };
-    let template = registered_root(&host);
+    let host = Host { cpus: "64", gpus: 3 };
+    let template = registered_lab(&host);
     for round in 0..RACES {
-        let root = copy_root(template.path());
+        let lab = template.fresh_copy();
         let requests: Vec<(usize, Vec<String>)> =
-            (0..host.users).map(|index| (index, new_booking("1", 1, "1-day", "2-hour"))).collect();
-        let outputs = race(root.path(), &requests);
+            (0..USERS).map(|index| (index, new_booking("1", 1, "1-day", "2-hour"))).collect();
+        let outputs = race(&lab, &requests);
         let (booked, refused) = split(&outputs, "GPU");
         let all: Vec<String> = outputs.iter().map(describe).collect();
         assert_eq!(booked.len(), 3, "round {round}: exactly 3 bookings must succeed:\n{}", all.join("\n"));
         assert_eq!(refused.len(), 9, "round {round}");
 
-        let rows = booking_rows(root.path());
+        let rows = booking_rows(&lab);
         assert_eq!(rows.len(), 3, "round {round}: booking.csv: {rows:#?}");
         let gpus: BTreeSet<u32> = rows.iter().flat_map(|row| row.gpus.clone()).collect();
         assert_eq!(gpus, BTreeSet::from([0, 1, 2]), "round {round}: three distinct GPUs: {rows:#?}");
@@ -356,18 +248,18 @@ fn twelve_processes_race_for_three_gpus() {
 /// four fit, and no slot is over the host's CPUs.
 #[test]
 fn twelve_processes_race_for_the_cpus() {
-    let host = Host { cpus: "10", gpus: 2, users: 12, cpu_limit: "4" };
-    let template = registered_root(&host);
+    let host = Host { cpus: "10", gpus: 2 };
+    let template = registered_lab(&host);
     for round in 0..RACES {
-        let root = copy_root(template.path());
+        let lab = template.fresh_copy();
         let requests: Vec<(usize, Vec<String>)> =
-            (0..host.users).map(|index| (index, new_booking("2.5", 0, "2-day", "1-day"))).collect();
-        let outputs = race(root.path(), &requests);
+            (0..USERS).map(|index| (index, new_booking("2.5", 0, "2-day", "1-day"))).collect();
+        let outputs = race(&lab, &requests);
         let (booked, refused) = split(&outputs, "CPU");
         let all: Vec<String> = outputs.iter().map(describe).collect();
         assert_eq!(booked.len(), 4, "round {round}: exactly 4 bookings must succeed:\n{}", all.join("\n"));
         assert_eq!(refused.len(), 8, "round {round}");
-        let rows = booking_rows(root.path());
+        let rows = booking_rows(&lab);
         assert_eq!(rows.len(), 4, "round {round}: booking.csv: {rows:#?}");
         for output in &booked {
             assert_json_matches(output, &rows);
@@ -382,14 +274,14 @@ fn twelve_processes_race_for_the_cpus() {
 /// own check saw, and more).
 #[test]
 fn staggered_windows_never_overbook_and_refuse_only_what_does_not_fit() {
-    let host = Host { cpus: "8", gpus: 3, users: 12, cpu_limit: "4" };
+    let host = Host { cpus: "8", gpus: 3 };
     let (host_cpus, host_memory) = (8.0, 80.0);
-    let template = registered_root(&host);
+    let template = registered_lab(&host);
     for round in 0..RACES {
-        let root = copy_root(template.path());
+        let lab = template.fresh_copy();
         // Starts 2026-11-24 09:00 + 1 h per user (mod 4), 3 or 4 hours long; 2 or 3 CPUs;
         // one GPU each, except every third user who asks for none.
-        let requests: Vec<(usize, Vec<String>)> = (0..host.users)
+        let requests: Vec<(usize, Vec<String>)> = (0..USERS)
             .map(|index| {
                 let hour = 9 + (index + round) % 4;
                 let start = format!("2026 11 24 {hour:02} 00");
@@ -399,8 +291,8 @@ fn staggered_windows_never_overbook_and_refuse_only_what_does_not_fit() {
                 (index, new_booking(cpus, gpus, &start, &end))
             })
             .collect();
-        let outputs = race(root.path(), &requests);
-        let rows = booking_rows(root.path());
+        let outputs = race(&lab, &requests);
+        let rows = booking_rows(&lab);
         assert_within_host(&rows, host_cpus, host_memory, host.gpus);
         let by_user: BTreeMap<&str, &Row> = rows.iter().map(|row| (row.user.as_str(), row)).collect();
         let mut successes = 0;

@@ -3,7 +3,7 @@
 //! `users_config.yaml`. Checked twice: `enroll check` must accept the root, and the library
 //! must read the values a user would look for.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
@@ -15,7 +15,8 @@ use gpu_booking::store::lock::SharedLock;
 use gpu_booking::store::root::Root;
 use gpu_booking::store::schedule::{self, ActiveFile};
 
-use common::{copy_fixture, enroll_check};
+use support::fixtures::copy_fixture;
+use support::run::enroll_check;
 
 fn user(id: &str) -> UserId {
     UserId::parse(id).expect("a valid user id")
@@ -71,26 +72,17 @@ fn the_originals_example_configuration_loads_with_the_right_values() {
     assert_eq!(max.work_space, Some(500.0));
     assert_eq!(config.capability.allowed_users, ["m11007s05", "m11007s05-1", "m11007s05-2", "m11007s05-3"].map(user));
 
+    // Nobody here has backup or work space of their own: the default's 50 and 200 GB.
+    let limits =
+        |cpus, memory, gpus| Some(UserLimits { cpus, memory, gpus, backup_space: Some(50.0), work_space: Some(200.0) });
     // `max` means the host's value.
-    assert_eq!(
-        config.limits_for(&user("m11007s05")),
-        Some(UserLimits { cpus: 62.0, memory: 40.0, gpus: 4, backup_space: Some(50.0), work_space: Some(200.0) })
-    );
+    assert_eq!(config.limits_for(&user("m11007s05")), limits(62.0, 40.0, 4));
     // No `gpus` key: the default's 1.
-    assert_eq!(
-        config.limits_for(&user("m11007s05-1")),
-        Some(UserLimits { cpus: 62.0, memory: 40.0, gpus: 1, backup_space: Some(50.0), work_space: Some(200.0) })
-    );
+    assert_eq!(config.limits_for(&user("m11007s05-1")), limits(62.0, 40.0, 1));
     // Numbers of their own; 64 GB is more than the host has, so the host's 40 applies.
-    assert_eq!(
-        config.limits_for(&user("m11007s05-2")),
-        Some(UserLimits { cpus: 12.0, memory: 40.0, gpus: 4, backup_space: Some(50.0), work_space: Some(200.0) })
-    );
+    assert_eq!(config.limits_for(&user("m11007s05-2")), limits(12.0, 40.0, 4));
     // No entry of their own: the defaults.
-    assert_eq!(
-        config.limits_for(&user("m11007s05-3")),
-        Some(UserLimits { cpus: 8.0, memory: 32.0, gpus: 1, backup_space: Some(50.0), work_space: Some(200.0) })
-    );
+    assert_eq!(config.limits_for(&user("m11007s05-3")), limits(8.0, 32.0, 1));
     assert_eq!(config.limits_for(&user("stranger")), None);
     // The over-the-host memory is a warning, not an error, and it names its line.
     assert!(

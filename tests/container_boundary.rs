@@ -6,19 +6,16 @@
 //! Each test fails on the release before the backup redesign (saved paths bind-mounted back,
 //! the save unpacked by path while the container ran, folders mounted without nosuid,nodev).
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use lab::*;
+use support::docker::*;
+use support::lab::*;
+use support::run::*;
 
 /// A folder outside every user folder, with a file only the host should see.
 fn plant_host_secret(lab: &Lab) -> std::path::PathBuf {
@@ -26,18 +23,6 @@ fn plant_host_secret(lab: &Lab) -> std::path::PathBuf {
     fs::create_dir_all(&secret).expect("create the host folder");
     fs::write(secret.join("secret.txt"), "host only\n").expect("write the host file");
     secret
-}
-
-/// A lab with one registered user whose booking runs now.
-fn running_lab(test: &str) -> (Lab, String) {
-    images::busybox_image();
-    let mut lab = Lab::new(test, &["a"]);
-    let user = lab.user(0).to_string();
-    lab.register(&user);
-    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.monitor(NOW).expect(0, "the pass that starts the booking");
-    assert!(is_running(&inspect_existing(&user, "after the start")));
-    (lab, user)
 }
 
 fn only_own_folders_mounted(lab: &Lab, user: &str) {
@@ -58,10 +43,7 @@ fn only_own_folders_mounted(lab: &Lab, user: &str) {
 /// Docker's restart policy, by `book restart`, and at the next booking).
 #[test]
 fn a_link_planted_in_the_backup_folder_never_mounts_a_host_folder() {
-    if !images::engine_or_skip("a_link_planted_in_the_backup_folder_never_mounts_a_host_folder") {
-        return;
-    }
-    let (lab, user) = running_lab("plant");
+    let Some((lab, user)) = Lab::running("plant") else { return };
     let secret = plant_host_secret(&lab);
     let script = format!(
         "busybox rm -rf /root/Backup/.default/.ssh; busybox mkdir -p /root/Backup/.default; \
@@ -71,7 +53,7 @@ fn a_link_planted_in_the_backup_folder_never_mounts_a_host_folder() {
     exec(&user, &script);
 
     docker_ok(&["restart", "-t", "1", &user]);
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart");
+    lab.book_as(&user, &["restart"]).expect(0, "book restart");
     lab.monitor(NOW).expect(0, "the pass that serves the restart");
     only_own_folders_mounted(&lab, &user);
     let seen = exec(&user, "busybox cat /root/.ssh/secret.txt /root/.bashrc 2>/dev/null; true");
@@ -91,10 +73,7 @@ fn a_link_planted_in_the_backup_folder_never_mounts_a_host_folder() {
 /// the deployment's `cfg/`; links are also planted at the saved names.
 #[test]
 fn links_swapped_in_around_the_end_of_booking_save_write_nothing_outside() {
-    if !images::engine_or_skip("links_swapped_in_around_the_end_of_booking_save_write_nothing_outside") {
-        return;
-    }
-    let (lab, user) = running_lab("swap");
+    let Some((lab, user)) = Lab::running("swap") else { return };
     let secret = plant_host_secret(&lab);
     let cfg = lab.path("cfg");
     let cfg_before: Vec<(String, Vec<u8>)> = fs::read_dir(&cfg)
@@ -129,10 +108,7 @@ fn links_swapped_in_around_the_end_of_booking_save_write_nothing_outside() {
 /// Attack 3: setuid-root programs and device files made in the container.
 #[test]
 fn a_setuid_program_or_device_made_in_the_container_gains_nothing_on_the_host() {
-    if !images::engine_or_skip("a_setuid_program_or_device_made_in_the_container_gains_nothing_on_the_host") {
-        return;
-    }
-    let (lab, user) = running_lab("suid");
+    let Some((lab, user)) = Lab::running("suid") else { return };
     // A program that honours setuid (busybox drops it), put where the student can reach it.
     fs::copy("/usr/bin/id", lab.work_dir(&user).join("id")).expect("copy id into the work folder");
     exec(
@@ -184,22 +160,15 @@ fn a_setuid_program_or_device_made_in_the_container_gains_nothing_on_the_host() 
 /// Attack 4: a `:` in a container path would pass into Docker's bind syntax as options.
 #[test]
 fn a_container_path_that_is_not_clean_is_refused() {
-    if !images::engine_or_skip("a_container_path_that_is_not_clean_is_refused") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("colon", &["a"]);
+    let Some(lab) = Lab::on_engine("colon", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    lab.register(&user);
     lab.monitor(NOW).expect(0, "a pass that makes nothing");
-    let backup = lab.backup_dir(&user);
-    fs::create_dir_all(backup.join(".default/ok")).expect("create the saved folder");
-    fs::write(backup.join(".default/ok/file"), "x").expect("write a saved file");
-    fs::write(
-        backup.join("backup.yaml"),
+    lab.write_in_backup(&user, ".default/ok/file", "x");
+    lab.write_in_backup(
+        &user,
+        "backup.yaml",
         "Dir:\n  - - .default/ok\n    - /root/ok:ro\n  - - .default/ok\n    - /root/../etc\n",
-    )
-    .expect("write backup.yaml");
+    );
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
     lab.monitor(NOW).expect(0, "the pass that starts the booking");
     only_own_folders_mounted(&lab, &user);
@@ -212,12 +181,7 @@ fn a_container_path_that_is_not_clean_is_refused() {
 /// parents, or a user folder replaced by a link, is never mounted.
 #[test]
 fn user_folders_outside_the_volume_parents_are_refused() {
-    if !images::engine_or_skip("user_folders_outside_the_volume_parents_are_refused") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("outside", &["a", "b"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("outside", &["a", "b"]) else { return };
     let (first, second) = (lab.user(0).to_string(), lab.user(1).to_string());
     let secret = plant_host_secret(&lab);
     let users = lab.read("cfg/users_config.yaml");
@@ -247,13 +211,8 @@ fn user_folders_outside_the_volume_parents_are_refused() {
 /// Without `nosuid,nodev` on the volumes, the monitor starts nothing and says how to fix it.
 #[test]
 fn folders_on_a_mount_that_honours_setuid_are_refused() {
-    if !images::engine_or_skip("folders_on_a_mount_that_honours_setuid_are_refused") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("nosuid", &["a"]);
+    let Some(lab) = Lab::on_engine("nosuid", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    lab.register(&user);
     let unmounted = Command::new("umount").arg(lab.path("volumes")).status().expect("run umount");
     assert!(unmounted.success(), "unmount the test's private volumes mount");
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -265,23 +224,14 @@ fn folders_on_a_mount_that_honours_setuid_are_refused() {
 /// `backup.yaml` itself is in the user's hands: a link there is neither read nor written.
 #[test]
 fn a_backup_list_planted_as_a_link_is_neither_read_nor_written_through() {
-    if !images::engine_or_skip("a_backup_list_planted_as_a_link_is_neither_read_nor_written_through") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("listlink", &["a", "b"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("listlink", &["a", "b"]) else { return };
     let (first, second) = (lab.user(0).to_string(), lab.user(1).to_string());
     lab.monitor(NOW).expect(0, "a pass that makes nothing");
     let secret = plant_host_secret(&lab);
-    fs::create_dir_all(lab.backup_dir(&first)).unwrap();
-    let _ = fs::remove_file(lab.backup_dir(&first).join("backup.yaml"));
-    std::os::unix::fs::symlink(secret.join("secret.txt"), lab.backup_dir(&first).join("backup.yaml")).unwrap();
+    lab.link_in_backup(&first, "backup.yaml", &secret.join("secret.txt"));
     // A dangling link where the template would be copied to.
-    fs::create_dir_all(lab.backup_dir(&second)).unwrap();
-    let _ = fs::remove_file(lab.backup_dir(&second).join("backup.yaml"));
     let target = lab.path("written-through");
-    std::os::unix::fs::symlink(&target, lab.backup_dir(&second).join("backup.yaml")).unwrap();
+    lab.link_in_backup(&second, "backup.yaml", &target);
     lab.book_new(&first, NOW, ("1", "2", "0"), "now", "2-hour");
     lab.book_new(&second, NOW, ("1", "2", "0"), "now", "2-hour");
     lab.monitor(NOW).assert_no_panic("a pass with planted lists");

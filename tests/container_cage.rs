@@ -6,31 +6,16 @@
 //! Each test fails on the release before this change (Docker's default capabilities, no pids
 //! limit, the shared default bridge, unbounded exec and copy, quotas checked only at start).
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::fs;
 
-use lab::*;
 use serde_json::Value;
+use support::docker::*;
+use support::lab::*;
+use support::run::*;
 
 const LATER: &str = "2026-11-23 12:00";
-
-/// A lab whose users all registered, with `extra` appended to `capability_config.yaml`.
-fn lab_with(test: &str, tags: &[&str], extra_capability: &str) -> Lab {
-    images::busybox_image();
-    let mut lab = Lab::new(test, tags);
-    if !extra_capability.is_empty() {
-        let text = lab.read("cfg/capability_config.yaml");
-        lab.write("cfg/capability_config.yaml", &format!("{text}{extra_capability}"));
-    }
-    lab.register_all();
-    lab
-}
 
 /// The bits of a `Cap…:` line of `/proc/PID/status`.
 fn capability_bits(status: &str, field: &str) -> u64 {
@@ -40,10 +25,7 @@ fn capability_bits(status: &str, field: &str) -> u64 {
 
 #[test]
 fn a_container_keeps_only_what_sshd_needs_and_cannot_fork_without_end() {
-    if !images::engine_or_skip("a_container_keeps_only_what_sshd_needs_and_cannot_fork_without_end") {
-        return;
-    }
-    let lab = lab_with("caps", &["a"], "");
+    let Some(lab) = Lab::on_engine("caps", &["a"]) else { return };
     lab.write("cfg/containers.yaml", "pids_limit: 64\nssh_bind_address: 127.0.0.1\n");
     let user = lab.user(0).to_string();
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -78,10 +60,7 @@ fn a_container_keeps_only_what_sshd_needs_and_cannot_fork_without_end() {
 
 #[test]
 fn students_containers_cannot_reach_each_other() {
-    if !images::engine_or_skip("students_containers_cannot_reach_each_other") {
-        return;
-    }
-    let lab = lab_with("icc", &["a", "b"], "");
+    let Some(lab) = Lab::on_engine("icc", &["a", "b"]) else { return };
     let (first, second) = (lab.user(0).to_string(), lab.user(1).to_string());
     for user in [&first, &second] {
         lab.book_new(user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -112,18 +91,13 @@ fn students_containers_cannot_reach_each_other() {
 /// student's container starts in the same pass.
 #[test]
 fn a_program_that_never_returns_does_not_stall_the_pass() {
-    if !images::engine_or_skip("a_program_that_never_returns_does_not_stall_the_pass") {
-        return;
-    }
-    let lab = lab_with("stall", &["a", "b"], "");
+    let Some(lab) = Lab::on_engine("stall", &["a", "b"]) else { return };
     let (hostile, other) = (lab.user(0).to_string(), lab.user(1).to_string());
     lab.monitor(NOW).expect(0, "a pass that makes the folders");
-    let backup = lab.backup_dir(&hostile);
-    fs::create_dir_all(backup.join(".default")).unwrap();
-    fs::write(backup.join(".default/sh"), "#!/bin/busybox sh\nexec /bin/busybox sleep 100000\n").unwrap();
+    lab.write_in_backup(&hostile, ".default/sh", "#!/bin/busybox sh\nexec /bin/busybox sleep 100000\n");
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(backup.join(".default/sh"), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(backup.join("backup.yaml"), "File:\n  - - .default/sh\n    - /bin/sh\n").unwrap();
+    fs::set_permissions(lab.backup_dir(&hostile).join(".default/sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    lab.write_in_backup(&hostile, "backup.yaml", "File:\n  - - .default/sh\n    - /bin/sh\n");
     for user in [&hostile, &other] {
         lab.book_new(user, NOW, ("1", "2", "0"), "now", "2-hour");
     }
@@ -141,10 +115,7 @@ fn a_program_that_never_returns_does_not_stall_the_pass() {
 /// container starts in the same pass.
 #[test]
 fn a_huge_sparse_file_in_a_saved_path_is_left_out_and_the_booking_still_ends() {
-    if !images::engine_or_skip("a_huge_sparse_file_in_a_saved_path_is_left_out_and_the_booking_still_ends") {
-        return;
-    }
-    let lab = lab_with("sparse", &["a", "b"], "");
+    let Some(lab) = Lab::on_engine("sparse", &["a", "b"]) else { return };
     let (hostile, other) = (lab.user(0).to_string(), lab.user(1).to_string());
     let text = lab.read("cfg/capability_config.yaml");
     lab.write(
@@ -174,10 +145,7 @@ fn a_huge_sparse_file_in_a_saved_path_is_left_out_and_the_booking_still_ends() {
 /// grace margin the container stops (files kept), `book restart` gives it a pass to clean up.
 #[test]
 fn the_work_quota_holds_while_the_booking_runs() {
-    if !images::engine_or_skip("the_work_quota_holds_while_the_booking_runs") {
-        return;
-    }
-    let lab = lab_with("quota", &["a"], "");
+    let Some(lab) = Lab::on_engine("quota", &["a"]) else { return };
     let user = lab.user(0).to_string();
     let text = lab.read("cfg/capability_config.yaml");
     lab.write("cfg/capability_config.yaml", &format!("{text}\nmax_custom_capability:\n  {user}:\n    work_space: 1\n"));
@@ -197,7 +165,7 @@ fn the_work_quota_holds_while_the_booking_runs() {
     lab.monitor("2026-11-23 11:30").assert_no_panic("the next pass");
     assert!(!is_running(&inspect_existing(&user, "the next pass")), "it stays stopped without a restart");
 
-    lab.book(&user, &["restart"], "2026-11-23 11:30").expect(0, "book restart");
+    lab.book_as(&user, &["restart"]).now("2026-11-23 11:30").expect(0, "book restart");
     lab.monitor("2026-11-23 11:30").assert_no_panic("the pass that serves the restart");
     assert!(is_running(&inspect_existing(&user, "after the restart")), "a restart gives the student a pass");
     exec(&user, "busybox rm /root/Work/first /root/Work/second");
@@ -209,10 +177,7 @@ fn the_work_quota_holds_while_the_booking_runs() {
 /// cannot, the container still runs and the log says the limit is missing.
 #[test]
 fn the_writable_layer_is_limited_where_the_driver_can_and_said_where_not() {
-    if !images::engine_or_skip("the_writable_layer_is_limited_where_the_driver_can_and_said_where_not") {
-        return;
-    }
-    let lab = lab_with("layer", &["a"], "");
+    let Some(lab) = Lab::on_engine("layer", &["a"]) else { return };
     lab.write("cfg/containers.yaml", "writable_layer_gb: 5\n");
     let user = lab.user(0).to_string();
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");

@@ -15,12 +15,7 @@
 //! Needs `strace` (and the engine for the monitor and the races); without them each test says
 //! why and skips, unless `GPU_BOOKING_REQUIRE_DOCKER=1` (CI), when it fails instead.
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,7 +23,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::*;
+use support::docker::*;
+use support::images;
+use support::lab::*;
+use support::run::*;
+use support::schedule::*;
+use support::snapshot::*;
 
 /// The system calls a command is killed at: each is a step between two states of the files.
 const KILL_POINTS: [&str; 9] =
@@ -66,16 +66,11 @@ impl Moments {
 }
 
 fn strace_or_skip(test: &str) -> bool {
-    let found = Command::new("strace").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if found.is_ok_and(|status| status.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os(images::REQUIRE_DOCKER).is_none(),
-        "{test}: strace is missing (install it: apt-get install strace)"
-    );
-    println!("skipped {test}: strace is missing (install it to run the crash campaign)");
-    false
+    images::runs("strace", &["-V"])
+        || images::skip_or_fail(
+            test,
+            "strace is missing (install it to run the crash campaign: apt-get install strace)",
+        )
 }
 
 /// `strace` around `binary`, killing it at the `occurrence`th call of `call` (counted per
@@ -97,10 +92,8 @@ fn killed_at(call: &str, occurrence: usize, binary: &str) -> Command {
 
 /// Runs `command` and kills it after `delay` if it has not finished; whether it was killed.
 fn run_killed_after(mut command: Command, now: &str, stdin: Option<&str>, delay: Duration) -> bool {
+    hermetic(&mut command, Some(now));
     command
-        .env("GPU_BOOKING_NOW", now)
-        .env_remove("GPU_BOOKING_ROOT")
-        .env_remove("SSH_ORIGINAL_COMMAND")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -116,19 +109,17 @@ fn run_killed_after(mut command: Command, now: &str, stdin: Option<&str>, delay:
     killed && status.code().is_none()
 }
 
-/// Puts `cfg/` and `jobs/` back to `saved` (made by [`lab::snapshot`]): files that appeared
-/// are removed, the others rewritten.
-fn restore(root: &Path, saved: &BTreeMap<String, Vec<u8>>) {
-    let now = snapshot(root);
-    for path in
-        now.keys().filter(|path| (path.starts_with("cfg/") || path.starts_with("jobs/")) && !path.ends_with('/'))
-    {
-        if !saved.contains_key(path) {
-            fs::remove_file(root.join(path)).unwrap_or_else(|error| panic!("remove {path}: {error}"));
+/// Puts `cfg/` and `jobs/` back to `saved` (made by [`snapshot`]): files that appeared are
+/// removed, the others rewritten.
+fn restore(root: &Path, saved: &Snapshot) {
+    let in_state_folders = |path: &str| path.starts_with("cfg/") || path.starts_with("jobs/");
+    for (path, entry) in snapshot(root) {
+        if in_state_folders(&path) && entry != Entry::Folder && !saved.contains_key(&path) {
+            fs::remove_file(root.join(&path)).unwrap_or_else(|error| panic!("remove {path}: {error}"));
         }
     }
-    for (path, bytes) in saved.iter().filter(|(path, _)| path.starts_with("cfg/") || path.starts_with("jobs/")) {
-        if !path.ends_with('/') {
+    for (path, entry) in saved.iter().filter(|(path, _)| in_state_folders(path)) {
+        if let Entry::File(bytes) = entry {
             fs::write(root.join(path), bytes).unwrap_or_else(|error| panic!("restore {path}: {error}"));
         }
     }
@@ -140,7 +131,7 @@ fn debris(root: &Path) -> Vec<String> {
         .into_keys()
         .filter(|path| path.starts_with("cfg/") || path.starts_with("jobs/"))
         .filter(|path| {
-            let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            let name = path.rsplit('/').next().unwrap_or("");
             name.ends_with(".tmp") || name == ".journal"
         })
         .collect()
@@ -174,7 +165,7 @@ struct CommandScenario {
     g: String,
     h: String,
     i: String,
-    saved: BTreeMap<String, Vec<u8>>,
+    saved: Snapshot,
 }
 
 const TOMORROW: &str = "2026-11-24 10:00:00";
@@ -182,12 +173,12 @@ const RUNNING_SINCE: &str = "2026-11-23 09:00:00";
 
 impl CommandScenario {
     fn new() -> CommandScenario {
-        let mut lab = Lab::new("crash", &["g", "h", "i"]);
+        let lab = Lab::docker("crash", &["g", "h", "i"]);
         lab.register_all();
         let (g, h, i) = (lab.user(0).to_string(), lab.user(1).to_string(), lab.user(2).to_string());
-        lab.add_row(BOOKING, &g, TOMORROW, "2026-11-24 12:00:00", "1", "1");
-        lab.add_row(USING, &h, RUNNING_SINCE, "2026-11-23 12:00:00", "1", "1");
-        lab.add_row(USED, &g, "2026-11-20 10:00:00", "2026-11-20 11:00:00", "1", "1");
+        lab.add_booking_row(BOOKING, &g, TOMORROW, "2026-11-24 12:00:00", "1", "1");
+        lab.add_booking_row(USING, &h, RUNNING_SINCE, "2026-11-23 12:00:00", "1", "1");
+        lab.add_booking_row(USED, &g, "2026-11-20 10:00:00", "2026-11-20 11:00:00", "1", "1");
         // A request someone made earlier: no command may lose it.
         lab.write(MONITOR_EXEC, &format!("{g}\n"));
         let saved = snapshot(lab.root());
@@ -204,10 +195,7 @@ impl CommandScenario {
             (env!("CARGO_BIN_EXE_book"), all, Some(format!("{PASSWORD}\n")))
         };
         match name {
-            "book new" => book(
-                &self.i,
-                &["new", "--start", "now", "--end", "1-hour", "--cpus", "1", "--memory", "1", "--gpus", "0", "--yes"],
-            ),
+            "book new" => book(&self.i, &[&new_booking_args("1", "1", "0", "now", "1-hour")[..], &["--yes"]].concat()),
             "book cancel" => book(&self.g, &["cancel", "--start", "2026 11 24 10 00"]),
             "book extend" => book(&self.h, &["extend", "--end", "2026 11 23 14 00"]),
             "book restart" => book(&self.h, &["restart"]),
@@ -235,7 +223,7 @@ impl CommandScenario {
     fn check(&self, name: &str, context: &str, done: Option<bool>) {
         let lab = &self.lab;
         // A reader first: it completes what a killed writer left half made, as any next run does.
-        let listed = lab.book(&self.h, &["list", "--json"], NOW);
+        let listed = lab.book_as(&self.h, &["list", "--json"]).run();
         listed.expect(0, &format!("{context}: book list after it"));
         let (g, h, i) = (&self.g, &self.h, &self.i);
         let requests = request_lines(lab);
@@ -298,7 +286,7 @@ impl CommandScenario {
     /// The retry a user makes after a killed command, then the checks of a finished one.
     fn retry_and_check(&self, name: &str, context: &str) {
         let (command, stdin) = self.spawnable(name, None);
-        let retried = run(command, NOW, stdin.as_deref());
+        let retried = run_at(command, NOW, stdin.as_deref());
         retried.assert_no_panic(&format!("{context}: the retry"));
         self.check(name, &format!("{context}, then retried ({retried})"), Some(true));
         let left = debris(self.lab.root());
@@ -322,7 +310,7 @@ fn commands_killed_at_any_step_lose_nothing() {
             for occurrence in 1.. {
                 restore(scenario.lab.root(), &scenario.saved);
                 let (command, stdin) = scenario.spawnable(name, Some((call, occurrence)));
-                let outcome = run(command, NOW, stdin.as_deref());
+                let outcome = run_at(command, NOW, stdin.as_deref());
                 let context = format!("{name} killed at {call} #{occurrence}");
                 if outcome.code.is_some() {
                     // Got through: no more calls of this kind to kill at.
@@ -340,7 +328,7 @@ fn commands_killed_at_any_step_lose_nothing() {
         restore(scenario.lab.root(), &scenario.saved);
         let (command, stdin) = scenario.spawnable(name, None);
         let started = Instant::now();
-        run(command, NOW, stdin.as_deref()).expect(0, &format!("{name}, not killed"));
+        run_at(command, NOW, stdin.as_deref()).expect(0, &format!("{name}, not killed"));
         let length = started.elapsed();
         for round in 0..campaign_size() {
             restore(scenario.lab.root(), &scenario.saved);
@@ -365,13 +353,13 @@ struct PassScenario {
     d: String,
     e: String,
     f: String,
-    saved: BTreeMap<String, Vec<u8>>,
+    saved: Snapshot,
     day: i64,
 }
 
 impl PassScenario {
     fn new() -> PassScenario {
-        let mut lab = Lab::new("crashpass", &["d", "e", "f"]);
+        let lab = Lab::docker("crashpass", &["d", "e", "f"]);
         lab.register_all();
         let (d, e, f) = (lab.user(0).to_string(), lab.user(1).to_string(), lab.user(2).to_string());
         let saved = snapshot(lab.root());
@@ -395,9 +383,9 @@ impl PassScenario {
         let lab = &self.lab;
         let _ = docker(&["rm", "-f", &self.d, &self.e, &self.f]);
         restore(lab.root(), &self.saved);
-        lab.add_row(BOOKING, &self.d, &self.at("09:00"), &self.at("10:00"), "1", "1");
-        lab.add_row(BOOKING, &self.f, &self.at("09:00"), &self.at("12:00"), "1", "1");
-        lab.add_row(BOOKING, &self.e, &self.at("10:00"), &self.at("11:00"), "1", "1");
+        lab.add_booking_row(BOOKING, &self.d, &self.at("09:00"), &self.at("10:00"), "1", "1");
+        lab.add_booking_row(BOOKING, &self.f, &self.at("09:00"), &self.at("12:00"), "1", "1");
+        lab.add_booking_row(BOOKING, &self.e, &self.at("10:00"), &self.at("11:00"), "1", "1");
         lab.monitor(&self.now("09:00")).expect(0, "the pass at 09:00 that starts d and f");
         lab.write(MONITOR_EXEC, &format!("{}\n", self.f));
         self.restarts_of_f()
@@ -415,7 +403,9 @@ impl PassScenario {
 
     fn check_after_kill(&self, context: &str) {
         let lab = &self.lab;
-        lab.book(&self.d, &["list", "--json"], &self.now("10:00")).expect(0, &format!("{context}: book list after it"));
+        lab.book_as(&self.d, &["list", "--json"])
+            .now(&self.now("10:00"))
+            .expect(0, &format!("{context}: book list after it"));
         let (d, e, f) = (
             whereabouts(lab, &self.d, &self.at("09:00")),
             whereabouts(lab, &self.e, &self.at("10:00")),
@@ -428,7 +418,7 @@ impl PassScenario {
 
     fn finish_and_check(&self, restarts_before: usize, context: &str) {
         let lab = &self.lab;
-        let pass = run(self.pass_at_ten(), &self.now("10:00"), None);
+        let pass = run_at(self.pass_at_ten(), &self.now("10:00"), None);
         pass.expect(0, &format!("{context}: the next pass"));
         let context = format!("{context}, then the next pass");
         let (d, e, f) = (
@@ -472,7 +462,7 @@ fn monitor_passes_killed_at_any_step_lose_nothing() {
             let restarts = scenario.next_round();
             let mut command = killed_at(call, occurrence, env!("CARGO_BIN_EXE_monitor"));
             command.arg("--root").arg(scenario.lab.root());
-            let outcome = run(command, &scenario.now("10:00"), None);
+            let outcome = run_at(command, &scenario.now("10:00"), None);
             let context = format!("a pass killed at {call} #{occurrence}");
             if outcome.code.is_some() {
                 outcome.expect(0, &format!("{context} (it got through)"));
@@ -487,7 +477,7 @@ fn monitor_passes_killed_at_any_step_lose_nothing() {
     // A whole pass, to know how long one takes, then kills at random moments within it.
     scenario.next_round();
     let started = Instant::now();
-    run(scenario.pass_at_ten(), &scenario.now("10:00"), None).expect(0, "a pass, not killed");
+    run_at(scenario.pass_at_ten(), &scenario.now("10:00"), None).expect(0, "a pass, not killed");
     let length = started.elapsed();
     for round in 0..campaign_size() {
         let restarts = scenario.next_round();
@@ -507,7 +497,7 @@ fn monitor_passes_killed_at_any_step_lose_nothing() {
 /// restart while the pass starts (even rounds) or ends (odd rounds) their booking.
 struct RaceScenario {
     lab: Lab,
-    saved: BTreeMap<String, Vec<u8>>,
+    saved: Snapshot,
     day: u64,
 }
 
@@ -532,7 +522,7 @@ impl RaceScenario {
         self.day += 1;
         let _ = docker(&["rm", "-f", user]);
         restore(self.lab.root(), &self.saved);
-        self.lab.add_row(BOOKING, user, &self.at(start), &self.at(end), "1", "1");
+        self.lab.add_booking_row(BOOKING, user, &self.at(start), &self.at(end), "1", "1");
         if start < "10:00" {
             self.lab.monitor(&self.now(start)).expect(0, &format!("the pass that starts {user}'s booking"));
         }
@@ -541,14 +531,12 @@ impl RaceScenario {
     /// Runs the pass at 10:00 and, `delay` after it began, `book ARGS` as `user`.
     fn race(&self, user: &str, args: &[&str], delay: Duration) -> (Run, Run) {
         let pass = {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_monitor"));
-            command.arg("--root").arg(self.lab.root());
-            let now = self.now("10:00");
-            std::thread::spawn(move || run(command, &now, None))
+            let pass = self.lab.command("monitor", &[]).now(&self.now("10:00"));
+            std::thread::spawn(move || pass.output())
         };
         // The moment `book` comes in is what is random here; nothing waits on a result.
         std::thread::sleep(delay);
-        let booked = self.lab.book(user, args, &self.now("10:00"));
+        let booked = self.lab.book_as(user, args).now(&self.now("10:00")).run();
         let pass = pass.join().expect("the pass thread");
         pass.assert_no_panic("the pass");
         booked.assert_no_panic(&format!("book {args:?}"));
@@ -558,12 +546,7 @@ impl RaceScenario {
 
 #[test]
 fn book_commands_racing_a_pass_are_never_lost() {
-    if !images::engine_or_skip("book_commands_racing_a_pass_are_never_lost") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("race", &["a", "b", "c"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("race", &["a", "b", "c"]) else { return };
     let (a, b, c) = (lab.user(0).to_string(), lab.user(1).to_string(), lab.user(2).to_string());
     let saved = snapshot(lab.root());
     let mut scenario = RaceScenario { lab, saved, day: 0 };

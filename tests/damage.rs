@@ -3,9 +3,9 @@
 //! the field, never panic, and leave every file under the root byte-for-byte as it was.
 //!
 //! The snapshots compare every file and folder under the root except `jobs/.lock`: taking
-//! the state lock may create that file, and it never holds data (see `common::LOCK_FILE`).
+//! the state lock may create that file, and it never holds data (see `support::snapshot::LOCK_FILE`).
 
-mod common;
+mod support;
 
 use std::fs;
 
@@ -14,14 +14,14 @@ use gpu_booking::store::lock::SharedLock;
 use gpu_booking::store::root::Root;
 use gpu_booking::store::schedule::{self, ActiveFile};
 
-use common::{Run, append, assert_unchanged, copy_fixture, edit_line, enroll, enroll_check, snapshot};
+use support::fixtures::{append, copy_fixture, edit_line};
+use support::run::{self, NOW, Run, enroll, enroll_check};
+use support::schedule::{BOOKING, USED, USING};
+use support::snapshot::{assert_unchanged, snapshot};
 
 const CAPABILITY: &str = "cfg/example/capability_config.yaml";
 const USERS: &str = "cfg/example/users_config.yaml";
 const HOST_DEPLOY: &str = "cfg/host_deploy.yaml";
-const BOOKING: &str = "jobs/booking.csv";
-const USING: &str = "jobs/using.csv";
-const USED: &str = "jobs/used.csv";
 
 /// One change to one line: in `file` at `line`, `from` becomes `to`.
 type Edit<'a> = (&'a str, usize, &'a str, &'a str);
@@ -49,25 +49,30 @@ fn check_damaged(edits: &[Edit], expected: &[&str], errors: usize) -> Run {
     run
 }
 
-// ---- YAML syntax -------------------------------------------------------------------------
-
-#[test]
-fn bad_yaml_syntax_a_tab_names_its_line() {
-    // The parser stops before it knows a field: file and line are all it can give.
-    check_damaged(
-        &[(CAPABILITY, 20, "  cpus: 8", "\tcpus: 8")],
-        &["cfg/example/capability_config.yaml:20: found character that cannot start any token"],
-        1,
-    );
+/// One test per kind of damage, each a call of [`check_damaged`]:
+/// `name: edits => lines the output must hold, errors counted;`.
+macro_rules! damage_tests {
+    ($($(#[$doc:meta])* $name:ident: $edits:expr => $expected:expr, $errors:expr;)+) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $name() {
+                check_damaged($edits, $expected, $errors);
+            }
+        )+
+    };
 }
 
-#[test]
-fn bad_yaml_syntax_a_second_colon_names_its_line() {
-    check_damaged(
-        &[(CAPABILITY, 21, "memory: 32", "memory: 32: 5")],
-        &["cfg/example/capability_config.yaml:21: mapping values are not allowed in this context"],
-        1,
-    );
+// ---- YAML syntax -------------------------------------------------------------------------
+
+damage_tests! {
+    /// The parser stops before it knows a field: file and line are all it can give.
+    bad_yaml_syntax_a_tab_names_its_line:
+        &[(CAPABILITY, 20, "  cpus: 8", "\tcpus: 8")]
+        => &["cfg/example/capability_config.yaml:20: found character that cannot start any token"], 1;
+    bad_yaml_syntax_a_second_colon_names_its_line:
+        &[(CAPABILITY, 21, "memory: 32", "memory: 32: 5")]
+        => &["cfg/example/capability_config.yaml:21: mapping values are not allowed in this context"], 1;
 }
 
 #[test]
@@ -84,31 +89,16 @@ fn bad_yaml_syntax_an_unclosed_quote_says_where_the_quote_opened() {
 
 // ---- unknown keys ------------------------------------------------------------------------
 
-#[test]
-fn an_unknown_key_in_the_capability_config_names_line_and_section() {
-    check_damaged(
-        &[(CAPABILITY, 23, "", "  disk: 5")],
-        &["cfg/example/capability_config.yaml:23: max_default_capability: unknown field `disk`"],
-        1,
-    );
-}
-
-#[test]
-fn an_unknown_key_in_the_users_config_names_line_and_user() {
-    check_damaged(
-        &[(USERS, 11, "password:", "passwd:")],
-        &["cfg/example/users_config.yaml:11: m11007s05-1: unknown field `passwd`"],
-        1,
-    );
-}
-
-#[test]
-fn an_unknown_key_in_host_deploy_names_its_line() {
-    check_damaged(
-        &[(HOST_DEPLOY, 4, "", "volume_tmp_dir: /tmp")],
-        &["cfg/host_deploy.yaml:4: unknown field `volume_tmp_dir`"],
-        1,
-    );
+damage_tests! {
+    an_unknown_key_in_the_capability_config_names_line_and_section:
+        &[(CAPABILITY, 23, "", "  disk: 5")]
+        => &["cfg/example/capability_config.yaml:23: max_default_capability: unknown field `disk`"], 1;
+    an_unknown_key_in_the_users_config_names_line_and_user:
+        &[(USERS, 11, "password:", "passwd:")]
+        => &["cfg/example/users_config.yaml:11: m11007s05-1: unknown field `passwd`"], 1;
+    an_unknown_key_in_host_deploy_names_its_line:
+        &[(HOST_DEPLOY, 4, "", "volume_tmp_dir: /tmp")]
+        => &["cfg/host_deploy.yaml:4: unknown field `volume_tmp_dir`"], 1;
 }
 
 // ---- wrong types -------------------------------------------------------------------------
@@ -137,20 +127,18 @@ fn the_library_gives_the_same_message_for_a_wrong_type() {
     );
 }
 
-#[test]
-fn a_word_for_a_port_names_user_and_field() {
-    check_damaged(&[(USERS, 12, "10002", "ten")], &["cfg/example/users_config.yaml:12: m11007s05-1.forward_port: "], 1);
+damage_tests! {
+    a_word_for_a_port_names_user_and_field:
+        &[(USERS, 12, "10002", "ten")]
+        => &["cfg/example/users_config.yaml:12: m11007s05-1.forward_port: "], 1;
 }
 
 // ---- the schedule files ------------------------------------------------------------------
 
-#[test]
-fn a_bad_time_in_a_booking_names_row_and_column() {
-    check_damaged(
-        &[(BOOKING, 2, "2026-11-24 09:30:00", "2026-11-31 09:30:00")],
-        &["jobs/booking.csv:2: start: expected a time YYYY-MM-DD HH:MM:SS, found \"2026-11-31 09:30:00\""],
-        1,
-    );
+damage_tests! {
+    a_bad_time_in_a_booking_names_row_and_column:
+        &[(BOOKING, 2, "2026-11-24 09:30:00", "2026-11-31 09:30:00")]
+        => &["jobs/booking.csv:2: start: expected a time YYYY-MM-DD HH:MM:SS, found \"2026-11-31 09:30:00\""], 1;
 }
 
 #[test]
@@ -170,18 +158,13 @@ fn a_bad_gpu_list_names_row_and_column() {
     check_damaged(&[(BOOKING, 2, "\"[0, 1]\"", "\"[0, one]\"")], &["jobs/booking.csv:2: gpus: "], 1);
 }
 
-#[test]
-fn an_end_before_the_start_names_row_and_column() {
-    check_damaged(
-        &[(BOOKING, 2, "2026-11-25 09:30:00", "2026-11-24 09:00:00")],
-        &["jobs/booking.csv:2: end: 2026-11-24 09:00:00 ", "start 2026-11-24 09:30:00"],
-        1,
-    );
-}
-
-#[test]
-fn an_end_equal_to_the_start_is_refused_too() {
-    check_damaged(&[(BOOKING, 3, "2026-11-25 12:30:00", "2026-11-24 12:30:00")], &["jobs/booking.csv:3: end: "], 1);
+damage_tests! {
+    an_end_before_the_start_names_row_and_column:
+        &[(BOOKING, 2, "2026-11-25 09:30:00", "2026-11-24 09:00:00")]
+        => &["jobs/booking.csv:2: end: 2026-11-24 09:00:00 ", "start 2026-11-24 09:30:00"], 1;
+    an_end_equal_to_the_start_is_refused_too:
+        &[(BOOKING, 3, "2026-11-25 12:30:00", "2026-11-24 12:30:00")]
+        => &["jobs/booking.csv:3: end: "], 1;
 }
 
 #[test]
@@ -198,13 +181,10 @@ fn negative_cpus_in_yaml_name_line_and_field() {
     );
 }
 
-#[test]
-fn negative_cpus_in_a_booking_name_row_and_column() {
-    check_damaged(
-        &[(BOOKING, 2, ",4.5,", ",-4.5,")],
-        &["jobs/booking.csv:2: cpus: expected a number of CPUs above 0, found \"-4.5\""],
-        1,
-    );
+damage_tests! {
+    negative_cpus_in_a_booking_name_row_and_column:
+        &[(BOOKING, 2, ",4.5,", ",-4.5,")]
+        => &["jobs/booking.csv:2: cpus: expected a number of CPUs above 0, found \"-4.5\""], 1;
 }
 
 #[test]
@@ -216,76 +196,47 @@ fn the_library_refuses_a_damaged_row_with_the_same_message() {
     assert_eq!(error.to_string(), "jobs/booking.csv:2: cpus: expected a number of CPUs above 0, found \"-4.5\"");
 }
 
-#[test]
-fn a_bad_header_names_line_one() {
-    check_damaged(&[(BOOKING, 1, ",cpus,", ",cpu,")], &["jobs/booking.csv:1: unknown column \"cpu\""], 1);
+damage_tests! {
+    a_bad_header_names_line_one:
+        &[(BOOKING, 1, ",cpus,", ",cpu,")]
+        => &["jobs/booking.csv:1: unknown column \"cpu\""], 1;
 }
 
 // ---- cross-file checks -------------------------------------------------------------------
 
-#[test]
-fn a_booking_of_a_user_who_may_not_book_is_reported() {
-    check_damaged(
-        &[(BOOKING, 3, "m11007s05-1,", "stranger,")],
-        &[
+damage_tests! {
+    a_booking_of_a_user_who_may_not_book_is_reported:
+        &[(BOOKING, 3, "m11007s05-1,", "stranger,")]
+        => &[
             "jobs/booking.csv:3: user_id: stranger is not in allow_userIDs",
             // The message points at the file that decides, by its path under the root.
             CAPABILITY,
-        ],
-        1,
-    );
-}
-
-#[test]
-fn a_gpu_the_host_does_not_have_is_reported() {
-    check_damaged(
-        &[(BOOKING, 3, "[3]", "[4]")],
-        &["jobs/booking.csv:3: gpus: GPU 4 does not exist: the host has 4"],
-        1,
-    );
-}
-
-#[test]
-fn a_time_off_the_half_hour_grid_is_reported() {
-    check_damaged(
-        &[(BOOKING, 2, "2026-11-24 09:30:00", "2026-11-24 09:45:00")],
-        &["jobs/booking.csv:2: start: 2026-11-24 09:45:00 is off the 30-minute grid"],
-        1,
-    );
-}
-
-#[test]
-fn a_running_booking_on_a_gpu_booked_by_another_is_reported() {
-    check_damaged(
+        ], 1;
+    a_gpu_the_host_does_not_have_is_reported:
+        &[(BOOKING, 3, "[3]", "[4]")]
+        => &["jobs/booking.csv:3: gpus: GPU 4 does not exist: the host has 4"], 1;
+    a_time_off_the_half_hour_grid_is_reported:
+        &[(BOOKING, 2, "2026-11-24 09:30:00", "2026-11-24 09:45:00")]
+        => &["jobs/booking.csv:2: start: 2026-11-24 09:45:00 is off the 30-minute grid"], 1;
+    a_running_booking_on_a_gpu_booked_by_another_is_reported:
         &[(
             USING,
             1,
             "extra_command",
             "extra_command\n2026-11-24 09:30:00,2026-11-24 10:00:00,m11007s05-2,2,8,[1],10003,,",
-        )],
-        &["jobs/using.csv:2: gpus: GPU 1 is also booked by m11007s05 at jobs/booking.csv:2"],
-        1,
-    );
-}
-
-#[test]
-fn duplicate_forward_ports_are_reported() {
-    check_damaged(
-        &[(USERS, 12, "10002", "10001")],
-        &["cfg/example/users_config.yaml:12: m11007s05-1.forward_port: 10001 is also m11007s05's forward port"],
-        1,
-    );
+        )]
+        => &["jobs/using.csv:2: gpus: GPU 1 is also booked by m11007s05 at jobs/booking.csv:2"], 1;
+    duplicate_forward_ports_are_reported:
+        &[(USERS, 12, "10002", "10001")]
+        => &["cfg/example/users_config.yaml:12: m11007s05-1.forward_port: 10001 is also m11007s05's forward port"], 1;
 }
 
 // ---- several problems at once ------------------------------------------------------------
 
-#[test]
-fn errors_in_two_files_are_both_reported_in_one_run() {
-    check_damaged(
-        &[(CAPABILITY, 20, "cpus: 8", "cpus: eight"), (BOOKING, 3, "[3]", "[3; 4]")],
-        &["cfg/example/capability_config.yaml:20: max_default_capability.cpus: ", "jobs/booking.csv:3: gpus: "],
-        2,
-    );
+damage_tests! {
+    errors_in_two_files_are_both_reported_in_one_run:
+        &[(CAPABILITY, 20, "cpus: 8", "cpus: eight"), (BOOKING, 3, "[3]", "[3; 4]")]
+        => &["cfg/example/capability_config.yaml:20: max_default_capability.cpus: ", "jobs/booking.csv:3: gpus: "], 2;
 }
 
 #[test]
@@ -322,13 +273,10 @@ fn cpus_no_container_can_be_held_to_name_file_line_and_field() {
     );
 }
 
-#[test]
-fn every_bad_row_of_a_file_is_reported() {
-    check_damaged(
-        &[(BOOKING, 2, ",4.5,", ",-4.5,"), (BOOKING, 3, "2026-11-24 12:30:00", "2026-11-24 12:31:00")],
-        &["jobs/booking.csv:2: cpus: ", "jobs/booking.csv:3: start: "],
-        2,
-    );
+damage_tests! {
+    every_bad_row_of_a_file_is_reported:
+        &[(BOOKING, 2, ",4.5,", ",-4.5,"), (BOOKING, 3, "2026-11-24 12:30:00", "2026-11-24 12:31:00")]
+        => &["jobs/booking.csv:2: cpus: ", "jobs/booking.csv:3: start: "], 2;
 }
 
 // ---- files that are not there or not text ------------------------------------------------
@@ -366,15 +314,10 @@ fn binary_garbage_in_a_booking_file_does_not_panic() {
 
 // ---- absurd numbers (issue 12, item 6) ---------------------------------------------------
 
-/// A clock for the binaries that need one; the fixture's bookings lie after it.
-const NOW: &str = "2026-11-23 10:00";
-
-/// `book --root ROOT ARGS…` on a damaged root, with the clock fixed and nobody logged in.
+/// `book --root ROOT ARGS…` on a damaged root, nobody logged in, the clock at [`NOW`] (the
+/// fixture's bookings lie after it).
 fn book(root: &std::path::Path, args: &[&str]) -> Run {
-    let root = root.to_str().expect("a UTF-8 temporary path");
-    let mut all = vec!["--root", root];
-    all.extend_from_slice(args);
-    common::run_with_input("book", &all, "", NOW)
+    run::command("book").root(root).now(NOW).args(args).run()
 }
 
 /// Every line an admin reads from a run, as they would count it.
@@ -633,11 +576,8 @@ fn a_fifo_in_place_of_a_configuration_file_is_refused_without_waiting() {
     let root = copy_fixture("upstream");
     let fifo = root.path().join("cfg/containers.yaml");
     rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
-    let mut command = std::process::Command::new(common::binary("enroll"));
-    command.args(["--root", root.path().to_str().unwrap(), "check"]);
     // Before, the read waited for a writer forever.
-    let run = common::run_limited(command, "", std::time::Duration::from_secs(60));
-    run.assert_no_panic("enroll check");
+    let run = run::command("enroll").root(root.path()).args(["check"]).limit(std::time::Duration::from_secs(60)).run();
     assert_eq!(run.code, Some(1), "{run}");
     assert!(
         run.stdout.contains("cfg/containers.yaml: cannot read: it is a named pipe (FIFO), expected a plain file"),

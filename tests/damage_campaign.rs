@@ -25,20 +25,20 @@
 //! GPU_BOOKING_CAMPAIGN_SIZE=3000 cargo test --release --test damage_campaign -- --nocapture
 //! ```
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Run, binary, copy_fixture, run_limited, snapshot};
+use support::fixtures::copy_fixture;
+use support::run::{self, DEAD_DOCKER_HOST, NOW, Run, new_booking_args};
+use support::snapshot::snapshot;
 
-const NOW: &str = "2026-11-23 10:00";
 const ALICE_PASSWORD: &str = "tulip-alice-7";
 const LINE_LIMIT: usize = 300;
 const DEFAULT_SEED: u64 = 0x1207_2026;
@@ -46,6 +46,86 @@ const DEFAULT_SEED: u64 = 0x1207_2026;
 const TIME_LIMIT: Duration = Duration::from_secs(60);
 /// A "very long value".
 const LONG_VALUE_BYTES: usize = 100_000;
+
+// ---- the campaign ------------------------------------------------------------------------
+
+fn environment_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    let value = value.trim();
+    let parsed = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => value.parse(),
+    };
+    Some(parsed.unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
+}
+
+fn combinations() -> Vec<(&'static Target, Kind)> {
+    TARGETS
+        .iter()
+        .flat_map(|target| KINDS.iter().filter(|kind| kind.applies_to(target.format)).map(move |kind| (target, *kind)))
+        .collect()
+}
+
+/// The undamaged root: every command succeeds, so a refusal in the campaign is the damage's.
+fn pristine_codes() -> BTreeMap<Reader, Option<i32>> {
+    let root = copy_fixture("campaign");
+    let mut codes = BTreeMap::new();
+    for reader in EVERY_READER.iter().copied() {
+        let run = reader.run(root.path());
+        assert_eq!(run.code, Some(0), "{reader:?} on the undamaged campaign root:\n{run}");
+        codes.insert(reader, run.code);
+    }
+    codes
+}
+
+#[test]
+fn every_command_succeeds_on_the_undamaged_root() {
+    pristine_codes();
+}
+
+#[test]
+fn damaged_files_are_refused_named_and_left_alone() {
+    let seed = environment_number("GPU_BOOKING_CAMPAIGN_SEED").unwrap_or(DEFAULT_SEED);
+    let combinations = combinations();
+    let size = environment_number("GPU_BOOKING_CAMPAIGN_SIZE").map_or(combinations.len(), |size| size as usize);
+    let pristine = pristine_codes();
+    let tally = Mutex::new(Tally::default());
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |count| count.get()).min(8);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= size {
+                        break;
+                    }
+                    let (target, kind) = combinations[index % combinations.len()];
+                    run_case(&Case { index, target, kind }, seed, &pristine, &tally);
+                }
+            });
+        }
+    });
+    let tally = tally.into_inner().unwrap();
+    report(&tally, seed);
+    let mut faults: BTreeMap<&Fault, usize> = BTreeMap::new();
+    for finding in &tally.findings {
+        *faults.entry(&finding.fault).or_default() += 1;
+    }
+    let shown: Vec<String> = tally
+        .findings
+        .iter()
+        .take(12)
+        .map(|finding| format!("{:?} by {:?} — {}\n{}", finding.fault, finding.reader, finding.case, finding.detail))
+        .collect();
+    assert!(
+        tally.findings.is_empty(),
+        "{} finding(s) ({faults:?}); the first:\n\n{}",
+        tally.findings.len(),
+        shown.join("\n\n")
+    );
+    assert!(tally.cases > 0 && tally.refusals > 0, "the campaign damaged nothing");
+}
 
 // ---- the commands ------------------------------------------------------------------------
 
@@ -71,54 +151,27 @@ const EVERY_READER: &[Reader] = &[
 
 impl Reader {
     fn run(self, root: &Path) -> Run {
-        let root = root.to_str().expect("a UTF-8 temporary path");
-        let (name, args, input): (&str, Vec<&str>, String) = match self {
-            Reader::EnrollCheck => ("enroll", vec!["--root", root, "check"], String::new()),
-            Reader::BookList => ("book", vec!["--root", root, "list"], String::new()),
-            Reader::BookFree => (
-                "book",
-                vec!["--root", root, "free", "--cpus", "1", "--memory", "1", "--gpus", "1", "--duration", "1-day"],
-                String::new(),
-            ),
-            Reader::MonitorDryRun => ("monitor", vec!["--root", root, "--dry-run"], String::new()),
-            Reader::EnrollList => ("enroll", vec!["--root", root, "list"], String::new()),
-            Reader::BookNew => (
-                "book",
-                vec![
-                    "--root",
-                    root,
-                    "--user",
-                    "alice",
-                    "--password-stdin",
-                    "new",
-                    "--cpus",
-                    "1",
-                    "--memory",
-                    "1",
-                    "--gpus",
-                    "1",
-                    "--start",
-                    "now",
-                    "--end",
-                    "2-hour",
-                    "--yes",
-                ],
-                format!("{ALICE_PASSWORD}\n"),
-            ),
+        let (name, args): (&str, Vec<&str>) = match self {
+            Reader::EnrollCheck => ("enroll", vec!["check"]),
+            Reader::BookList => ("book", vec!["list"]),
+            Reader::BookFree => {
+                ("book", vec!["free", "--cpus", "1", "--memory", "1", "--gpus", "1", "--duration", "1-day"])
+            }
+            Reader::MonitorDryRun => ("monitor", vec!["--dry-run"]),
+            Reader::EnrollList => ("enroll", vec!["list"]),
+            Reader::BookNew => ("book", new_booking_args("1", "1", "1", "now", "2-hour")),
         };
-        let mut command = Command::new(binary(name));
-        command
+        let mut command = run::command(name)
+            .root(root)
+            .now(NOW)
             .args(args)
-            .env_remove("GPU_BOOKING_ROOT")
-            .env_remove("SSH_CLIENT")
-            .env_remove("SSH_ORIGINAL_COMMAND")
-            .env_remove("RUST_BACKTRACE")
-            .env("GPU_BOOKING_NOW", NOW)
-            .env("NO_COLOR", "1")
             // `enroll list` and `monitor` look for containers only where none can be.
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .current_dir(std::env::temp_dir());
-        run_limited(command, &input, TIME_LIMIT)
+            .env("DOCKER_HOST", DEAD_DOCKER_HOST)
+            .limit(TIME_LIMIT);
+        if self == Reader::BookNew {
+            command = command.login("alice", ALICE_PASSWORD).args(["--yes"]);
+        }
+        command.output()
     }
 }
 
@@ -863,86 +916,6 @@ fn names_file_and_line(line: &str, damaged: &str, whole_file: bool) -> bool {
         })
     });
     with_line || (whole_file && line.contains(damaged))
-}
-
-// ---- the campaign ------------------------------------------------------------------------
-
-fn environment_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    let value = value.trim();
-    let parsed = match value.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => value.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
-}
-
-fn combinations() -> Vec<(&'static Target, Kind)> {
-    TARGETS
-        .iter()
-        .flat_map(|target| KINDS.iter().filter(|kind| kind.applies_to(target.format)).map(move |kind| (target, *kind)))
-        .collect()
-}
-
-/// The undamaged root: every command succeeds, so a refusal in the campaign is the damage's.
-fn pristine_codes() -> BTreeMap<Reader, Option<i32>> {
-    let root = copy_fixture("campaign");
-    let mut codes = BTreeMap::new();
-    for reader in EVERY_READER.iter().copied() {
-        let run = reader.run(root.path());
-        assert_eq!(run.code, Some(0), "{reader:?} on the undamaged campaign root:\n{run}");
-        codes.insert(reader, run.code);
-    }
-    codes
-}
-
-#[test]
-fn every_command_succeeds_on_the_undamaged_root() {
-    pristine_codes();
-}
-
-#[test]
-fn damaged_files_are_refused_named_and_left_alone() {
-    let seed = environment_number("GPU_BOOKING_CAMPAIGN_SEED").unwrap_or(DEFAULT_SEED);
-    let combinations = combinations();
-    let size = environment_number("GPU_BOOKING_CAMPAIGN_SIZE").map_or(combinations.len(), |size| size as usize);
-    let pristine = pristine_codes();
-    let tally = Mutex::new(Tally::default());
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(2, |count| count.get()).min(8);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= size {
-                        break;
-                    }
-                    let (target, kind) = combinations[index % combinations.len()];
-                    run_case(&Case { index, target, kind }, seed, &pristine, &tally);
-                }
-            });
-        }
-    });
-    let tally = tally.into_inner().unwrap();
-    report(&tally, seed);
-    let mut faults: BTreeMap<&Fault, usize> = BTreeMap::new();
-    for finding in &tally.findings {
-        *faults.entry(&finding.fault).or_default() += 1;
-    }
-    let shown: Vec<String> = tally
-        .findings
-        .iter()
-        .take(12)
-        .map(|finding| format!("{:?} by {:?} — {}\n{}", finding.fault, finding.reader, finding.case, finding.detail))
-        .collect();
-    assert!(
-        tally.findings.is_empty(),
-        "{} finding(s) ({faults:?}); the first:\n\n{}",
-        tally.findings.len(),
-        shown.join("\n\n")
-    );
-    assert!(tally.cases > 0 && tally.refusals > 0, "the campaign damaged nothing");
 }
 
 fn report(tally: &Tally, seed: u64) {

@@ -36,18 +36,11 @@
 //! `GPU_BOOKING_REQUIRE_DOCKER=1` (CI). Both tests make the one `booking` account, so they run
 //! one at a time.
 
-#[path = "e2e/debian_image.rs"]
-mod debian_image;
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/screen.rs"]
-mod screen;
-#[path = "support/terminal.rs"]
-mod terminal;
+mod support;
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -56,7 +49,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Timelike};
-use terminal::Terminal;
+use support::fixtures::copy_tree;
+use support::ports::free_port_in;
+use support::schedule::HEADER;
+use support::terminal::Terminal;
+use support::{debian_image, images};
 
 const TEST: &str = "e2e_journey";
 
@@ -82,11 +79,7 @@ const PRECIOUS: &str = "root:x:0:0:root:/root:/bin/bash\n";
 /// Prints why the test cannot run and returns false — or panics, under
 /// `GPU_BOOKING_REQUIRE_DOCKER=1`.
 fn unavailable(reason: &str) -> bool {
-    if std::env::var(images::REQUIRE_DOCKER).as_deref() == Ok("1") {
-        panic!("{TEST}: {reason}, and {}=1 requires the end-to-end test to run", images::REQUIRE_DOCKER);
-    }
-    eprintln!("{TEST}: skipped: {reason}");
-    false
+    images::skip_or_fail(TEST, reason)
 }
 
 /// The program's path: on PATH, or in the sbin folders (a non-login PATH may lack them).
@@ -272,27 +265,11 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
 }
 
-/// `cp -r`: a folder's files and subfolders.
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap_or_else(|error| panic!("create {}: {error}", to.display()));
-    for entry in fs::read_dir(from).unwrap_or_else(|error| panic!("read {}: {error}", from.display())) {
-        let entry = entry.expect("a folder entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("a file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap_or_else(|error| panic!("copy {}: {error}", entry.path().display()));
-        }
-    }
-}
-
-/// A loopback port free now, from `first` on.
-fn free_port(first: u16, count: u16, address: &str) -> u16 {
-    let offset = (std::process::id() % u32::from(count)) as u16;
-    (0..count)
-        .map(|step| first + (offset + step) % count)
-        .find(|port| TcpListener::bind((address, *port)).is_ok())
-        .unwrap_or_else(|| panic!("no free port from {first} to {}", first + count - 1))
+/// In the shipped file at `path`, replaces `from`, which it must hold, with `to`.
+fn edit_shipped(path: &Path, from: &str, to: &str) {
+    let text = read(path);
+    assert!(text.contains(from), "the shipped {} no longer holds {from:?}:\n{text}", path.display());
+    write(path, &text.replacen(from, to, 1));
 }
 
 /// `ssh` options shared by every connection: no user or system ssh_config, no host-key
@@ -443,39 +420,13 @@ fn install(tools: &Tools, journal: &mut Journal, prefix: &str) -> Option<Server>
     // README: `install -d ROOT`, the shipped cfg/ into it, edit the two admin files.
     fs::create_dir_all(&root).expect("create the root");
     copy_tree(&repo.join("cfg"), &root.join("cfg"));
-    let deploy_path = root.join("cfg/host_deploy.yaml");
-    let deploy = read(&deploy_path);
-    assert!(
-        deploy.contains("  - gpu-booking/ssh:latest"),
-        "the shipped host_deploy.yaml no longer lists gpu-booking/ssh:latest"
-    );
-    write(&deploy_path, &deploy.replacen("  - gpu-booking/ssh:latest", &format!("  - {image}"), 1));
-    let capability_path = root.join("cfg/capability_config.yaml");
-    let capability = read(&capability_path);
-    assert!(
-        capability.contains("allow_userIDs: # who may book\n  - demo\n"),
-        "the shipped capability_config.yaml changed its allow_userIDs"
-    );
-    write(
-        &capability_path,
-        &capability.replacen(
-            "allow_userIDs: # who may book\n  - demo\n",
-            &format!("allow_userIDs: # who may book\n  - demo\n  - {user}\n"),
-            1,
-        ),
-    );
+    edit_shipped(&root.join("cfg/host_deploy.yaml"), "  - gpu-booking/ssh:latest", &format!("  - {image}"));
+    let allowed = "allow_userIDs: # who may book\n  - demo\n";
+    edit_shipped(&root.join("cfg/capability_config.yaml"), allowed, &format!("{allowed}  - {user}\n"));
     // The student chooses their own password at the first login: the admin turns
     // self-registration on for them in cfg/login.yaml (without it, `enroll passwd` first).
-    let login_path = root.join("cfg/login.yaml");
-    let login = read(&login_path);
-    assert!(
-        login.contains("\nself_registration: [demo]"),
-        "the shipped login.yaml changed its self_registration:\n{login}"
-    );
-    write(
-        &login_path,
-        &login.replacen("\nself_registration: [demo]", &format!("\nself_registration: [demo, {user}]"), 1),
-    );
+    let registering = "\nself_registration: [demo]";
+    edit_shipped(&root.join("cfg/login.yaml"), registering, &format!("\nself_registration: [demo, {user}]"));
     journal.note(&format!(
         "cfg/host_deploy.yaml: images = [{image}]; cfg/capability_config.yaml: allow_userIDs += {user}; \
          cfg/login.yaml: self_registration += {user}"
@@ -531,7 +482,7 @@ fn install(tools: &Tools, journal: &mut Journal, prefix: &str) -> Option<Server>
         1,
         "systemd/sshd-booking.conf no longer holds `{SHIPPED_FORCE}`"
     );
-    let ssh_port = free_port(2222, 5000, "127.0.0.1");
+    let ssh_port = free_port_in(2222, 5000, "127.0.0.1");
     let config = sshd_dir.join("sshd_config");
     write(
         &config,
@@ -645,7 +596,7 @@ fn a_student_books_over_ssh_uses_the_container_and_gets_the_files_back() {
     let (root, user, ssh_port) = (&server.root, &server.user, server.ssh_port);
 
     journal.step(&format!("first login and a booking through the dialogue: ssh -tt booking@127.0.0.1 -p {ssh_port}"));
-    let forward_port = free_port(10001, 1000, "0.0.0.0");
+    let forward_port = free_port_in(10001, 1000, "0.0.0.0");
     let mut command = booking_ssh(&tools, ssh_port);
     command.arg("-tt");
     println!("  $ ssh -tt booking@127.0.0.1 -p {ssh_port}   (on a terminal)");
@@ -910,9 +861,9 @@ fn no_local_user_becomes_booking_and_booking_cannot_make_root_write_through_link
         (missed_start + chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S"),
         server.user
     );
-    let t = target.display();
+    let (t, header) = (target.display(), HEADER.trim_end());
     let plant = format!(
-        "printf '%s\\n%s\\n' 'start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command' '{row}' > jobs/booking.csv && \
+        "printf '%s\\n%s\\n' '{header}' '{row}' > jobs/booking.csv && \
          ln -sfn {t} jobs/used.csv && ln -sfn {t} jobs/monitor.log && \
          ln -sfn {t} jobs/.booking.csv.tmp && ln -sfn {t} jobs/.using.csv.tmp && ln -sfn {t} jobs/.monitor_exec.tmp"
     );

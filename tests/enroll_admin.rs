@@ -2,101 +2,33 @@
 //! report, completions and man pages — with an admin-commented `capability_config.yaml`
 //! whose hand-written lines must survive every edit byte for byte.
 
-mod common;
+mod support;
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{Run, assert_unchanged, snapshot};
-use tempfile::TempDir;
+use support::fixtures::{copy_file, fixture_text};
+use support::lab::Lab;
+use support::run::{self, Run};
+use support::schedule::{HEADER, USED};
+use support::snapshot::{assert_unchanged, snapshot};
 
 const NOW: &str = "2030-01-10 10:10";
 
-const HOST_DEPLOY: &str = "\
-volume_work_dir: ./volumes/work
-volume_dataset_dir: ./volumes/dataset
-volume_backup_dir: ./volumes/backup
-users_config_yaml: ./cfg/users_config.yaml
-capability_config_yaml: ./cfg/capability_config.yaml
-images:
-  - lab/image:latest
-";
-
-/// Written the way an admin would: comments everywhere, odd spacing, a commented-out user.
-const CAPABILITY: &str = "\
-# Lab server, 4 GPUs. Ask Dana before changing the host section.
-max:
-  cpus: 62 # cores
-  ram: 30 # GB
-  swap_size: 10 # GB
-  gpus: 4
-
-  shm_rate: ram / (ram + swap_size)
-  memory: ram + swap_size
-
-  backup_space: 200 # GB
-  work_space: 500 # GB
-
-# Who may book. Keep alphabetical, please.
-allow_userIDs:
-  - bob      # PhD, until 2031
-  # - eve    # left the lab
-
-max_default_capability:
-  cpus: 8
-  memory: 32
-  gpus: 1   # one each by default
-
-  backup_space: 50
-  work_space: 200
-
-max_custom_capability:
-  # bob trains large models
-  bob:
-    cpus: max   # agreed 2029-05
-    gpus: 2
-
-# end of file: last reviewed 2029-12
-";
-
-const BACKUP_TEMPLATE: &str = "Dir:\n  - - .default/.ssh\n    - /root/.ssh\nFile:\n";
-
-fn scratch_root() -> TempDir {
-    let root = tempfile::tempdir().unwrap();
-    fs::create_dir_all(root.path().join("cfg/templates")).unwrap();
-    fs::create_dir_all(root.path().join("jobs")).unwrap();
-    fs::write(root.path().join("cfg/host_deploy.yaml"), HOST_DEPLOY).unwrap();
-    fs::write(root.path().join("cfg/capability_config.yaml"), CAPABILITY).unwrap();
-    fs::write(root.path().join("cfg/templates/backup.yaml"), BACKUP_TEMPLATE).unwrap();
-    root
+/// The fixture's `capability_config.yaml`, written the way an admin would: comments
+/// everywhere, odd spacing, a commented-out user.
+fn admins_capability_config() -> String {
+    fixture_text("admin/cfg/capability_config.yaml")
 }
 
-/// `enroll --root <root> <args>` with the clock fixed and `input` on standard input.
+/// `<binary> --root <root> <args>` with the clock fixed and `input` on standard input.
+fn run_in(binary: &str, root: &Path, args: &[&str], input: &str) -> Run {
+    run::command(binary).root(root).now(NOW).args(args).stdin(input).run()
+}
+
 fn enroll_in(root: &Path, args: &[&str], input: &str) -> Run {
-    let mut child = Command::new(common::binary("enroll"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("GPU_BOOKING_ROOT")
-        .env("GPU_BOOKING_NOW", NOW)
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A run refused before it reads its input closes the pipe early; that is not a failure.
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    let output = child.wait_with_output().unwrap();
-    let run = Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    run.assert_no_panic(&format!("enroll {args:?}"));
-    run
+    run_in("enroll", root, args, input)
 }
 
 fn ok(root: &Path, args: &[&str], input: &str) -> Run {
@@ -143,8 +75,8 @@ fn assert_lines_kept(before: &str, after: &str, edited: &[&str]) -> Vec<String> 
 
 #[test]
 fn add_and_limits_keep_every_hand_written_line() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     let run = ok(
         path,
         &["add", "alice", "--cpus", "12", "--gpus", "max", "--work-space", "300", "--password-stdin"],
@@ -154,7 +86,7 @@ fn add_and_limits_keep_every_hand_written_line() {
     assert!(!run.stdout.contains("temporary"), "{run}");
 
     let after_add = read(path, "cfg/capability_config.yaml");
-    let mut added = assert_lines_kept(CAPABILITY, &after_add, &[]);
+    let mut added = assert_lines_kept(&admins_capability_config(), &after_add, &[]);
     added.sort();
     assert_eq!(
         added,
@@ -172,7 +104,7 @@ fn add_and_limits_keep_every_hand_written_line() {
     assert!((10001..=11000).contains(&port), "{port}");
     assert!(side_file(path).get("alice").is_none());
     assert!(path.join("volumes/work/alice").is_dir());
-    assert_eq!(read(path, "volumes/backup/alice/backup.yaml"), BACKUP_TEMPLATE);
+    assert_eq!(read(path, "volumes/backup/alice/backup.yaml"), fixture_text("admin/cfg/templates/backup.yaml"));
 
     let run = ok(path, &["limits", "alice", "--memory", "24.5", "--clear", "gpus", "--cpus", "max"], "");
     assert!(run.stdout.contains("24 GB memory"), "{run}");
@@ -191,44 +123,44 @@ fn add_and_limits_keep_every_hand_written_line() {
 
 #[test]
 fn without_a_password_a_temporary_one_is_printed_once_and_must_be_changed() {
-    let root = scratch_root();
-    let run = ok(root.path(), &["add", "carol"], "");
+    let lab = Lab::fixture("admin");
+    let run = ok(lab.root(), &["add", "carol"], "");
     let temporary = run
         .stdout
         .lines()
         .find_map(|line| line.strip_prefix("temporary password for carol: "))
         .unwrap_or_else(|| panic!("no temporary password:\n{run}"))
         .to_string();
-    let users = users_config(root.path());
+    let users = users_config(lab.root());
     assert!(gpu_booking::password::verify(users["carol"]["password"].as_str().unwrap(), &temporary));
-    assert_eq!(side_file(root.path())["carol"]["must_change_password"].as_bool(), Some(true));
+    assert_eq!(side_file(lab.root())["carol"]["must_change_password"].as_bool(), Some(true));
     assert!(users["carol"].get("must_change_password").is_none(), "only the original's keys: {users:?}");
-    assert!(!read(root.path(), "cfg/users_config.yaml").contains(&temporary));
+    assert!(!read(lab.root(), "cfg/users_config.yaml").contains(&temporary));
 
     // passwd from standard input clears the flag; passwd without it sets a new temporary one.
-    ok(root.path(), &["passwd", "carol", "--password-stdin"], "orchid-77\n");
-    let users = users_config(root.path());
+    ok(lab.root(), &["passwd", "carol", "--password-stdin"], "orchid-77\n");
+    let users = users_config(lab.root());
     assert!(gpu_booking::password::verify(users["carol"]["password"].as_str().unwrap(), "orchid-77"));
-    assert!(side_file(root.path()).get("carol").is_none());
-    let run = ok(root.path(), &["passwd", "carol"], "");
+    assert!(side_file(lab.root()).get("carol").is_none());
+    let run = ok(lab.root(), &["passwd", "carol"], "");
     assert!(run.stdout.contains("temporary password for carol: "), "{run}");
-    assert_eq!(side_file(root.path())["carol"]["must_change_password"].as_bool(), Some(true));
+    assert_eq!(side_file(lab.root())["carol"]["must_change_password"].as_bool(), Some(true));
 
     // bob is allowed by hand and never logged in: passwd gives him his settings.
-    let run = ok(root.path(), &["passwd", "bob"], "");
+    let run = ok(lab.root(), &["passwd", "bob"], "");
     assert!(run.stdout.contains("temporary password for bob"), "{run}");
-    assert!(root.path().join("volumes/work/bob").is_dir());
+    assert!(lab.root().join("volumes/work/bob").is_dir());
     // A password that breaks the rules is a usage error, and nothing changes.
-    let before = snapshot(root.path());
-    let run = enroll_in(root.path(), &["passwd", "carol", "--password-stdin"], "1234\n");
+    let before = snapshot(lab.root());
+    let run = enroll_in(lab.root(), &["passwd", "carol", "--password-stdin"], "1234\n");
     assert_eq!(run.code, Some(2), "{run}");
-    assert_unchanged(&before, &snapshot(root.path()), "passwd with a weak password");
+    assert_unchanged(&before, &snapshot(lab.root()), "passwd with a weak password");
 }
 
 #[test]
 fn duplicate_ids_and_ports_are_refused_with_exit_3_and_nothing_written() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--forward-port", "10050", "--password-stdin"], "tulip-42\n");
     let before = snapshot(path);
     for (args, expected) in [
@@ -255,35 +187,32 @@ fn duplicate_ids_and_ports_are_refused_with_exit_3_and_nothing_written() {
 }
 
 fn write_bookings(root: &Path) {
-    let header = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n";
     fs::write(
         root.join("jobs/booking.csv"),
-        format!("{header}2030-01-12 09:00:00,2030-01-12 18:00:00,alice,4,16,[1],10050,,\n"),
+        format!("{HEADER}2030-01-12 09:00:00,2030-01-12 18:00:00,alice,4,16,[1],10050,,\n"),
     )
     .unwrap();
     fs::write(
         root.join("jobs/using.csv"),
-        format!("{header}2030-01-10 09:00:00,2030-01-11 09:00:00,alice,4,16,[0],10050,,\n"),
+        format!("{HEADER}2030-01-10 09:00:00,2030-01-11 09:00:00,alice,4,16,[0],10050,,\n"),
     )
     .unwrap();
 }
 
 #[test]
 fn remove_is_refused_with_bookings_and_force_cancels_them() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--forward-port", "10050", "--memory", "64", "--password-stdin"], "tulip-42\n");
     write_bookings(path);
     let with_alice = read(path, "cfg/capability_config.yaml");
 
     let before = snapshot(path);
-    let run = enroll_in(path, &["remove", "alice"], "");
-    assert_eq!(run.code, Some(3), "{run}");
+    let run = enroll_in(path, &["remove", "alice"], "").expect(3, "enroll remove alice");
     assert!(run.stderr.contains("--force"), "{run}");
     assert_unchanged(&before, &snapshot(path), "remove with bookings");
     // --purge with a running container is refused outright.
-    let run = enroll_in(path, &["remove", "alice", "--force", "--purge"], "");
-    assert_eq!(run.code, Some(3), "{run}");
+    enroll_in(path, &["remove", "alice", "--force", "--purge"], "").expect(3, "enroll remove alice --force --purge");
     assert_unchanged(&before, &snapshot(path), "remove --force --purge with a running booking");
 
     let list = ok(path, &["list", "--json"], "");
@@ -295,17 +224,20 @@ fn remove_is_refused_with_bookings_and_force_cancels_them() {
 
     let run = ok(path, &["remove", "alice", "--force"], "");
     assert!(run.stdout.contains("kept:"), "{run}");
-    assert_eq!(read(path, "jobs/booking.csv"), "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
+    assert_eq!(read(path, "jobs/booking.csv"), HEADER);
     assert!(read(path, "jobs/using.csv").contains("2030-01-10 09:00:00,2030-01-10 10:30:00,alice"));
     assert!(read(path, "jobs/used.csv").contains("2030-01-12 09:00:00,2030-01-12 09:00:00,alice"));
-    assert_eq!(read(path, "cfg/capability_config.yaml"), CAPABILITY, "removing alice restores the admin's file");
+    assert_eq!(
+        read(path, "cfg/capability_config.yaml"),
+        admins_capability_config(),
+        "removing alice restores the admin's file"
+    );
     assert!(users_config(path).get("alice").is_none());
     assert!(path.join("volumes/work/alice").is_dir(), "folders are kept without --purge");
-    assert_ne!(with_alice, CAPABILITY);
+    assert_ne!(with_alice, admins_capability_config());
 
     // Once the container has stopped, --purge deletes the folders of the removed user.
-    fs::write(path.join("jobs/using.csv"), "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n")
-        .unwrap();
+    fs::write(path.join("jobs/using.csv"), HEADER).unwrap();
     let run = ok(path, &["remove", "alice", "--purge"], "");
     assert!(run.stdout.contains("deleted:"), "{run}");
     assert!(!path.join("volumes/work/alice").exists());
@@ -317,8 +249,8 @@ fn remove_is_refused_with_bookings_and_force_cancels_them() {
 
 #[test]
 fn purge_refuses_a_folder_outside_the_volume_parents() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--password-stdin"], "tulip-42\n");
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("precious"), "keep me").unwrap();
@@ -328,8 +260,7 @@ fn purge_refuses_a_folder_outside_the_volume_parents() {
     assert_ne!(edited, text);
     fs::write(path.join("cfg/users_config.yaml"), edited).unwrap();
     let before = snapshot(path);
-    let run = enroll_in(path, &["remove", "alice", "--purge"], "");
-    assert_eq!(run.code, Some(3), "{run}");
+    let run = enroll_in(path, &["remove", "alice", "--purge"], "").expect(3, "enroll remove alice --purge");
     assert!(run.stderr.contains("will not purge"), "{run}");
     assert_unchanged(&before, &snapshot(path), "purge outside the volumes");
     assert!(outside.path().join("precious").exists());
@@ -337,8 +268,8 @@ fn purge_refuses_a_folder_outside_the_volume_parents() {
 
 #[test]
 fn list_shows_limits_ports_and_folder_sizes() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--forward-port", "10077", "--gpus", "2", "--password-stdin"], "tulip-42\n");
     fs::write(path.join("volumes/work/alice/data.bin"), vec![7u8; 200_000]).unwrap();
     let list = ok(path, &["list"], "");
@@ -356,8 +287,8 @@ fn list_shows_limits_ports_and_folder_sizes() {
 
 #[test]
 fn check_names_folders_outside_their_parents_and_ports_out_of_range() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--forward-port", "10050", "--password-stdin"], "tulip-42\n");
     let text = read(path, "cfg/users_config.yaml").replace("forward_port: 10050", "forward_port: 2222");
     fs::write(path.join("cfg/users_config.yaml"), &text).unwrap();
@@ -368,22 +299,20 @@ fn check_names_folders_outside_their_parents_and_ports_out_of_range() {
     let pointed = text.replace("volume_backup_dir: ./volumes/backup/alice", "volume_backup_dir: /etc");
     assert_ne!(pointed, text, "alice's entry names her backup folder:\n{text}");
     fs::write(path.join("cfg/users_config.yaml"), pointed).unwrap();
-    let run = enroll_in(path, &["check"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["check"], "").expect(1, "enroll check");
     assert!(run.stdout.contains("alice.volume_backup_dir: /etc is not inside"), "{run}");
 
     // Hand edits get the same size limits as `book`.
     let long = format!("extra_command: \"{}\"", "x".repeat(5000));
     fs::write(path.join("cfg/users_config.yaml"), text.replacen("extra_command: null", &long, 1)).unwrap();
-    let run = enroll_in(path, &["check"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["check"], "").expect(1, "enroll check");
     assert!(run.stdout.contains("alice.extra_command: the extra command is 5000 bytes"), "{run}");
 }
 
 #[test]
 fn check_lists_allowed_ids_without_a_password_and_guessable_ones() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     // bob is allowed by hand and has never had a password: nobody can log in as him.
     let run = ok(path, &["check"], "");
     assert!(
@@ -408,16 +337,15 @@ fn check_lists_allowed_ids_without_a_password_and_guessable_ones() {
     assert!(!run.stdout.contains("bob has no password"), "{run}");
     // A bad login.yaml is an error like any other file's.
     fs::write(path.join("cfg/login.yaml"), "self_registration: [bob]\nlockout: off\n").unwrap();
-    let run = enroll_in(path, &["check"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["check"], "").expect(1, "enroll check");
     assert!(run.stdout.contains("cfg/login.yaml:2: unknown field `lockout`"), "{run}");
 }
 
 #[test]
 fn check_warns_when_the_password_hashes_are_open_to_others() {
     use std::os::unix::fs::PermissionsExt;
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--password-stdin"], "tulip-42\n");
     let mode = |relative: &str, mode: u32| {
         fs::set_permissions(path.join(relative), fs::Permissions::from_mode(mode)).unwrap();
@@ -443,44 +371,29 @@ fn check_warns_when_the_password_hashes_are_open_to_others() {
 /// NanoCpus is never 0 (no limit at all).
 #[test]
 fn run_container_refuses_cpus_below_one_or_finer_than_hundredths() {
-    let root = scratch_root();
-    let path = root.path();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     ok(path, &["add", "alice", "--password-stdin"], "tulip-42\n");
     let before = snapshot(path);
-    let root_text = path.to_str().unwrap();
     for cpus in ["1e-12", "0", "0.5", "1.234", "NaN", "inf", "-1"] {
-        let run = common::run_with_input(
-            "run-container",
-            &["--root", root_text, "--user", "alice", "--cpus", cpus, "--dry-run"],
-            "",
-            NOW,
-        );
+        let run = run_in("run-container", path, &["--user", "alice", "--cpus", cpus, "--dry-run"], "");
         assert_eq!(run.code, Some(3), "run-container --cpus {cpus}:\n{run}");
         assert!(run.stderr.contains("cpus must be at least 1, with at most two decimals"), "{run}");
     }
     assert_unchanged(&before, &snapshot(path), "run-container with refused CPUs");
-    let run = common::run_with_input(
-        "run-container",
-        &["--root", root_text, "--user", "alice", "--cpus", "1.5", "--dry-run"],
-        "",
-        NOW,
-    );
+    let run = run_in("run-container", path, &["--user", "alice", "--cpus", "1.5", "--dry-run"], "");
     assert_eq!(run.code, Some(0), "run-container --cpus 1.5:\n{run}");
 }
 
 #[test]
 fn report_counts_hours_per_user_and_month_exactly() {
-    let root = scratch_root();
-    let path = root.path();
-    fs::write(
-        path.join("jobs/used.csv"),
-        "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n\
-         2030-01-31 20:00:00,2030-02-01 04:00:00,alice,4.5,16,\"[0, 1]\",10050,,\n\
-         2030-02-03 10:00:00,2030-02-03 10:00:00,alice,2,8,[2],10050,,\n\
-         2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n\
-         2030-03-01 00:00:00,2030-03-02 00:00:00,bob,1,1,[3],10051,,\n",
-    )
-    .unwrap();
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
+    let history = "2030-01-31 20:00:00,2030-02-01 04:00:00,alice,4.5,16,\"[0, 1]\",10050,,\n\
+                   2030-02-03 10:00:00,2030-02-03 10:00:00,alice,2,8,[2],10050,,\n\
+                   2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n\
+                   2030-03-01 00:00:00,2030-03-02 00:00:00,bob,1,1,[3],10051,,\n";
+    lab.write(USED, &format!("{HEADER}{history}"));
     let run = ok(path, &["report", "--csv"], "");
     assert_eq!(
         run.stdout,
@@ -501,25 +414,22 @@ fn report_counts_hours_per_user_and_month_exactly() {
     assert_eq!(lines[1]["cpu_hours"].as_f64(), Some(20.0));
     let table = ok(path, &["report"], "");
     assert!(table.stdout.contains("GPU-hours"), "{table}");
-    let run = enroll_in(path, &["report", "--from", "2030-03-01", "--to", "2030-02-01"], "");
-    assert_eq!(run.code, Some(2), "{run}");
+    enroll_in(path, &["report", "--from", "2030-03-01", "--to", "2030-02-01"], "").expect(2, "dates in reverse");
 }
 
 /// A broken `used.csv` stops the report like every other reader: exit 1, file, line and field,
 /// nothing reported; `--skip-bad-rows` reports the rows that read, and names each one skipped.
 #[test]
 fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
-    let root = scratch_root();
-    let path = root.path();
-    let header = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n";
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
     let good = "2030-02-05 09:30:00,2030-02-05 12:00:00,bob,8,32,[],10051,,\n";
     fs::write(
         path.join("jobs/used.csv"),
-        format!("{header}{good}2030-02-06 09:30:00,2030-02-06 12:00:00,bob,eight,32,[],10051,,\nnot a row\n"),
+        format!("{HEADER}{good}2030-02-06 09:30:00,2030-02-06 12:00:00,bob,eight,32,[],10051,,\nnot a row\n"),
     )
     .unwrap();
-    let run = enroll_in(path, &["report", "--csv"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report", "--csv"], "").expect(1, "enroll report --csv");
     assert!(run.stderr.contains("jobs/used.csv:3: cpus: expected a number of CPUs above 0, found \"eight\""), "{run}");
     assert!(run.stderr.contains("jobs/used.csv:4: expected 9 fields like the header, found 1"), "{run}");
     assert!(run.stderr.contains("--skip-bad-rows"), "the message says how to report anyway:\n{run}");
@@ -535,8 +445,7 @@ fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
 
     // A broken header is no longer "no usage".
     fs::write(path.join("jobs/used.csv"), format!("start,end,user\n{good}")).unwrap();
-    let run = enroll_in(path, &["report"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report"], "").expect(1, "enroll report");
     assert!(run.stderr.contains("jobs/used.csv:1: unknown column \"user\""), "{run}");
     assert!(!run.stdout.contains("no usage"), "{run}");
     let run = ok(path, &["report", "--skip-bad-rows"], "");
@@ -545,8 +454,7 @@ fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
     // A folder in place of the file.
     fs::remove_file(path.join("jobs/used.csv")).unwrap();
     fs::create_dir(path.join("jobs/used.csv")).unwrap();
-    let run = enroll_in(path, &["report"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report"], "").expect(1, "enroll report");
     assert!(run.stderr.contains("jobs/used.csv"), "{run}");
 }
 
@@ -554,9 +462,9 @@ fn report_refuses_a_broken_history_unless_told_to_skip_bad_rows() {
 /// row near its end: every row counts once, and the bad one is named by its line.
 #[test]
 fn report_reads_a_long_history_row_by_row() {
-    let root = scratch_root();
-    let path = root.path();
-    let mut text = String::from("start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command\n");
+    let lab = Lab::fixture("admin");
+    let path = lab.root();
+    let mut text = String::from(HEADER);
     let rows = 150_000;
     for row in 0..rows {
         // One booking of one hour a day per user, a quoted command with a line break in every tenth.
@@ -567,8 +475,7 @@ fn report_reads_a_long_history_row_by_row() {
     let lines_before_bad = text.matches('\n').count();
     text.push_str("2030-01-01 10:00:00,2030-01-01 11:00:00,u0,1,4,[0;1],10051,,\n");
     fs::write(path.join("jobs/used.csv"), &text).unwrap();
-    let run = enroll_in(path, &["report", "--json"], "");
-    assert_eq!(run.code, Some(1), "{run}");
+    let run = enroll_in(path, &["report", "--json"], "").expect(1, "enroll report --json");
     assert!(run.stderr.contains(&format!("jobs/used.csv:{}: gpus: ", lines_before_bad + 1)), "{run}");
     let run = ok(path, &["report", "--json", "--skip-bad-rows"], "");
     let lines: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -580,11 +487,11 @@ fn report_reads_a_long_history_row_by_row() {
 
 #[test]
 fn bash_loads_the_completions_of_every_binary() {
-    let root = scratch_root();
+    let lab = Lab::fixture("admin");
     for binary in ["book", "monitor", "run-container", "enroll"] {
-        let script = ok(root.path(), &["completions", "bash", "--binary", binary], "").stdout;
+        let script = ok(lab.root(), &["completions", "bash", "--binary", binary], "").stdout;
         assert!(script.contains(binary), "{script}");
-        let file = root.path().join(format!("{binary}.bash"));
+        let file = lab.root().join(format!("{binary}.bash"));
         fs::write(&file, &script).unwrap();
         let output = Command::new("bash")
             .arg("-c")
@@ -595,19 +502,19 @@ fn bash_loads_the_completions_of_every_binary() {
         assert!(String::from_utf8_lossy(&output.stdout).contains(binary));
     }
     for shell in ["zsh", "fish"] {
-        let script = ok(root.path(), &["completions", shell], "").stdout;
+        let script = ok(lab.root(), &["completions", shell], "").stdout;
         assert!(script.contains("enroll") && script.contains("limits"), "{shell}:\n{script}");
     }
-    let run = enroll_in(root.path(), &["completions", "tcsh"], "");
+    let run = enroll_in(lab.root(), &["completions", "tcsh"], "");
     assert_eq!(run.code, Some(2), "{run}");
 }
 
 #[test]
 fn man_writes_a_page_per_binary_and_subcommand() {
     let out = tempfile::tempdir().unwrap();
-    let root = scratch_root();
+    let lab = Lab::fixture("admin");
     let folder = out.path().join("man1");
-    ok(root.path(), &["man", "--out", folder.to_str().unwrap()], "");
+    ok(lab.root(), &["man", "--out", folder.to_str().unwrap()], "");
     for page in ["book.1", "monitor.1", "run-container.1", "enroll.1", "enroll-add.1", "enroll-report.1"] {
         let text = fs::read_to_string(folder.join(page)).unwrap_or_else(|error| panic!("{page}: {error}"));
         assert!(text.starts_with(".ie") || text.contains("\n.TH "), "{page} has no .TH header:\n{text}");
@@ -624,29 +531,21 @@ fn man_writes_a_page_per_binary_and_subcommand() {
 /// moved elsewhere (a test install promoted to /srv, a restored backup) uses its own folders.
 #[test]
 fn relative_user_folders_follow_the_root_when_it_moves() {
-    let first = scratch_root();
-    ok(first.path(), &["add", "alice", "--password-stdin"], "tulip-42\n");
-    let users = read(first.path(), "cfg/users_config.yaml");
+    let first = Lab::fixture("admin");
+    ok(first.root(), &["add", "alice", "--password-stdin"], "tulip-42\n");
+    let users = read(first.root(), "cfg/users_config.yaml");
     assert!(users.contains("volume_work_dir: ./volumes/work/alice"), "{users}");
     assert!(users.contains("volume_backup_dir: ./volumes/backup/alice"), "{users}");
-    assert!(!users.contains(first.path().to_str().unwrap()), "no absolute path of the first root:\n{users}");
+    assert!(!users.contains(first.root().to_str().unwrap()), "no absolute path of the first root:\n{users}");
 
     let moved = tempfile::tempdir().unwrap();
     for name in ["host_deploy.yaml", "capability_config.yaml", "users_config.yaml", "templates/backup.yaml"] {
-        let target = moved.path().join("cfg").join(name);
-        fs::create_dir_all(target.parent().unwrap()).unwrap();
-        fs::copy(first.path().join("cfg").join(name), target).unwrap();
+        copy_file(&first.path(&format!("cfg/{name}")), &moved.path().join("cfg").join(name));
     }
     fs::create_dir_all(moved.path().join("jobs")).unwrap();
-    let output = Command::new(common::binary("run-container"))
-        .arg("--root")
-        .arg(moved.path())
-        .args(["--user", "alice", "--dry-run"])
-        .env("GPU_BOOKING_NOW", NOW)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "run-container --dry-run: {}", String::from_utf8_lossy(&output.stderr));
-    let spec: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let output = run_in("run-container", moved.path(), &["--user", "alice", "--dry-run"], "")
+        .expect(0, "run-container --dry-run");
+    let spec = output.json();
     let work = spec["mounts"]
         .as_array()
         .expect("mounts")

@@ -1,11 +1,10 @@
 //! The command line as an admin meets it: `--help` and `--version` of all four binaries, the
 //! ways to name the root, and usage errors.
 
-mod common;
+mod support;
 
-use std::process::{Command, Stdio};
-
-use common::{Run, copy_fixture, enroll, run_binary};
+use support::fixtures::copy_fixture;
+use support::run::{self, DEAD_DOCKER_HOST, NOW, Run, enroll, run_binary};
 
 #[test]
 fn help_and_version_work_for_all_four_binaries() {
@@ -46,16 +45,10 @@ fn usage_errors_exit_2_without_a_panic() {
 }
 
 fn enroll_check_in(current_dir: &std::path::Path, root_variable: Option<&std::path::Path>) -> Run {
-    let mut command = Command::new(common::binary("enroll"));
-    command.arg("check").env_remove("GPU_BOOKING_ROOT").current_dir(current_dir).stdin(Stdio::null());
-    if let Some(root) = root_variable {
-        command.env("GPU_BOOKING_ROOT", root);
-    }
-    let output = command.output().unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    let check = run::command("enroll").args(["check"]).current_dir(current_dir);
+    match root_variable {
+        Some(root) => check.env("GPU_BOOKING_ROOT", root.to_str().expect("a UTF-8 temporary path")).run(),
+        None => check.run(),
     }
 }
 
@@ -111,21 +104,13 @@ fn a_reader_that_stops_early_ends_each_binary_quietly() {
         ("book", &["--root", path, "list", "--timeline"][..]),
         ("run-container", &["--help"][..]),
     ] {
-        let mut child = Command::new(common::binary(name))
+        let (stderr, code) = run::command(name)
             .args(args)
-            .env("GPU_BOOKING_NOW", "2026-11-23 10:00")
+            .now(NOW)
             // `monitor status` asks Docker for the containers' processes: none here.
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the binary");
-        // Read nothing and close the pipe before the binary writes, as `head -c0` would.
-        drop(child.stdout.take());
-        let output = child.wait_with_output().expect("wait for the binary");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+            .env("DOCKER_HOST", DEAD_DOCKER_HOST)
+            .run_with_stdout_closed();
         assert!(stderr.trim().is_empty(), "{name} {args:?} said on a closed pipe:\n{stderr}");
-        assert_ne!(output.status.code(), Some(101), "{name} {args:?}: a panic's exit code");
+        assert_ne!(code, Some(101), "{name} {args:?}: a panic's exit code");
     }
 }

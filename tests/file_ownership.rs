@@ -4,38 +4,21 @@
 //! denied". Only root can hand files to another owner, so these tests need root; as anyone
 //! else they print why they skip.
 
-mod common;
+mod support;
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::Run;
+use support::lab::Lab;
+use support::run::{Run, new_booking_args};
 
 /// `nobody`/`nogroup` on Debian: an owner that is surely not the one running the test.
 const OTHER_OWNER: u32 = 65534;
 
-const NOW: &str = "2026-11-23 10:00";
-
 fn running_as_root() -> bool {
     // The owner of /proc/self is the process's effective user.
     fs::metadata("/proc/self").map(|metadata| metadata.uid() == 0).unwrap_or(false)
-}
-
-fn shipped_root() -> tempfile::TempDir {
-    let scratch = tempfile::tempdir().expect("create a temporary folder");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg");
-    fs::create_dir_all(scratch.path().join("cfg")).unwrap();
-    fs::create_dir_all(scratch.path().join("cfg/users")).unwrap();
-    for name in ["host_deploy.yaml", "capability_config.yaml", "users/users_config.yaml", "login.yaml"] {
-        fs::copy(shipped.join(name), scratch.path().join("cfg").join(name)).unwrap();
-    }
-    fs::create_dir_all(scratch.path().join("cfg/templates")).unwrap();
-    fs::copy(shipped.join("templates/backup.yaml"), scratch.path().join("cfg/templates/backup.yaml")).unwrap();
-    fs::create_dir_all(scratch.path().join("jobs")).unwrap();
-    scratch
 }
 
 fn give_tree_to(path: &Path, owner: u32) {
@@ -47,28 +30,21 @@ fn give_tree_to(path: &Path, owner: u32) {
     }
 }
 
-fn run_with_input(name: &str, root: &Path, args: &[&str], input: &str) -> Run {
-    let mut child = Command::new(common::binary(name))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env("GPU_BOOKING_NOW", NOW)
-        .env_remove("GPU_BOOKING_ROOT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("run {name}: {error}"));
-    // A command that refuses before reading its input closes the pipe first.
-    if let Err(error) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
-        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "writing to {name}'s input: {error}");
-    }
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+/// `NAME --root ROOT ARGS…` with `input` on standard input.
+fn run_with_input(name: &str, lab: &Lab, args: &[&str], input: &str) -> Run {
+    lab.command(name, args).stdin(input).run()
+}
+
+/// erin's `book ARGS…`, with her password.
+fn as_erin(lab: &Lab, args: &[&str]) -> Run {
+    lab.book(args).login("erin", "tulip-42").run()
+}
+
+/// erin's `book new --yes` for 1 CPU, 1 GB and no GPU from `start` to `end`.
+fn erin_books(lab: &Lab, start: &str, end: &str) -> Run {
+    let mut args = new_booking_args("1", "1", "0", start, end);
+    args.push("--yes");
+    as_erin(lab, &args)
 }
 
 /// Every file under `cfg/` and `jobs/` whose owner is not `owner`, with its owner.
@@ -97,8 +73,8 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
         eprintln!("skipped: only root can give files to another owner, and this test runs as a normal user");
         return;
     }
-    let scratch = shipped_root();
-    let root = scratch.path();
+    let lab = Lab::shipped();
+    let root = lab.root();
     fs::set_permissions(root.join("cfg/users/users_config.yaml"), fs::Permissions::from_mode(0o600)).unwrap();
     give_tree_to(root, OTHER_OWNER);
 
@@ -106,40 +82,14 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
     // (users_config.yaml and capability_config.yaml rewritten), a booking that starts now
     // (booking.csv created, monitor_exec appended to, the lock file created), a cancellation
     // of a future one (used.csv created).
-    let added = run_with_input("enroll", root, &["add", "erin", "--password-stdin"], "tulip-42\n");
+    let added = run_with_input("enroll", &lab, &["add", "erin", "--password-stdin"], "tulip-42\n");
     added.assert_no_panic("enroll add");
     assert_eq!(added.code, Some(0), "enroll add:\n{added}");
     for (start, end) in [("now", "1-day"), ("2-day", "3-day")] {
-        let booked = run_with_input(
-            "book",
-            root,
-            &[
-                "--user",
-                "erin",
-                "--password-stdin",
-                "new",
-                "--cpus",
-                "1",
-                "--memory",
-                "1",
-                "--gpus",
-                "0",
-                "--start",
-                start,
-                "--end",
-                end,
-                "--yes",
-            ],
-            "tulip-42\n",
-        );
+        let booked = erin_books(&lab, start, end);
         assert_eq!(booked.code, Some(0), "book new --start {start}:\n{booked}");
     }
-    let cancelled = run_with_input(
-        "book",
-        root,
-        &["--user", "erin", "--password-stdin", "cancel", "--start", "2-day"],
-        "tulip-42\n",
-    );
+    let cancelled = as_erin(&lab, &["cancel", "--start", "2-day"]);
     assert_eq!(cancelled.code, Some(0), "book cancel:\n{cancelled}");
 
     for written in
@@ -161,8 +111,8 @@ fn files_root_rewrites_or_creates_keep_the_owner_of_the_state_folders() {
 /// whoever owned it (root can check the owner; anyone can check the mode).
 #[test]
 fn every_tool_that_writes_users_config_leaves_it_owner_only() {
-    let scratch = shipped_root();
-    let root = scratch.path();
+    let lab = Lab::shipped();
+    let root = lab.root();
     let users = root.join("cfg/users/users_config.yaml");
     let as_root = running_as_root();
     let owner = if as_root { OTHER_OWNER } else { fs::metadata(&users).unwrap().uid() };
@@ -192,7 +142,7 @@ fn every_tool_that_writes_users_config_leaves_it_owner_only() {
             std::os::unix::fs::chown(&users, Some(OTHER_OWNER), Some(OTHER_OWNER)).unwrap();
         }
         let before = fs::read(&users).unwrap();
-        let run = run_with_input(name, root, args, input);
+        let run = run_with_input(name, &lab, args, input);
         run.assert_no_panic(&format!("{name} {args:?}"));
         assert_eq!(run.code, Some(0), "{name} {args:?}:\n{run}");
         assert_ne!(fs::read(&users).unwrap(), before, "{name} {args:?} should have rewritten users_config.yaml");
@@ -211,32 +161,11 @@ fn root_never_writes_through_a_link_the_state_folders_owner_planted() {
         );
         return;
     }
-    let scratch = shipped_root();
-    let root = scratch.path();
-    let added = run_with_input("enroll", root, &["add", "erin", "--password-stdin"], "tulip-42\n");
+    let lab = Lab::shipped();
+    let root = lab.root();
+    let added = run_with_input("enroll", &lab, &["add", "erin", "--password-stdin"], "tulip-42\n");
     assert_eq!(added.code, Some(0), "enroll add:\n{added}");
-    let booked = run_with_input(
-        "book",
-        root,
-        &[
-            "--user",
-            "erin",
-            "--password-stdin",
-            "new",
-            "--cpus",
-            "1",
-            "--memory",
-            "1",
-            "--gpus",
-            "0",
-            "--start",
-            "2-day",
-            "--end",
-            "3-day",
-            "--yes",
-        ],
-        "tulip-42\n",
-    );
+    let booked = erin_books(&lab, "2-day", "3-day");
     assert_eq!(booked.code, Some(0), "book new:\n{booked}");
     give_tree_to(root, OTHER_OWNER);
     // A root-owned file outside the root, as /etc/passwd would be.
@@ -248,22 +177,12 @@ fn root_never_writes_through_a_link_the_state_folders_owner_planted() {
     std::os::unix::fs::symlink(&target, root.join("jobs/used.csv")).unwrap();
     std::os::unix::fs::lchown(root.join("jobs/used.csv"), Some(OTHER_OWNER), Some(OTHER_OWNER)).unwrap();
     std::os::unix::fs::symlink(&target, root.join("jobs/.booking.csv.tmp")).unwrap();
-    let cancelled = run_with_input(
-        "book",
-        root,
-        &["--user", "erin", "--password-stdin", "cancel", "--start", "2-day"],
-        "tulip-42\n",
-    );
+    let cancelled = as_erin(&lab, &["cancel", "--start", "2-day"]);
     cancelled.assert_no_panic("book cancel as root");
     assert_eq!(cancelled.code, Some(1), "a link in place of used.csv must be refused:\n{cancelled}");
     assert!(cancelled.stderr.contains("used.csv") && cancelled.stderr.contains("symbolic link"), "{cancelled}");
     fs::remove_file(root.join("jobs/used.csv")).unwrap();
-    let cancelled = run_with_input(
-        "book",
-        root,
-        &["--user", "erin", "--password-stdin", "cancel", "--start", "2-day"],
-        "tulip-42\n",
-    );
+    let cancelled = as_erin(&lab, &["cancel", "--start", "2-day"]);
     assert_eq!(cancelled.code, Some(0), "book cancel once the link is gone:\n{cancelled}");
     assert_eq!(fs::read_to_string(&target).unwrap(), "root:x:0:0:root:/root:/bin/bash\n", "root wrote through a link");
     assert_eq!(files_not_owned_by(root, OTHER_OWNER), Vec::<String>::new(), "files root left with its own owner");

@@ -8,14 +8,14 @@
 //! PyYAML (Debian's `python3-yaml`) say why they skip when it is missing, unless
 //! `GPU_BOOKING_REQUIRE_DOCKER=1` (CI), where they fail.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::OnceLock;
 
-use common::{Run, assert_unchanged, snapshot};
 use gpu_booking::model::UserId;
 use gpu_booking::store::config::capability_edit::{self, Edit};
 use gpu_booking::store::config::yaml::Limit;
@@ -25,7 +25,12 @@ use gpu_booking::store::root::Root;
 use indexmap::IndexMap;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tempfile::TempDir;
+use support::fixtures::ED25519_KEY;
+use support::fixtures::fixture_text;
+use support::images;
+use support::lab::Lab;
+use support::run::{self, Run};
+use support::snapshot::{assert_unchanged, snapshot};
 
 const NOW: &str = "2030-01-10 10:10";
 
@@ -33,46 +38,18 @@ const USERS_CONFIG: &str = "cfg/users/users_config.yaml";
 const SIDE_FILE: &str = "cfg/users/users_config.gpu-booking.yaml";
 const CAPABILITY: &str = "cfg/capability_config.yaml";
 
-const HOST_DEPLOY: &str = "\
-volume_work_dir: ./volumes/work
-volume_dataset_dir: ./volumes/dataset
-volume_backup_dir: ./volumes/backup
-users_config_yaml: ./cfg/users/users_config.yaml
-capability_config_yaml: ./cfg/capability_config.yaml
-images:
-  - lab/image:latest
-  - \"1.10\" # quoted by the admin: a bare 1.10 is a number
-";
+/// The fixture's `host_deploy.yaml`: users_config.yaml in a folder of its own, an image name
+/// the admin quoted.
+fn host_deploy_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| fixture_text("going-back/cfg/host_deploy.yaml"))
+}
 
-const CAPABILITY_TEXT: &str = "\
-# The lab's host.
-max:
-  cpus: 62 # cores
-  ram: 30
-  swap_size: 10
-  gpus: 4
-
-  shm_rate: ram / (ram + swap_size)
-  memory: ram + swap_size
-
-  backup_space: 200
-  work_space: 500
-
-allow_userIDs: # who may book
-  - m11007s05
-
-max_default_capability:
-  cpus: 8
-  memory: 32
-  gpus: 1
-
-  backup_space: 50
-  work_space: 200
-
-max_custom_capability:
-  # <user id>:
-  #   cpus: max
-";
+/// The fixture's `capability_config.yaml`: the lab's host, one allowed user, comments.
+fn capability_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| fixture_text("going-back/cfg/capability_config.yaml"))
+}
 
 /// Passwords the original stored in plain text that YAML 1.1 reads as something else when
 /// they lose their quotes.
@@ -81,9 +58,6 @@ const LEGACY_PASSWORDS: [&str; 12] =
 
 /// Ids YAML 1.1 would read as a number, boolean, date or null if written bare.
 const AMBIGUOUS_IDS: [&str; 9] = ["0012", "off", "12345678", "y", "2024-01-01", "1_000", "0x1f", "1e5", "null"];
-
-const ED25519_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
 /// The original's `UserConfig`: exactly these keyword arguments, no others.
 const SEVEN_KEYS: [&str; 7] = [
@@ -135,21 +109,9 @@ print(json.dumps(out))
 /// `Some(())` when `python3` can import PyYAML; otherwise the test says why it skips (or, in
 /// CI, fails).
 fn python_yaml() -> Option<()> {
-    let found = Command::new("python3")
-        .args(["-c", "import yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        return Some(());
-    }
-    let reason = "python3 with PyYAML (apt-get install python3-yaml) is not available";
-    if std::env::var("GPU_BOOKING_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("{reason}, and GPU_BOOKING_REQUIRE_DOCKER=1 asks for every test to run");
-    }
-    eprintln!("skipped: {reason}");
-    None
+    let found = images::runs("python3", &["-c", "import yaml"])
+        || images::skip_or_fail("going_back", "python3 with PyYAML (apt-get install python3-yaml) is not available");
+    found.then_some(())
 }
 
 /// Reads `paths` with PyYAML; `Err` with Python's message when it cannot (the original fails).
@@ -175,22 +137,15 @@ fn original_reads(path: &Path) -> Value {
 
 // ---- a scratch root and the binaries --------------------------------------------------------
 
-fn scratch_root(users_config: &str) -> TempDir {
-    let root = tempfile::tempdir().unwrap();
-    fs::create_dir_all(root.path().join("cfg/templates")).unwrap();
-    fs::create_dir_all(root.path().join("cfg/users")).unwrap();
-    fs::create_dir_all(root.path().join("jobs")).unwrap();
-    fs::write(root.path().join("cfg/host_deploy.yaml"), HOST_DEPLOY).unwrap();
-    fs::write(root.path().join(CAPABILITY), CAPABILITY_TEXT).unwrap();
-    fs::write(root.path().join("cfg/templates/backup.yaml"), "Dir:\nFile:\n").unwrap();
-    fs::write(root.path().join(USERS_CONFIG), users_config).unwrap();
-    root
+/// The fixture's root with `users_config` as `users_config.yaml`.
+fn lab_with_users(users_config: &str) -> Lab {
+    let lab = Lab::fixture("going-back");
+    lab.write(USERS_CONFIG, users_config);
+    lab
 }
 
 fn run(binary: &str, root: &Path, args: &[&str], input: &str) -> Run {
-    let mut all = vec!["--root", root.to_str().unwrap()];
-    all.extend_from_slice(args);
-    common::run_with_input(binary, &all, input, NOW)
+    run::command(binary).root(root).now(NOW).args(args).stdin(input).run()
 }
 
 fn ok(binary: &str, root: &Path, args: &[&str], input: &str) -> Run {
@@ -226,8 +181,8 @@ fn what_the_binaries_write_reads_the_same_in_yaml_1_1_and_in_gpu_booking() {
     for (index, password) in LEGACY_PASSWORDS.iter().enumerate() {
         legacy.push_str(&legacy_entry(&format!("legacy{index}"), password, 10100 + index as u16));
     }
-    let root = scratch_root(&legacy);
-    let path = root.path();
+    let lab = lab_with_users(&legacy);
+    let path = lab.root();
     let key_file = path.join("alice.pub");
     fs::write(&key_file, format!("{ED25519_KEY}\n")).unwrap();
 
@@ -337,11 +292,11 @@ fn a_users_config_with_inline_additions_moves_them_to_the_side_file_at_the_next_
          volume_backup_dir: ./volumes/backup/alice\n  ssh_keys:\n  - {ED25519_KEY}\n  must_change_password: true\n\
          bob:\n  password: '0000'\n  forward_port: 10002\n  image: null\n  extra_command: null\n"
     );
-    let root = scratch_root(&written_before);
-    let path = root.path();
+    let lab = lab_with_users(&written_before);
+    let path = lab.root();
     fs::write(
         path.join(CAPABILITY),
-        CAPABILITY_TEXT.replace("  - m11007s05\n", "  - alice\n  - bob\n  - \"0012\"\n  - 0013\n"),
+        capability_text().replace("  - m11007s05\n", "  - alice\n  - bob\n  - \"0012\"\n  - 0013\n"),
     )
     .unwrap();
 
@@ -391,8 +346,8 @@ fn a_users_config_with_inline_additions_moves_them_to_the_side_file_at_the_next_
 
 #[test]
 fn ids_are_lower_case_in_both_systems() {
-    let root = scratch_root("");
-    let path = root.path();
+    let lab = lab_with_users("");
+    let path = lab.root();
     let before = snapshot(path);
     let refused = run("enroll", path, &["add", "Alice", "--password-stdin"], "tulip-42\n");
     assert_eq!(refused.code, Some(2), "{refused}");
@@ -420,15 +375,15 @@ fn ids_are_lower_case_in_both_systems() {
 
 #[test]
 fn check_names_an_allow_list_the_original_reads_as_null() {
-    let root = scratch_root("");
-    let path = root.path();
-    fs::write(path.join(CAPABILITY), CAPABILITY_TEXT.replace("  - m11007s05\n", "  # nobody yet\n")).unwrap();
+    let lab = lab_with_users("");
+    let path = lab.root();
+    fs::write(path.join(CAPABILITY), capability_text().replace("  - m11007s05\n", "  # nobody yet\n")).unwrap();
     let check = run("enroll", path, &["check"], "");
     assert!(
         check.stdout.contains(&format!("{CAPABILITY}:14: warning: allow_userIDs: empty, which YAML reads as null")),
         "{check}"
     );
-    fs::write(path.join(CAPABILITY), CAPABILITY_TEXT.replace("  - m11007s05\n", "")).unwrap();
+    fs::write(path.join(CAPABILITY), capability_text().replace("  - m11007s05\n", "")).unwrap();
     ok("enroll", path, &["add", "alice", "--password-stdin"], "tulip-42\n");
     ok("enroll", path, &["remove", "alice"], "");
     let check = run("enroll", path, &["check"], "");
@@ -437,8 +392,8 @@ fn check_names_an_allow_list_the_original_reads_as_null() {
 
 #[test]
 fn absolute_paths_rewrites_relative_volume_folders_and_nothing_else() {
-    let root = scratch_root(&legacy_entry("m11007s05", "0000", 10001));
-    let path = root.path();
+    let lab = lab_with_users(&legacy_entry("m11007s05", "0000", 10001));
+    let path = lab.root();
     ok("enroll", path, &["add", "alice", "--password-stdin"], "tulip-42\n");
     ok("enroll", path, &["add", "bob"], "");
     let users_before = read(path, USERS_CONFIG);
@@ -487,8 +442,8 @@ fn absolute_paths_rewrites_relative_volume_folders_and_nothing_else() {
 
 #[test]
 fn a_link_in_place_of_the_side_file_is_refused() {
-    let root = scratch_root("");
-    let path = root.path();
+    let lab = lab_with_users("");
+    let path = lab.root();
     let target = path.join("precious");
     fs::write(&target, "precious\n").unwrap();
     std::os::unix::fs::symlink(&target, path.join(SIDE_FILE)).unwrap();
@@ -503,62 +458,20 @@ fn a_link_in_place_of_the_side_file_is_refused() {
 
 /// Strings of every kind, weighted towards what YAML reads as something other than text.
 fn tricky_string() -> impl Strategy<Value = String> {
-    let words = prop::sample::select(vec![
-        "on",
-        "Off",
-        "YES",
-        "no",
-        "y",
-        "N",
-        "true",
-        "False",
-        "null",
-        "Null",
-        "~",
-        "",
-        "=",
-        "<<",
-        ".inf",
-        "-.Inf",
-        ".NaN",
-        "nan",
-        "0",
-        "-0",
-        "+1",
-        "0012",
-        "0o17",
-        "0x1F",
-        "0b11",
-        "1_000",
-        "1e3",
-        "1.5e-3",
-        "12:30",
-        "190:20:30.15",
-        "2024-01-01",
-        "2001-12-14t21:59:43.10-05:00",
-        "- a",
-        "? a",
-        "a: b",
-        "a #b",
-        "#",
-        "&a",
-        "*a",
-        "!a",
-        "|",
-        ">",
-        "%a",
-        "@a",
-        "`a",
-        "[a]",
-        "{a: 1}",
-        "'a'",
-        "\"a\"",
-        "a\\b",
-        "\u{85}",
-        "\u{2028}",
-        "\u{feff}",
-    ])
-    .prop_map(str::to_string);
+    let words: Vec<&str> = [
+        // Booleans and nulls, in YAML 1.1 or 1.2.
+        &["on", "Off", "YES", "no", "y", "N", "true", "False", "null", "Null", "~", ""][..],
+        // Numbers, times and dates, in either version.
+        &[".inf", "-.Inf", ".NaN", "nan", "0", "-0", "+1", "0012", "0o17", "0x1F", "0b11", "1_000", "1e3"],
+        &["1.5e-3", "12:30", "190:20:30.15", "2024-01-01", "2001-12-14t21:59:43.10-05:00"],
+        // Indicators that start or end YAML syntax.
+        &["=", "<<", "- a", "? a", "a: b", "a #b", "#", "&a", "*a", "!a", "|", ">", "%a", "@a", "`a", "[a]"],
+        &["{a: 1}", "'a'", "\"a\"", "a\\b"],
+        // Line breaks and a byte order mark that YAML does not count as text.
+        &["\u{85}", "\u{2028}", "\u{feff}"],
+    ]
+    .concat();
+    let words = prop::sample::select(words).prop_map(str::to_string);
     prop_oneof![
         3 => words,
         3 => "[-+.0-9:_eExXoObBa-z ~#'\"\\\\]{0,10}",
@@ -568,7 +481,7 @@ fn tricky_string() -> impl Strategy<Value = String> {
 }
 
 fn deploy(root: &Path) -> HostDeploy {
-    HostDeploy::parse(&Root::new(root), "cfg/host_deploy.yaml", HOST_DEPLOY).unwrap().0
+    HostDeploy::parse(&Root::new(root), "cfg/host_deploy.yaml", host_deploy_text()).unwrap().0
 }
 
 /// `users_config.yaml` with one user per string: every field that holds text holds it.
@@ -612,12 +525,12 @@ proptest! {
     fn any_id_survives_capability_config(id in "[a-z0-9][a-z0-9_.-]{0,12}") {
         let user = UserId::parse(&id).unwrap();
         let edits = [Edit::Allow(user.clone()), Edit::SetLimits(user.clone(), vec![("gpus", Some(Limit::Max))])];
-        let edited = capability_edit::apply("c.yaml", CAPABILITY_TEXT, &edits)
+        let edited = capability_edit::apply("c.yaml", capability_text(), &edits)
             .map_err(|error| TestCaseError::fail(format!("{error:#}")))?;
         let (config, _) = CapabilityConfig::parse("c.yaml", &edited).unwrap();
         prop_assert!(config.is_allowed(&user));
         prop_assert_eq!(config.custom_entry(&user), Some(vec![("gpus", Limit::Max)]));
-        prop_assert!(edited.starts_with(&CAPABILITY_TEXT[..CAPABILITY_TEXT.find("allow_userIDs").unwrap()]));
+        prop_assert!(edited.starts_with(&capability_text()[..capability_text().find("allow_userIDs").unwrap()]));
     }
 }
 
@@ -729,7 +642,7 @@ proptest! {
         let alice = UserId::parse("alice").unwrap();
         let side_path = scratch.path().join("side.yaml");
         fs::write(&side_path, gpu_booking::store::config::user_extras::render([(&alice, &keys)])).unwrap();
-        let mut capability = CAPABILITY_TEXT.to_string();
+        let mut capability = capability_text().to_string();
         let mut unique: Vec<String> = Vec::new();
         for id in ids.into_iter().filter(|id| id.as_str() != "m11007s05") {
             if unique.contains(&id) { continue; }

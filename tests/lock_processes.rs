@@ -7,7 +7,7 @@
 //! a marker file written just before the parent lets go proves the order of events, so no
 //! assertion depends on how long anything takes.
 
-mod common;
+mod support;
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Lines, Write};
@@ -20,6 +20,8 @@ use gpu_booking::model::{Booking, UserId};
 use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::store::root::Root;
 use gpu_booking::store::schedule::{self, ActiveFile};
+use support::fixtures::{copy_fixture, names_in};
+use support::run;
 
 /// Names the root for the child, and so switches [`lock_helper_child`] on.
 const CHILD_ROOT: &str = "GPU_BOOKING_TEST_LOCK_CHILD_ROOT";
@@ -52,9 +54,7 @@ fn try_outcome(result: Result<(), fs::TryLockError>) -> String {
 /// The child's side. Does nothing unless started by one of the tests below.
 #[test]
 fn lock_helper_child() {
-    let Some(dir) = std::env::var_os(CHILD_ROOT) else {
-        return;
-    };
+    let Some(dir) = std::env::var_os(CHILD_ROOT) else { return };
     let root = Root::new(PathBuf::from(dir));
     let mode = std::env::var(CHILD_MODE).unwrap_or_default();
     if let Some(count) = mode.strip_prefix("append ") {
@@ -247,29 +247,16 @@ fn concurrent_writers_in_several_processes_lose_no_update() {
         assert_eq!(pair[0].end, pair[1].start, "rows {index} and {}", index + 1);
     }
     // No temporary file was left behind by any writer.
-    let mut names: Vec<String> = fs::read_dir(root.jobs_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, [".lock", "booking.csv", "used.csv", "using.csv"]);
+    assert_eq!(names_in(&root.jobs_dir()), [".lock", "booking.csv", "used.csv", "using.csv"]);
 }
 
 #[test]
 fn enroll_check_waits_for_a_writer_to_finish() {
-    let scratch = common::copy_fixture("upstream");
+    let scratch = copy_fixture("upstream");
     let root = Root::new(scratch.path());
     let writer = ExclusiveLock::acquire(&root).unwrap();
-    let mut check = Command::new(common::binary("enroll"))
-        .arg("--root")
-        .arg(scratch.path())
-        .arg("check")
-        .env_remove("GPU_BOOKING_ROOT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut check, _) = run::command("enroll").root(scratch.path()).args(["check"]).into_command();
+    let mut check = check.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     if wait_for_a_blocked_waiter(&lock_file(scratch.path()), || check.try_wait().unwrap().is_none()) {
         // Blocked on the lock, so it cannot have finished.
         assert!(check.try_wait().unwrap().is_none());

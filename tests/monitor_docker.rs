@@ -12,21 +12,21 @@
 //! The host here has no NVIDIA runtime: bookings without GPUs run, a GPU booking must fail
 //! cleanly.
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lab::*;
 use serde_json::Value;
+use support::docker::*;
+use support::images;
+use support::lab::*;
+use support::run::*;
+use support::schedule::*;
+use support::snapshot::*;
 
 // ---- the tests ---------------------------------------------------------------------------
 
@@ -34,14 +34,10 @@ use serde_json::Value;
 /// ended (backed up, removed, recorded), booked again with the saved files mounted back.
 #[test]
 fn a_booking_runs_with_its_limits_and_its_files_survive_to_the_next_booking() {
-    if !images::engine_or_skip("a_booking_runs_with_its_limits_and_its_files_survive_to_the_next_booking") {
-        return;
-    }
-    let image = images::busybox_image();
-    let mut lab = Lab::new("life", &["a"]);
+    let Some(lab) = Lab::on_engine("life", &["a"]) else { return };
+    let image = images::BUSYBOX_IMAGE;
     let user = lab.user(0).to_string();
     let user = user.as_str();
-    lab.register(user);
     let port = lab.port(user);
     lab.book_new(user, NOW, ("1.5", "4", "0"), "now", "2-hour");
     let start = full("2026-11-23 10:00");
@@ -148,16 +144,11 @@ fn labels_start(container: &Value) -> String {
 /// in no part of `docker inspect` (environment, command, labels) and in no log.
 #[test]
 fn the_password_is_nowhere_in_plain_text() {
-    if !images::engine_or_skip("the_password_is_nowhere_in_plain_text") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("secret", &["a"]);
+    let Some(lab) = Lab::on_engine("secret", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "1-hour");
     let pass = lab.monitor(NOW);
-    pass.expect(0, "the pass that starts the booking");
+    let pass = pass.expect(0, "the pass that starts the booking");
     let container = inspect_existing(&user, "after the start");
     assert!(is_running(&container), "the container runs: {}", container["State"]);
     // The setup script has run by now (it printed its warnings, or the pass waited on it).
@@ -179,20 +170,27 @@ fn the_password_is_nowhere_in_plain_text() {
     assert!(hash.starts_with('$'), "the container holds a crypt(3) hash, found {hash:?}");
 }
 
+/// A lab (no engine needed) where, at [`NOW`], one user's booking starts and another's ends;
+/// the two users.
+fn starting_and_ending(name: &str) -> (Lab, String, String) {
+    let lab = Lab::docker(name, &["a", "b"]);
+    lab.register_all();
+    let (starting, ending) = (lab.user(0).to_string(), lab.user(1).to_string());
+    lab.book_new(&starting, NOW, ("1", "2", "0"), "now", "2-hour");
+    lab.add_booking_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
+    (lab, starting, ending)
+}
+
 /// A dead engine: the error is logged in the documented format, the pass fails, and no row
 /// and no request moves.
 #[test]
 fn an_unreachable_engine_is_logged_and_nothing_moves() {
-    let mut lab = Lab::new("down", &["a", "b"]);
-    lab.register_all();
-    let (starting, ending) = (lab.user(0).to_string(), lab.user(1).to_string());
-    lab.book_new(&starting, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.add_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
+    let (lab, _, _) = starting_and_ending("down");
     lab.write(MONITOR_EXEC, "now\n");
     let before = lab.jobs_snapshot();
 
     let pass = lab.monitor_with(NOW, &[], &[("DOCKER_HOST", DEAD_DOCKER_HOST)]);
-    pass.expect_failure("a pass without an engine");
+    let pass = pass.expect_failure("a pass without an engine");
 
     let expected = format!("20261123 10:00 [ERROR] DockerError, Docker engine not reachable at {DEAD_DOCKER_HOST}");
     assert!(
@@ -201,7 +199,7 @@ fn an_unreachable_engine_is_logged_and_nothing_moves() {
         lab.log()
     );
     assert!(pass.stdout.contains(&expected), "the line also goes to stdout\n{pass}");
-    assert_same_files(&before, &lab.jobs_snapshot(), "a pass without an engine");
+    assert_unchanged(&before, &lab.jobs_snapshot(), "a pass without an engine");
     assert_eq!(lab.read(MONITOR_EXEC), "now\n", "the request waits for the next pass");
 }
 
@@ -209,20 +207,17 @@ fn an_unreachable_engine_is_logged_and_nothing_moves() {
 /// the booking for the next pass, and leaves no half-made container holding the name.
 #[test]
 fn a_gpu_booking_without_the_nvidia_runtime_fails_cleanly_and_stays_booked() {
-    if !images::engine_or_skip("a_gpu_booking_without_the_nvidia_runtime_fails_cleanly_and_stays_booked") {
+    let test = "a_gpu_booking_without_the_nvidia_runtime_fails_cleanly_and_stays_booked";
+    if !images::engine_or_skip(test) {
         return;
     }
     let runtimes = docker_ok(&["info", "--format", "{{json .Runtimes}}"]);
     if runtimes.contains("nvidia") || Command::new("nvidia-container-cli").arg("--version").output().is_ok() {
-        eprintln!(
-            "a_gpu_booking_without_the_nvidia_runtime_fails_cleanly_and_stays_booked: skipped: this engine has an NVIDIA runtime"
-        );
+        eprintln!("{test}: skipped: this engine has an NVIDIA runtime");
         return;
     }
-    images::busybox_image();
-    let mut lab = Lab::new("gpu", &["a"]);
+    let Some(lab) = Lab::on_engine("gpu", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "1"), "now", "2-hour");
     let start = full(NOW);
 
@@ -244,13 +239,9 @@ fn a_gpu_booking_without_the_nvidia_runtime_fails_cleanly_and_stays_booked() {
 /// the booking waits.
 #[test]
 fn a_foreign_container_holding_the_name_is_left_alone() {
-    if !images::engine_or_skip("a_foreign_container_holding_the_name_is_left_alone") {
-        return;
-    }
-    let image = images::busybox_image();
-    let mut lab = Lab::new("foreign", &["a"]);
+    let Some(lab) = Lab::on_engine("foreign", &["a"]) else { return };
+    let image = images::BUSYBOX_IMAGE;
     let user = lab.user(0).to_string();
-    lab.register(&user);
     docker_ok(&["run", "-d", "--name", &user, image, "sleep", "600"]);
     let before = inspect_existing(&user, "the foreign container");
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
@@ -274,21 +265,13 @@ fn a_foreign_container_holding_the_name_is_left_alone() {
 /// changes, and the container is the same one, not restarted.
 #[test]
 fn a_second_pass_changes_nothing() {
-    if !images::engine_or_skip("a_second_pass_changes_nothing") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("twice", &["a"]);
-    let user = lab.user(0).to_string();
-    lab.register(&user);
-    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.monitor(NOW).expect(0, "the first pass");
+    let Some((lab, user)) = Lab::running("twice") else { return };
     let first = inspect_existing(&user, "after the first pass");
     let before = lab.jobs_snapshot();
 
     lab.monitor(NOW).expect(0, "the second pass");
 
-    assert_same_files(&before, &lab.jobs_snapshot(), "the second pass");
+    assert_unchanged(&before, &lab.jobs_snapshot(), "the second pass");
     let second = inspect_existing(&user, "after the second pass");
     assert_eq!(second["Id"], first["Id"], "the same container");
     assert_eq!(second["State"]["StartedAt"], first["State"]["StartedAt"], "not restarted");
@@ -312,21 +295,17 @@ impl Rng {
 /// container, and no container of ours runs without a running booking.
 #[test]
 fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
-    if !images::engine_or_skip("killing_passes_at_random_instants_then_a_clean_pass_converges") {
-        return;
-    }
-    images::busybox_image();
     // a and b end at 12:00, e goes on; c and d start at 12:00; f's window passed unstarted.
-    let mut lab = Lab::new("kill", &["a", "b", "c", "d", "e", "f"]);
-    lab.register_all();
+    let tags = ["a", "b", "c", "d", "e", "f"];
+    let Some(lab) = Lab::on_engine("kill", &tags) else { return };
     let user = |index: usize| lab.user(index).to_string();
     let (a, b, c, d, e, f) = (user(0), user(1), user(2), user(3), user(4), user(5));
     let earlier = "2026-11-23 11:30";
     let now = "2026-11-23 12:00";
     // One CPU each: the least a booking may hold.
-    lab.add_row(USING, &a, &full("2026-11-23 10:00"), &full(now), "1", "1");
-    lab.add_row(USING, &b, &full("2026-11-23 10:30"), &full(now), "1", "1");
-    lab.add_row(USING, &e, &full("2026-11-23 11:00"), &full("2026-11-23 14:00"), "1", "1");
+    lab.add_booking_row(USING, &a, &full("2026-11-23 10:00"), &full(now), "1", "1");
+    lab.add_booking_row(USING, &b, &full("2026-11-23 10:30"), &full(now), "1", "1");
+    lab.add_booking_row(USING, &e, &full("2026-11-23 11:00"), &full("2026-11-23 14:00"), "1", "1");
     // The containers of the running bookings, started by a pass before their end.
     lab.monitor(earlier).expect(0, "the pass that starts the running bookings' containers");
     for running in [&a, &b, &e] {
@@ -337,9 +316,9 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     for ending in [&a, &b] {
         docker_ok(&["exec", ending, "sh", "-c", "printf 'saved %s\\n' \"$1\" > /root/.bashrc", "sh", ending]);
     }
-    lab.add_row(BOOKING, &c, &full(now), &full("2026-11-23 14:00"), "1", "1");
-    lab.add_row(BOOKING, &d, &full(now), &full("2026-11-23 13:00"), "1", "1");
-    lab.add_row(BOOKING, &f, &full("2026-11-23 10:00"), &full("2026-11-23 11:00"), "1", "1");
+    lab.add_booking_row(BOOKING, &c, &full(now), &full("2026-11-23 14:00"), "1", "1");
+    lab.add_booking_row(BOOKING, &d, &full(now), &full("2026-11-23 13:00"), "1", "1");
+    lab.add_booking_row(BOOKING, &f, &full("2026-11-23 10:00"), &full("2026-11-23 11:00"), "1", "1");
     lab.write(MONITOR_EXEC, "now\n");
     let mut all_bookings: BTreeSet<(String, String)> = BTreeSet::new();
     for file in [BOOKING, USING, USED] {
@@ -354,17 +333,9 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
     for _ in 0..15 {
         let delay = Duration::from_millis(rng.next() % 1501);
         delays.push(delay.as_millis());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_monitor"))
-            .arg("--root")
-            .arg(lab.root())
-            .env("GPU_BOOKING_NOW", now)
-            .env_remove("GPU_BOOKING_ROOT")
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn monitor");
+        let (mut command, _) = lab.command("monitor", &[]).now(now).into_command();
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn monitor");
         std::thread::sleep(delay);
         // SIGKILL; a pass that already finished is simply reaped.
         let _ = child.kill();
@@ -460,13 +431,9 @@ fn killing_passes_at_random_instants_then_a_clean_pass_converges() {
 /// working container.
 #[test]
 fn a_container_left_unstarted_by_a_killed_pass_is_made_to_run() {
-    if !images::engine_or_skip("a_container_left_unstarted_by_a_killed_pass_is_made_to_run") {
-        return;
-    }
-    let image = images::busybox_image();
-    let mut lab = Lab::new("halfmade", &["a"]);
+    let Some(lab) = Lab::on_engine("halfmade", &["a"]) else { return };
+    let image = images::BUSYBOX_IMAGE;
     let user = lab.user(0).to_string();
-    lab.register(&user);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
     let start = full(NOW);
     // What the killed pass had made: the container, labelled for this booking, created with
@@ -519,21 +486,13 @@ fn a_container_left_unstarted_by_a_killed_pass_is_made_to_run() {
 /// nothing of the host but the user's own folders is mounted.
 #[test]
 fn backup_entries_leading_out_of_the_backup_folder_are_refused() {
-    if !images::engine_or_skip("backup_entries_leading_out_of_the_backup_folder_are_refused") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("escape", &["a"]);
+    let Some(lab) = Lab::on_engine("escape", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    lab.register(&user);
     let backup = lab.backup_dir(&user);
-    fs::create_dir_all(backup.join(".default")).expect("create .default");
-    std::os::unix::fs::symlink("/etc", backup.join(".default/evil")).expect("create the symlink");
-    fs::write(
-        backup.join("backup.yaml"),
-        "Dir:\n  - - ../../etc\n    - /mnt/etc\n  - - /etc\n    - /mnt/etc2\n  - - .default/evil\n    - /mnt/evil\n",
-    )
-    .expect("write backup.yaml");
+    lab.link_in_backup(&user, ".default/evil", Path::new("/etc"));
+    let list =
+        "Dir:\n  - - ../../etc\n    - /mnt/etc\n  - - /etc\n    - /mnt/etc2\n  - - .default/evil\n    - /mnt/evil\n";
+    lab.write_in_backup(&user, "backup.yaml", list);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
 
     let pass = lab.monitor(NOW);
@@ -569,22 +528,12 @@ fn backup_entries_leading_out_of_the_backup_folder_are_refused() {
 /// is refused on its own, and the list's other entries are mounted as usual.
 #[test]
 fn a_symlinked_backup_entry_is_refused_and_the_others_are_restored() {
-    if !images::engine_or_skip("a_symlinked_backup_entry_is_refused_and_the_others_are_restored") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("symlink", &["a"]);
+    let Some(lab) = Lab::on_engine("symlink", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    lab.register(&user);
-    let backup = lab.backup_dir(&user);
-    fs::create_dir_all(backup.join(".default")).expect("create .default");
-    std::os::unix::fs::symlink("/etc", backup.join(".default/evil")).expect("create the symlink");
-    fs::write(backup.join(".default/.bashrc"), "export SYMLINK_TEST=1\n").expect("write .bashrc");
-    fs::write(
-        backup.join("backup.yaml"),
-        "Dir:\n  - - .default/evil\n    - /mnt/evil\nFile:\n  - - .default/.bashrc\n    - /root/.bashrc\n",
-    )
-    .expect("write backup.yaml");
+    lab.link_in_backup(&user, ".default/evil", Path::new("/etc"));
+    lab.write_in_backup(&user, ".default/.bashrc", "export SYMLINK_TEST=1\n");
+    let list = "Dir:\n  - - .default/evil\n    - /mnt/evil\nFile:\n  - - .default/.bashrc\n    - /root/.bashrc\n";
+    lab.write_in_backup(&user, "backup.yaml", list);
     lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
 
     lab.monitor(NOW).assert_no_panic("a pass with a symlinked entry");
@@ -603,24 +552,20 @@ fn a_symlinked_backup_entry_is_refused_and_the_others_are_restored() {
 /// container — and needs no engine.
 #[test]
 fn a_dry_run_prints_the_plan_and_changes_nothing() {
-    let mut lab = Lab::new("dry", &["a", "b"]);
-    lab.register_all();
-    let (starting, ending) = (lab.user(0).to_string(), lab.user(1).to_string());
-    lab.book_new(&starting, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.add_row(USING, &ending, &full("2026-11-23 08:00"), &full(NOW), "1", "2");
+    let (lab, starting, ending) = starting_and_ending("dry");
     let before = snapshot(lab.root());
     let engine = images::docker_engine().is_ok();
 
     for envs in [vec![], vec![("DOCKER_HOST", DEAD_DOCKER_HOST)]] {
         let context = format!("monitor --dry-run with {envs:?}");
         let run = lab.monitor_with(NOW, &["--dry-run"], &envs);
-        run.expect(0, &context);
+        let run = run.expect(0, &context);
         assert!(run.stdout.contains(&format!("would start {starting}")), "{context}: the start is planned\n{run}");
         assert!(
             run.stdout.contains(&format!("would back up, stop and remove {ending}'s container")),
             "{context}: the end is planned\n{run}"
         );
-        assert_same_files(&before, &snapshot(lab.root()), &context);
+        assert_unchanged(&before, &snapshot(lab.root()), &context);
         if engine {
             assert!(inspect(&starting).is_none() && inspect(&ending).is_none(), "{context}: no container was created");
         }
@@ -634,27 +579,20 @@ fn started_at(container: &Value) -> String {
     container["State"]["StartedAt"].as_str().unwrap_or_default().to_string()
 }
 
-/// A lab whose one user has a running container (started by a first pass), and that user's
-/// id. The container's `StartedAt` is returned too: Docker keeps nanoseconds, so a restart
+/// A lab (see [`Lab::on_engine`]) whose one user has a running container (started by a first
+/// pass) and has asked for a restart (`book restart`), and that user's id. The container's
+/// `StartedAt` before the restart is returned too: Docker keeps nanoseconds, so a restart
 /// always moves it on.
-fn lab_with_a_running_container(name: &str) -> (Lab, String, String) {
-    let mut lab = Lab::new(name, &["a"]);
-    lab.register_all();
-    let user = lab.user(0).to_string();
-    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.monitor(NOW).expect(0, "the first pass starts the container");
+fn lab_with_a_restart_request(name: &str) -> Option<(Lab, String, String)> {
+    let (lab, user) = Lab::running(name)?;
     let started = started_at(&inspect_existing(&user, "after the first pass"));
-    (lab, user, started)
+    lab.book_as(&user, &["restart"]).expect(0, "book restart with a running booking");
+    Some((lab, user, started))
 }
 
 #[test]
 fn a_restart_request_restarts_the_container_and_is_consumed() {
-    if !images::engine_or_skip("a_restart_request_restarts_the_container_and_is_consumed") {
-        return;
-    }
-    images::busybox_image();
-    let (lab, user, before) = lab_with_a_running_container("restart");
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    let Some((lab, user, before)) = lab_with_a_restart_request("restart") else { return };
     // The original's format, the bare id: its watcher runs `docker restart <line>`.
     assert_eq!(lab.read(MONITOR_EXEC), format!("{user}\n"), "the request waits in monitor_exec");
     lab.monitor(NOW).expect(0, "the pass that serves the request");
@@ -669,12 +607,7 @@ fn a_restart_request_restarts_the_container_and_is_consumed() {
 /// for the next pass, and the failure is logged.
 #[test]
 fn a_restart_that_docker_fails_is_kept_for_the_next_pass() {
-    if !images::engine_or_skip("a_restart_that_docker_fails_is_kept_for_the_next_pass") {
-        return;
-    }
-    images::busybox_image();
-    let (lab, user, _) = lab_with_a_running_container("restart-fails");
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    let Some((lab, user, _)) = lab_with_a_restart_request("restart-fails") else { return };
     // The container's entrypoint is `/bin/sh …`: without it, Docker cannot start it again.
     exec(&user, "rm -f /bin/sh");
 
@@ -688,12 +621,8 @@ fn a_restart_that_docker_fails_is_kept_for_the_next_pass() {
 /// the name of a running booking's container.
 #[test]
 fn a_restart_request_leaves_a_foreign_container_alone() {
-    if !images::engine_or_skip("a_restart_request_leaves_a_foreign_container_alone") {
-        return;
-    }
-    let image = images::busybox_image();
-    let (lab, user, _) = lab_with_a_running_container("restart-foreign");
-    lab.book(&user, &["restart"], NOW).expect(0, "book restart with a running booking");
+    let Some((lab, user, _)) = lab_with_a_restart_request("restart-foreign") else { return };
+    let image = images::BUSYBOX_IMAGE;
     // Someone replaces the booking's container with one of their own, under the same name.
     docker_ok(&["rm", "-f", &user]);
     docker_ok(&["run", "-d", "--name", &user, image, "sleep", "600"]);
@@ -711,21 +640,17 @@ fn a_restart_request_leaves_a_foreign_container_alone() {
 
 #[test]
 fn an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept() {
-    if !images::engine_or_skip("an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("pull", &["a"]);
+    let Some(lab) = Lab::on_engine("pull", &["a"]) else { return };
     let absent = format!("gpu-booking-test/absent-{}:latest", std::process::id());
     let deploy = lab.read("cfg/host_deploy.yaml").replace(
         &format!("images:\n  - {}\n", images::BUSYBOX_IMAGE),
         &format!("images:\n  - {}\n  - {absent}\n", images::BUSYBOX_IMAGE),
     );
     lab.write("cfg/host_deploy.yaml", &deploy);
-    lab.register_all();
     let user = lab.user(0).to_string();
-    let args = ["new", "--start", "now", "--end", "2-hour", "--cpus", "1", "--memory", "2", "--gpus", "0"];
-    lab.book(&user, &[&args[..], &["--image", &absent]].concat(), NOW).expect(0, "book with an image the engine lacks");
+    lab.book_as(&user, &new_booking_args("1", "2", "0", "now", "2-hour"))
+        .args(["--image", &absent])
+        .expect(0, "book with an image the engine lacks");
     lab.monitor(NOW).expect_failure("a pass whose image cannot be pulled");
     lab.assert_logged("[ERROR] StartError", &[&user, "cannot pull image", &absent], "the failed pull is named");
     assert!(lab.holds(BOOKING, &user, &full(NOW)), "the booking stays in booking.csv for the next pass");
@@ -734,16 +659,16 @@ fn an_image_that_cannot_be_pulled_is_reported_and_the_booking_kept() {
 
 #[test]
 fn run_container_dry_run_prints_the_exact_spec_and_touches_nothing() {
-    let mut lab = Lab::new("rcdry", &["a"]);
+    let lab = Lab::docker("rcdry", &["a"]);
     let user = lab.user(0).to_string();
     lab.register(&user);
     let before = snapshot(lab.root());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    command.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "1.5", "--memory", "4", "--gpus", "0,1"]);
-    command.args(["--extra-command", "python3 -m http.server 8888", "--dry-run"]).env("DOCKER_HOST", DEAD_DOCKER_HOST);
-    let run = run(command, NOW, None);
-    run.expect(0, "run-container --dry-run with no engine");
-    let spec: Value = serde_json::from_str(&run.stdout).expect("the dry run prints one JSON object");
+    let run = lab
+        .command("run-container", &["--user", &user, "--cpus", "1.5", "--memory", "4", "--gpus", "0,1"])
+        .args(["--extra-command", "python3 -m http.server 8888", "--dry-run"])
+        .env("DOCKER_HOST", DEAD_DOCKER_HOST)
+        .expect(0, "run-container --dry-run with no engine");
+    let spec = run.json();
     assert_eq!(spec["name"], user.as_str());
     assert_eq!(spec["image"], images::BUSYBOX_IMAGE);
     assert_eq!(spec["nano_cpus"], 1_500_000_000i64);
@@ -766,29 +691,18 @@ fn run_container_dry_run_prints_the_exact_spec_and_touches_nothing() {
     assert_eq!(dataset["read_only"], true);
     assert!(!run.stdout.contains("$6$") && !run.stdout.contains(PASSWORD), "no password or hash is printed");
     assert!(run.stdout.contains("extra_command"), "the extra command file is listed by path");
-    assert_same_files(&before, &snapshot(lab.root()), "run-container --dry-run");
+    assert_unchanged(&before, &snapshot(lab.root()), "run-container --dry-run");
 
-    let mut over = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    over.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "64", "--dry-run"]);
-    run_refused(over, "more CPUs than the host has");
-}
-
-fn run_refused(command: Command, context: &str) {
-    run(command, NOW, None).expect(3, context);
+    lab.command("run-container", &["--user", &user, "--cpus", "64", "--dry-run"])
+        .expect(3, "more CPUs than the host has");
 }
 
 #[test]
 fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it() {
-    if !images::engine_or_skip("run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("rc", &["a"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("rc", &["a"]) else { return };
     let user = lab.user(0).to_string();
-    let mut start = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    start.arg("--root").arg(lab.root()).args(["--user", &user, "--cpus", "1", "--memory", "2"]);
-    run(start, NOW, None).expect(0, "run-container starts a container");
+    lab.command("run-container", &["--user", &user, "--cpus", "1", "--memory", "2"])
+        .expect(0, "run-container starts a container");
     let container = inspect_existing(&user, "after run-container");
     assert!(is_running(&container));
     assert_eq!(labels(&container).get("gpu-booking.manual").map(String::as_str), Some("true"));
@@ -800,9 +714,7 @@ fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it
     assert_eq!(after["Id"], container["Id"]);
 
     exec(&user, "echo 'alias ll=ls' > /root/.bashrc");
-    let mut stop = Command::new(env!("CARGO_BIN_EXE_run-container"));
-    stop.arg("--root").arg(lab.root()).args(["stop", "--user", &user]);
-    run(stop, NOW, None).expect(0, "run-container stop");
+    lab.command("run-container", &["stop", "--user", &user]).expect(0, "run-container stop");
     assert!(inspect(&user).is_none(), "the container is gone");
     let saved = fs::read_to_string(lab.backup_dir(&user).join(".default/.bashrc")).expect("the dotfile was saved");
     assert_eq!(saved, "alias ll=ls\n");
@@ -810,12 +722,12 @@ fn run_container_starts_a_container_the_monitor_leaves_alone_and_stop_removes_it
 
 #[test]
 fn monitor_status_names_the_missing_driver_and_the_running_bookings() {
-    let mut lab = Lab::new("status", &["a"]);
+    let lab = Lab::docker("status", &["a"]);
     lab.register_all();
     let user = lab.user(0).to_string();
-    lab.add_row(USING, &user, &full("2026-11-23 09:00"), &full("2026-11-23 12:00"), "1", "2");
+    lab.add_booking_row(USING, &user, &full("2026-11-23 09:00"), &full("2026-11-23 12:00"), "1", "2");
     let run = lab.monitor_with(NOW, &["status"], &[("DOCKER_HOST", DEAD_DOCKER_HOST)]);
-    run.expect(0, "monitor status without a driver or an engine");
+    let run = run.expect(0, "monitor status without a driver or an engine");
     assert!(run.stdout.contains("no NVIDIA driver"), "the missing driver is one clear line\n{run}");
     assert!(run.stdout.contains(&user) && run.stdout.contains("until 2026-11-23 12:00"), "the running booking\n{run}");
     // What the host enforces, said plainly: quotas, limits, and the mount of the folders.
@@ -839,25 +751,13 @@ fn monitor_status_names_the_missing_driver_and_the_running_bookings() {
 /// in the same run.
 #[test]
 fn an_extension_racing_the_end_of_its_booking_is_never_lost() {
-    if !images::engine_or_skip("an_extension_racing_the_end_of_its_booking_is_never_lost") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("extendrace", &["a"]);
-    let user = lab.user(0).to_string();
-    lab.register(&user);
-    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.monitor(NOW).expect(0, "the pass that starts the booking");
+    let Some((lab, user)) = Lab::running("extendrace") else { return };
     let end = "2026-11-23 12:00";
     let pass = {
-        let root = lab.root().to_path_buf();
-        std::thread::spawn(move || {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_monitor"));
-            command.arg("--root").arg(root);
-            run(command, end, None)
-        })
+        let pass = lab.command("monitor", &[]).now(end);
+        std::thread::spawn(move || pass.output())
     };
-    let extended = lab.book(&user, &["extend", "--end", "2026-11-23 14:00"], end);
+    let extended = lab.book_as(&user, &["extend", "--end", "2026-11-23 14:00"]).now(end).run();
     let pass = pass.join().expect("the pass thread");
     pass.assert_no_panic("the pass that ends the booking");
     extended.assert_no_panic("book extend");
@@ -883,15 +783,7 @@ fn an_extension_racing_the_end_of_its_booking_is_never_lost() {
 /// the pass removes the container, but the student's saved paths are kept, as at an end.
 #[test]
 fn a_container_without_a_booking_is_removed_and_its_saved_paths_kept() {
-    if !images::engine_or_skip("a_container_without_a_booking_is_removed_and_its_saved_paths_kept") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("orphan", &["a"]);
-    let user = lab.user(0).to_string();
-    lab.register(&user);
-    lab.book_new(&user, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.monitor(NOW).expect(0, "the pass that starts the booking");
+    let Some((lab, user)) = Lab::running("orphan") else { return };
     docker_ok(&["exec", &user, "sh", "-c", "printf 'kept\\n' > /root/.bashrc"]);
     lab.write(USING, HEADER);
 

@@ -8,24 +8,21 @@
 //! The tests skip (saying why) without a Docker engine or without aiosmtpd, unless
 //! `GPU_BOOKING_REQUIRE_DOCKER=1`, when they fail instead.
 
-#[path = "support/images.rs"]
-mod images;
-#[path = "support/lab.rs"]
-mod lab;
-#[path = "support/mounts.rs"]
-mod mounts;
-#[path = "support/screen.rs"]
-mod screen;
-#[path = "support/terminal.rs"]
-mod terminal;
+mod support;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::*;
-use terminal::Terminal;
+use support::docker::*;
+use support::fixtures::{fixture_text, mail_settings};
+use support::images;
+use support::lab::*;
+use support::ports::unused_local_port;
+use support::run::*;
+use support::schedule::*;
+use support::terminal::Terminal;
 
 /// The name students use for the host, set in `cfg/containers.yaml`.
 const HOST: &str = "gpu.lab.test";
@@ -57,26 +54,17 @@ impl Received {
 }
 
 fn aiosmtpd_or_skip(test: &str) -> bool {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if found {
-        return true;
-    }
-    let reason = format!("{PYTHON} cannot import aiosmtpd (apt-get install python3-aiosmtpd)");
-    if std::env::var(images::REQUIRE_DOCKER).as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and {}=1 asks for every test to run", images::REQUIRE_DOCKER);
-    }
-    eprintln!("{test}: skipped: {reason}");
-    false
+    images::runs(PYTHON, &["-c", "import aiosmtpd"])
+        || images::skip_or_fail(test, &format!("{PYTHON} cannot import aiosmtpd (apt-get install python3-aiosmtpd)"))
 }
 
-/// A port on 127.0.0.1 that nothing listens on now.
-fn unused_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a port").local_addr().expect("its address").port()
+/// [`Lab::on_engine`] for a test that also needs `aiosmtpd`: `None`, after a line saying
+/// why, without either.
+fn mail_lab(name: &str, tags: &[&str]) -> Option<Lab> {
+    if !aiosmtpd_or_skip(&images::current_test()) {
+        return None;
+    }
+    Lab::on_engine(name, tags)
 }
 
 impl MailSink {
@@ -171,23 +159,16 @@ fn silent_server() -> u16 {
 /// Points the lab at a mail server (`mail` is the `mail:` block, or empty for none), names
 /// the host, and offers a second image that no engine can get.
 fn configure(lab: &Lab, mail: &str) {
-    lab.write(
-        "cfg/host_deploy.yaml",
-        &format!(
-            "volume_work_dir: ./volumes/work\n\
-             volume_dataset_dir: ./volumes/dataset\n\
-             volume_backup_dir: ./volumes/backup\n\
-             users_config_yaml: ./cfg/users_config.yaml\n\
-             capability_config_yaml: ./cfg/capability_config.yaml\n\
-             images:\n  - {}\n  - {ABSENT_IMAGE}\n{mail}",
-            images::BUSYBOX_IMAGE
-        ),
-    );
+    let host_deploy = fixture_text("docker/cfg/host_deploy.yaml");
+    lab.write("cfg/host_deploy.yaml", &format!("{host_deploy}  - {ABSENT_IMAGE}\n{mail}"));
     lab.write("cfg/containers.yaml", &format!("ssh_host: {HOST}\n"));
 }
 
-fn plain_mail(port: u16) -> String {
-    format!("mail:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n  from: \"GPU booking <gpu@lab.test>\"\n")
+/// `book new` for 1 CPU and 2 GB from now for two hours, on the image no engine can get.
+fn with_absent_image() -> Vec<&'static str> {
+    let mut args = new_booking_args("1", "2", "0", "now", "2-hour");
+    args.extend(["--image", ABSENT_IMAGE, "--yes"]);
+    args
 }
 
 fn address(user: &str) -> String {
@@ -195,7 +176,7 @@ fn address(user: &str) -> String {
 }
 
 fn set_address(lab: &Lab, user: &str) {
-    lab.book(user, &["options", "--email", &address(user)], NOW).expect(0, &format!("{user}'s address"));
+    lab.book_as(user, &["options", "--email", &address(user)]).expect(0, &format!("{user}'s address"));
 }
 
 // ---- the tests ---------------------------------------------------------------------------
@@ -207,12 +188,7 @@ fn set_address(lab: &Lab, user: &str) {
 /// with the exact command that extends it further.
 #[test]
 fn a_shell_in_the_container_is_warned_before_the_end() {
-    if !images::engine_or_skip("a_shell_in_the_container_is_warned_before_the_end") {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("warn", &["a", "b"]);
-    lab.register_all();
+    let Some(lab) = Lab::on_engine("warn", &["a", "b"]) else { return };
     configure(&lab, "");
     let (a, b) = (lab.user(0).to_string(), lab.user(1).to_string());
     // a holds both of the host's CPUs until 12:00; b has booked one from 12:00.
@@ -250,8 +226,8 @@ fn a_shell_in_the_container_is_warned_before_the_end() {
     assert_eq!(lab.log_lines("[INFO]", &[&a, "warned in"]).len(), 1, "warned once:\n{}", lab.log());
 
     // b gives the slot up; a extends by an hour; the pass `book extend` asks for follows.
-    lab.book(&b, &["cancel"], "2026-11-23 11:10").expect(0, "b cancels");
-    lab.book(&a, &["extend", "--end", "1-hour"], "2026-11-23 11:10").expect(0, "a extends to 13:00");
+    lab.book_as(&b, &["cancel"]).now("2026-11-23 11:10").expect(0, "b cancels");
+    lab.book_as(&a, &["extend", "--end", "1-hour"]).now("2026-11-23 11:10").expect(0, "a extends to 13:00");
     assert_eq!(lab.read(MONITOR_EXEC), "now\n", "book extend asks for a pass");
     lab.monitor("2026-11-23 11:10").expect(0, "the pass book extend asked for");
     let banner = exec(&a, "cat /etc/motd");
@@ -275,39 +251,14 @@ fn a_shell_in_the_container_is_warned_before_the_end() {
 /// missing did not start (with what to do) — each once, however many passes run.
 #[test]
 fn each_event_is_mailed_once() {
-    if !images::engine_or_skip("each_event_is_mailed_once") || !aiosmtpd_or_skip("each_event_is_mailed_once") {
-        return;
-    }
-    images::busybox_image();
-    let sink = MailSink::start(unused_port());
-    let mut lab = Lab::new("mail", &["a", "b"]);
-    lab.register_all();
-    configure(&lab, &plain_mail(sink.port));
+    let Some(lab) = mail_lab("mail", &["a", "b"]) else { return };
+    let sink = MailSink::start(unused_local_port());
+    configure(&lab, &mail_settings(sink.port));
     let (a, b) = (lab.user(0).to_string(), lab.user(1).to_string());
     set_address(&lab, &a);
     set_address(&lab, &b);
     lab.book_new(&a, NOW, ("1", "2", "0"), "now", "2-hour");
-    lab.book(
-        &b,
-        &[
-            "new",
-            "--cpus",
-            "1",
-            "--memory",
-            "2",
-            "--gpus",
-            "0",
-            "--start",
-            "now",
-            "--end",
-            "2-hour",
-            "--image",
-            ABSENT_IMAGE,
-            "--yes",
-        ],
-        NOW,
-    )
-    .expect(0, "b books with an image the engine cannot get");
+    lab.book_as(&b, &with_absent_image()).expect(0, "b books with an image the engine cannot get");
 
     lab.monitor(NOW).expect_failure("the pass (b's start fails)");
     assert!(is_running(&inspect_existing(&a, "a's container")), "a's container runs");
@@ -364,15 +315,9 @@ fn each_event_is_mailed_once() {
 /// never answers: the pass still ends on time.
 #[test]
 fn a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass() {
-    let test = "a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass";
-    if !images::engine_or_skip(test) || !aiosmtpd_or_skip(test) {
-        return;
-    }
-    images::busybox_image();
-    let mut lab = Lab::new("stall", &["a", "b"]);
-    lab.register_all();
-    let down = unused_port();
-    configure(&lab, &plain_mail(down));
+    let Some(lab) = mail_lab("stall", &["a", "b"]) else { return };
+    let down = unused_local_port();
+    configure(&lab, &mail_settings(down));
     let (a, b) = (lab.user(0).to_string(), lab.user(1).to_string());
     set_address(&lab, &a);
     set_address(&lab, &b);
@@ -391,7 +336,7 @@ fn a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass() {
     drop(sink);
 
     // b starts while the mail server accepts and never answers.
-    configure(&lab, &plain_mail(silent_server()));
+    configure(&lab, &mail_settings(silent_server()));
     lab.book_new(&b, "2026-11-23 10:30", ("1", "2", "0"), "now", "2-hour");
     let began = Instant::now();
     lab.monitor("2026-11-23 10:30").expect(0, "a pass whose mail server never answers");
@@ -407,14 +352,8 @@ fn a_mail_server_that_refuses_or_stalls_does_not_hold_up_the_pass() {
 /// or container.
 #[test]
 fn the_mail_password_is_never_sent_in_the_clear_nor_shown() {
-    let test = "the_mail_password_is_never_sent_in_the_clear_nor_shown";
-    if !images::engine_or_skip(test) || !aiosmtpd_or_skip(test) {
-        return;
-    }
-    images::busybox_image();
-    let sink = MailSink::start(unused_port());
-    let mut lab = Lab::new("secret-mail", &["a"]);
-    lab.register_all();
+    let Some(lab) = mail_lab("secret-mail", &["a"]) else { return };
+    let sink = MailSink::start(unused_local_port());
     let secret = "Zx9-smtp-secret-5310";
     lab.write("cfg/smtp-password", &format!("{secret}\n"));
     set_private(&lab.path("cfg/smtp-password"));
@@ -427,29 +366,9 @@ fn the_mail_password_is_never_sent_in_the_clear_nor_shown() {
     );
     let a = lab.user(0).to_string();
     set_address(&lab, &a);
-    lab.book(
-        &a,
-        &[
-            "new",
-            "--cpus",
-            "1",
-            "--memory",
-            "2",
-            "--gpus",
-            "0",
-            "--start",
-            "now",
-            "--end",
-            "2-hour",
-            "--image",
-            ABSENT_IMAGE,
-            "--yes",
-        ],
-        NOW,
-    )
-    .expect(0, "a books with an image the engine cannot get");
+    lab.book_as(&a, &with_absent_image()).expect(0, "a books with an image the engine cannot get");
     let pass = lab.monitor(NOW);
-    pass.expect_failure("the start fails");
+    let pass = pass.expect_failure("the start fails");
     lab.assert_logged("[WARNING] MailWarning", &[&a, "mail-refused-image"], "the mail could not go out encrypted");
     assert!(sink.mails().is_empty(), "a server without STARTTLS got the mail: {:?}", sink.mails());
     for (what, text) in [("monitor.log", lab.log()), ("stdout", pass.stdout.clone()), ("stderr", pass.stderr.clone())] {

@@ -27,8 +27,6 @@
 //! bookings, a GPU held twice, times off the grid, CPUs in hundredths on a host of any size),
 //! both give the same start and the same GPUs.
 
-use std::collections::BTreeSet;
-
 use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
 use gpu_booking::model::{Booking, UserId, UserLimits};
 use gpu_booking::rules::capacity::{self, Host, Request, Shortage};
@@ -75,6 +73,243 @@ fn user_id(user: usize) -> UserId {
 
 fn halves(value: u32) -> f64 {
     f64::from(value) / 2.0
+}
+
+// ---------------------------------------------------------------------------------------
+// The properties.
+// ---------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Random request sequences: every decision of `place`, `earliest_window` and
+    /// `place_keeping` agrees with the slot-by-slot model, and the schedule never goes over.
+    #[test]
+    fn placement_agrees_with_the_slot_model(host in host_strategy(), steps in prop::collection::vec(step_strategy(), 1..40)) {
+        let mut model = Model::new(host);
+        for step in &steps {
+            let request = request_of(step, &host);
+            check_place(&mut model, &request)?;
+
+            let mut shape = request.clone();
+            if step.probe_anonymous {
+                // `book free` without a login: no own-overlap and no port check.
+                shape.user = None;
+                shape.port = None;
+            }
+            check_earliest(&model, &shape, step.probe_from, step.probe_from + step.probe_span)?;
+            check_extension(&model, step.extend_pick, step.extend_by)?;
+        }
+    }
+
+    /// `earliest_window` gives exactly the start and GPUs of the search it replaced, on any
+    /// schedule and host, for any request shape (with and without a user and a port).
+    #[test]
+    fn earliest_window_matches_the_search_it_replaced(
+        active in prop::collection::vec(loose_booking_strategy(), 0..60),
+        host in loose_host_strategy(),
+        user in prop::option::of(0..USERS),
+        port in prop::option::of(0u16..4),
+        hundredths in 100u32..=2000,
+        memory in 1u32..=96,
+        gpus in 0u32..=9,
+        slots in 1i64..=120,
+        from in 0i64..5 * 48,
+        span in 0i64..8 * 48,
+    ) {
+        let from = base() + Duration::minutes(30 * from);
+        let length = Duration::minutes(30 * slots);
+        let shape = Request {
+            user: user.map(user_id),
+            start: from,
+            end: from + length,
+            cpus: f64::from(hundredths) / 100.0,
+            memory,
+            gpus,
+            forward_port: port.map(|port| FIRST_PORT + port),
+        };
+        let latest = from + Duration::minutes(30 * span);
+        let found = capacity::earliest_window(&active, &host, &shape, length, from, latest);
+        let searched = brute_force_earliest(&active, &host, &shape, length, from..=latest);
+        prop_assert_eq!(found, searched, "host {:?}, shape {:?}", host, shape);
+    }
+
+    /// Back-to-back windows share resources: a booking ending at a slot boundary frees all
+    /// of the host for one starting there.
+    #[test]
+    fn back_to_back_bookings_get_the_whole_host(host in host_strategy(), start in 0..START_SLOTS, first in 1u32..=48, second in 1u32..=48) {
+        let whole = |user: usize, start: u32, end: u32| ModelRequest {
+            user: Some(user),
+            start,
+            end,
+            cpu_halves: host.cpu_halves,
+            memory: (host.memory_halves / 2).max(1),
+            gpus: host.gpus,
+            port: Some(port_of(user)),
+        };
+        let mut model = Model::new(host);
+        let a = whole(0, start, start + first);
+        check_place(&mut model, &a)?;
+        prop_assert_eq!(model.bookings.len(), 1, "the whole host, on an empty schedule, must fit");
+        let b = whole(1, start + first, start + first + second);
+        check_place(&mut model, &b)?;
+        prop_assert_eq!(model.bookings.len(), 2, "a window starting where the other ends must fit");
+        let c = whole(2, start + first - 1, start + first + 1);
+        check_place(&mut model, &c)?;
+        prop_assert_eq!(model.bookings.len(), 2);
+    }
+
+    /// A request larger than the whole host never fits, whatever the schedule — also when no
+    /// booking overlaps its window (`book free` and `place` are not always behind
+    /// `check_limits`).
+    #[test]
+    fn a_request_larger_than_the_host_is_refused(
+        host in host_strategy(),
+        start in 0..START_SLOTS,
+        length in 1u32..=48,
+        over_cpus in any::<bool>(),
+        extra in 1u32..=8,
+        others in prop::collection::vec(step_strategy(), 0..6),
+    ) {
+        let mut model = Model::new(host);
+        for step in &others {
+            check_place(&mut model, &request_of(step, &host))?;
+        }
+        let request = ModelRequest {
+            user: Some(USERS),
+            start,
+            end: start + length,
+            cpu_halves: if over_cpus { host.cpu_halves + extra } else { 1 },
+            memory: if over_cpus { 1 } else { host.memory_halves / 2 + extra },
+            gpus: 0,
+            port: Some(port_of(USERS)),
+        };
+        let verdict = model.judge(&request);
+        prop_assert!(!verdict.fits());
+        let placed = capacity::place(&model.active(), &host.host(), &request.request());
+        prop_assert!(placed.is_err(), "{:?} on host {:?} was accepted with GPUs {:?}", request.request(), host.host(), placed);
+        model.check_shortage(&request, &verdict, placed.as_ref().unwrap_err())?;
+        let shape = ModelRequest { user: None, port: None, ..request.clone() };
+        let found = capacity::earliest_window(
+            &model.active(), &host.host(), &shape.request(), Duration::minutes(30 * i64::from(length)),
+            at_slot(start), at_slot(start + START_SLOTS));
+        prop_assert_eq!(found.clone(), None, "earliest_window offered {:?} for {:?} on host {:?}", found, shape.request(), host.host());
+    }
+
+    /// `check_limits`: accepted exactly when cpus ≥ 1, memory ≥ 1, and each of cpus, memory,
+    /// gpus is within both the user's limit and the host.
+    #[test]
+    fn limits_are_the_smaller_of_user_and_host(
+        cpus in 0u32..=40,
+        memory in 0u32..=70,
+        gpus in 0u32..=10,
+        limit_cpus in 1u32..=40,
+        limit_memory in 1u32..=140,
+        limit_gpus in 0u32..=10,
+        host in host_strategy(),
+    ) {
+        let limits = UserLimits {
+            cpus: halves(limit_cpus),
+            memory: halves(limit_memory),
+            gpus: limit_gpus,
+            backup_space: None,
+            work_space: None,
+        };
+        let expected = cpus >= 2
+            && memory >= 1
+            && cpus <= limit_cpus.min(host.cpu_halves)
+            && 2 * memory <= limit_memory.min(host.memory_halves)
+            && gpus <= limit_gpus.min(host.gpus);
+        let result = capacity::check_limits(halves(cpus), memory, gpus, &limits, &host.host());
+        prop_assert_eq!(result.is_ok(), expected, "cpus {} memory {} gpus {} limits {:?} host {:?}: {:?}",
+            halves(cpus), memory, gpus, limits, host.host(), result);
+    }
+
+    /// A CPU count is taken exactly when it is at least 1 and a whole number of hundredths
+    /// (so the container's NanoCpus is never 0, which Docker reads as "no limit"), whatever
+    /// else is asked: anything finer, smaller, negative or not a number is refused.
+    #[test]
+    fn cpus_are_at_least_one_in_hundredths(
+        hundredths in 0i64..=10_000,
+        nudge in prop_oneof![3 => Just(0.0), 1 => (-1e-3f64..1e-3).prop_filter("a real nudge", |nudge| nudge.abs() > 1e-9)],
+        negative in any::<bool>(),
+        raw in any::<f64>(),
+    ) {
+        let limits = UserLimits { cpus: 1e6, memory: 1e6, gpus: 64, backup_space: None, work_space: None };
+        let host = Host { cpus: 1e6, memory: 1e6, gpus: 64 };
+        let typed = format!("{}{}.{:02}", if negative { "-" } else { "" }, hundredths / 100, hundredths % 100);
+        let cpus: f64 = typed.parse().unwrap();
+        let expected = !negative && hundredths >= 100;
+        prop_assert_eq!(capacity::cpus_problem(cpus).is_none(), expected, "{}", typed);
+        prop_assert_eq!(capacity::check_limits(cpus, 1, 0, &limits, &host).is_ok(), expected, "{}", typed);
+        let nudged = cpus + nudge;
+        if nudge != 0.0 {
+            prop_assert!(capacity::cpus_problem(nudged).is_some(), "{} was accepted", nudged);
+        }
+        if capacity::cpus_problem(raw).is_none() {
+            prop_assert!(raw >= 1.0 && (raw * 100.0).round() / 100.0 == raw, "{} was accepted", raw);
+        }
+    }
+
+    /// Time input: `now`, `N-day`, `N-week`, `N-hour` (ends), combinations and absolute
+    /// dates give exactly the moment they name, on the grid, within the 14-day horizons;
+    /// anything else is an error.
+    #[test]
+    fn time_input_names_the_right_slot(
+        now_minutes in 0i64..(14 * 24 * 60),
+        weeks in 0i64..=3,
+        days in 0i64..=15,
+        absolute_slot in 0i64..(32 * 48),
+        odd_minute in prop_oneof![3 => Just(None), 1 => (1u32..60).prop_filter("off the grid", |minute| *minute != 30).prop_map(Some)],
+        use_absolute in any::<bool>(),
+        hours in 1i64..=400,
+    ) {
+        let horizon = Horizon::default();
+        let now = base() + Duration::minutes(now_minutes);
+        let current = base() + Duration::minutes(now_minutes - now_minutes % 30);
+        let latest = current + Duration::days(14);
+
+        prop_assert_eq!(time_input::parse_start("now", now, horizon), Ok(current));
+
+        // Relative: "N-week M-day" (a zero part is left out; out-of-range parts are errors).
+        let mut words = Vec::new();
+        if weeks > 0 { words.push(format!("{weeks}-week")); }
+        if days > 0 { words.push(format!("{days}-day")); }
+        if !words.is_empty() {
+            let text = words.join(" ");
+            let target = current + Duration::weeks(weeks) + Duration::days(days);
+            let valid_words = weeks <= 2 && days <= 14;
+            let result = time_input::parse_start(&text, now, horizon);
+            if valid_words && target <= latest {
+                prop_assert_eq!(result, Ok(target), "{}", text);
+            } else {
+                prop_assert!(result.is_err(), "{:?} from {} gave {:?}", text, now, result);
+            }
+        }
+
+        // Absolute: "YYYY MM DD hh mm".
+        if use_absolute {
+            let target = base() - Duration::days(1) + Duration::minutes(30 * absolute_slot);
+            let minute = odd_minute.unwrap_or(target.minute());
+            let text = format!("{} {:02} {:02} {:02} {:02}", target.format("%Y"), target.format("%m"), target.format("%d"), target.hour(), minute);
+            let named = target.with_minute(minute).unwrap();
+            let result = time_input::parse_start(&text, now, horizon);
+            if odd_minute.is_none() && named >= current && named <= latest {
+                prop_assert_eq!(result, Ok(named), "{}", text);
+            } else {
+                prop_assert!(result.is_err(), "{:?} from {} gave {:?}", text, now, result);
+            }
+        }
+
+        // Ends: "N-hour" counts from the start; at most 14 days long.
+        let start = current + Duration::days(days.min(14));
+        let result = time_input::parse_end(&format!("{hours}-hour"), start, horizon);
+        if hours <= 14 * 24 {
+            prop_assert_eq!(result, Ok(start + Duration::hours(hours)));
+        } else {
+            prop_assert!(result.is_err(), "{}-hour gave {:?}", hours, result);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -357,45 +592,15 @@ impl Model {
             }
             Shortage::Cpus { at, free, wanted } => {
                 prop_assert_eq!(*wanted, halves(request.cpu_halves));
-                let slot = slot_of(*at);
-                let over = verdict.cpus_over.iter().find(|(over, _)| *over == slot);
-                prop_assert!(
-                    over.is_some(),
-                    "Cpus names {}, where the model finds room; short at {:?}",
-                    at,
-                    verdict.cpus_over
-                );
-                prop_assert_eq!(verdict.cpus_over[0].0, slot, "Cpus names {}, not the first short slot", at);
-                let in_use = over.unwrap().1;
-                let expected = halves(host.cpu_halves.saturating_sub(in_use));
-                prop_assert!(
-                    (free - expected).abs() < 1e-9,
-                    "Cpus free {} at {}, the model says {}",
-                    free,
-                    at,
-                    expected
-                );
+                check_first_short_slot("Cpus", *at, *free, &verdict.cpus_over, |in_use| {
+                    halves(host.cpu_halves.saturating_sub(in_use))
+                })?;
             }
             Shortage::Memory { at, free, wanted } => {
                 prop_assert_eq!(*wanted, request.memory);
-                let slot = slot_of(*at);
-                let over = verdict.memory_over.iter().find(|(over, _)| *over == slot);
-                prop_assert!(
-                    over.is_some(),
-                    "Memory names {}, where the model finds room; short at {:?}",
-                    at,
-                    verdict.memory_over
-                );
-                prop_assert_eq!(verdict.memory_over[0].0, slot, "Memory names {}, not the first short slot", at);
-                let in_use = over.unwrap().1;
-                let expected = halves(host.memory_halves.saturating_sub(2 * in_use));
-                prop_assert!(
-                    (free - expected).abs() < 1e-9,
-                    "Memory free {} at {}, the model says {}",
-                    free,
-                    at,
-                    expected
-                );
+                check_first_short_slot("Memory", *at, *free, &verdict.memory_over, |in_use| {
+                    halves(host.memory_halves.saturating_sub(2 * in_use))
+                })?;
             }
             Shortage::Gpus { free, wanted, .. } => {
                 prop_assert_eq!(*wanted, request.gpus);
@@ -405,6 +610,24 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// A CPU or memory refusal (`kind`) names the first slot the model finds short (`short`:
+/// each short slot with what is in use there), and what is free there: `free_for(in use)`.
+fn check_first_short_slot(
+    kind: &str,
+    at: NaiveDateTime,
+    free: f64,
+    short: &[(u32, u32)],
+    free_for: impl Fn(u32) -> f64,
+) -> Result<(), TestCaseError> {
+    let slot = slot_of(at);
+    let over = short.iter().find(|(over, _)| *over == slot);
+    prop_assert!(over.is_some(), "{} names {}, where the model finds room; short at {:?}", kind, at, short);
+    prop_assert_eq!(short[0].0, slot, "{} names {}, not the first short slot", kind, at);
+    let expected = free_for(over.unwrap().1);
+    prop_assert!((free - expected).abs() < 1e-9, "{} free {} at {}, the model says {}", kind, free, at, expected);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -519,28 +742,24 @@ fn check_place(model: &mut Model, request: &ModelRequest) -> Result<(), TestCase
     Ok(())
 }
 
-/// The search `earliest_window` replaced, as it was: the candidates are `from` and every
-/// booking's end rounded up to the grid, and the first at which [`capacity::place`] accepts
-/// the window wins, with the GPUs `place` gives.
+/// The search `earliest_window` replaced, as it was: the candidates are the first of `starts`
+/// and every booking's end rounded up to the grid (within `starts`), and the first at which
+/// [`capacity::place`] accepts the window wins, with the GPUs `place` gives.
 fn brute_force_earliest(
     active: &[Booking],
     host: &Host,
     shape: &Request,
     length: Duration,
-    from: NaiveDateTime,
-    latest_start: NaiveDateTime,
+    starts: std::ops::RangeInclusive<NaiveDateTime>,
 ) -> Option<(NaiveDateTime, Vec<u32>)> {
+    let (from, latest_start) = starts.into_inner();
     let ceil_to_slot = |time: NaiveDateTime| {
         let floor = gpu_booking::rules::floor_to_slot(time);
         if floor == time { time } else { floor + gpu_booking::rules::slot() }
     };
-    let mut candidates = BTreeSet::from([from]);
-    for booking in active {
-        let end = ceil_to_slot(booking.end);
-        if from < end && end <= latest_start {
-            candidates.insert(end);
-        }
-    }
+    // In order, each once: a set.
+    let ends = active.iter().map(|booking| ceil_to_slot(booking.end)).filter(|end| *end > from && *end <= latest_start);
+    let candidates: std::collections::BTreeSet<NaiveDateTime> = ends.chain([from]).collect();
     candidates.into_iter().find_map(|start| {
         let request = Request { start, end: start + length, ..shape.clone() };
         capacity::place(active, host, &request).ok().map(|gpus| (start, gpus))
@@ -551,22 +770,9 @@ fn brute_force_earliest(
 /// grid start, and against the search it replaced.
 fn check_earliest(model: &Model, shape: &ModelRequest, from: u32, latest: u32) -> Result<(), TestCaseError> {
     let length = Duration::minutes(30 * i64::from(shape.end - shape.start));
-    let found = capacity::earliest_window(
-        &model.active(),
-        &model.host.host(),
-        &shape.request(),
-        length,
-        at_slot(from),
-        at_slot(latest),
-    );
-    let searched = brute_force_earliest(
-        &model.active(),
-        &model.host.host(),
-        &shape.request(),
-        length,
-        at_slot(from),
-        at_slot(latest),
-    );
+    let (active, host, request) = (model.active(), model.host.host(), shape.request());
+    let found = capacity::earliest_window(&active, &host, &request, length, at_slot(from), at_slot(latest));
+    let searched = brute_force_earliest(&active, &host, &request, length, at_slot(from)..=at_slot(latest));
     prop_assert_eq!(&found, &searched, "the sweep and the search it replaced disagree");
     let first_fit = (from..=latest).find(|start| model.judge(&shape.moved_to(*start)).fits());
     match found {
@@ -697,237 +903,4 @@ fn loose_host_strategy() -> impl Strategy<Value = Host> {
         0u32..=8,
     )
         .prop_map(|(cpus, memory, gpus)| Host { cpus, memory, gpus })
-}
-
-proptest! {
-    #![proptest_config(config())]
-
-    /// Random request sequences: every decision of `place`, `earliest_window` and
-    /// `place_keeping` agrees with the slot-by-slot model, and the schedule never goes over.
-    #[test]
-    fn placement_agrees_with_the_slot_model(host in host_strategy(), steps in prop::collection::vec(step_strategy(), 1..40)) {
-        let mut model = Model::new(host);
-        for step in &steps {
-            let request = request_of(step, &host);
-            check_place(&mut model, &request)?;
-
-            let mut shape = request.clone();
-            if step.probe_anonymous {
-                // `book free` without a login: no own-overlap and no port check.
-                shape.user = None;
-                shape.port = None;
-            }
-            check_earliest(&model, &shape, step.probe_from, step.probe_from + step.probe_span)?;
-            check_extension(&model, step.extend_pick, step.extend_by)?;
-        }
-    }
-
-    /// `earliest_window` gives exactly the start and GPUs of the search it replaced, on any
-    /// schedule and host, for any request shape (with and without a user and a port).
-    #[test]
-    fn earliest_window_matches_the_search_it_replaced(
-        active in prop::collection::vec(loose_booking_strategy(), 0..60),
-        host in loose_host_strategy(),
-        user in prop::option::of(0..USERS),
-        port in prop::option::of(0u16..4),
-        hundredths in 100u32..=2000,
-        memory in 1u32..=96,
-        gpus in 0u32..=9,
-        slots in 1i64..=120,
-        from in 0i64..5 * 48,
-        span in 0i64..8 * 48,
-    ) {
-        let from = base() + Duration::minutes(30 * from);
-        let length = Duration::minutes(30 * slots);
-        let shape = Request {
-            user: user.map(user_id),
-            start: from,
-            end: from + length,
-            cpus: f64::from(hundredths) / 100.0,
-            memory,
-            gpus,
-            forward_port: port.map(|port| FIRST_PORT + port),
-        };
-        let latest = from + Duration::minutes(30 * span);
-        let found = capacity::earliest_window(&active, &host, &shape, length, from, latest);
-        let searched = brute_force_earliest(&active, &host, &shape, length, from, latest);
-        prop_assert_eq!(found, searched, "host {:?}, shape {:?}", host, shape);
-    }
-
-    /// Back-to-back windows share resources: a booking ending at a slot boundary frees all
-    /// of the host for one starting there.
-    #[test]
-    fn back_to_back_bookings_get_the_whole_host(host in host_strategy(), start in 0..START_SLOTS, first in 1u32..=48, second in 1u32..=48) {
-        let whole = |user: usize, start: u32, end: u32| ModelRequest {
-            user: Some(user),
-            start,
-            end,
-            cpu_halves: host.cpu_halves,
-            memory: (host.memory_halves / 2).max(1),
-            gpus: host.gpus,
-            port: Some(port_of(user)),
-        };
-        let mut model = Model::new(host);
-        let a = whole(0, start, start + first);
-        check_place(&mut model, &a)?;
-        prop_assert_eq!(model.bookings.len(), 1, "the whole host, on an empty schedule, must fit");
-        let b = whole(1, start + first, start + first + second);
-        check_place(&mut model, &b)?;
-        prop_assert_eq!(model.bookings.len(), 2, "a window starting where the other ends must fit");
-        let c = whole(2, start + first - 1, start + first + 1);
-        check_place(&mut model, &c)?;
-        prop_assert_eq!(model.bookings.len(), 2);
-    }
-
-    /// A request larger than the whole host never fits, whatever the schedule — also when no
-    /// booking overlaps its window (`book free` and `place` are not always behind
-    /// `check_limits`).
-    #[test]
-    fn a_request_larger_than_the_host_is_refused(
-        host in host_strategy(),
-        start in 0..START_SLOTS,
-        length in 1u32..=48,
-        over_cpus in any::<bool>(),
-        extra in 1u32..=8,
-        others in prop::collection::vec(step_strategy(), 0..6),
-    ) {
-        let mut model = Model::new(host);
-        for step in &others {
-            check_place(&mut model, &request_of(step, &host))?;
-        }
-        let request = ModelRequest {
-            user: Some(USERS),
-            start,
-            end: start + length,
-            cpu_halves: if over_cpus { host.cpu_halves + extra } else { 1 },
-            memory: if over_cpus { 1 } else { host.memory_halves / 2 + extra },
-            gpus: 0,
-            port: Some(port_of(USERS)),
-        };
-        let verdict = model.judge(&request);
-        prop_assert!(!verdict.fits());
-        let placed = capacity::place(&model.active(), &host.host(), &request.request());
-        prop_assert!(placed.is_err(), "{:?} on host {:?} was accepted with GPUs {:?}", request.request(), host.host(), placed);
-        model.check_shortage(&request, &verdict, placed.as_ref().unwrap_err())?;
-        let shape = ModelRequest { user: None, port: None, ..request.clone() };
-        let found = capacity::earliest_window(
-            &model.active(), &host.host(), &shape.request(), Duration::minutes(30 * i64::from(length)),
-            at_slot(start), at_slot(start + START_SLOTS));
-        prop_assert_eq!(found.clone(), None, "earliest_window offered {:?} for {:?} on host {:?}", found, shape.request(), host.host());
-    }
-
-    /// `check_limits`: accepted exactly when cpus ≥ 1, memory ≥ 1, and each of cpus, memory,
-    /// gpus is within both the user's limit and the host.
-    #[test]
-    fn limits_are_the_smaller_of_user_and_host(
-        cpus in 0u32..=40,
-        memory in 0u32..=70,
-        gpus in 0u32..=10,
-        limit_cpus in 1u32..=40,
-        limit_memory in 1u32..=140,
-        limit_gpus in 0u32..=10,
-        host in host_strategy(),
-    ) {
-        let limits = UserLimits {
-            cpus: halves(limit_cpus),
-            memory: halves(limit_memory),
-            gpus: limit_gpus,
-            backup_space: None,
-            work_space: None,
-        };
-        let expected = cpus >= 2
-            && memory >= 1
-            && cpus <= limit_cpus.min(host.cpu_halves)
-            && 2 * memory <= limit_memory.min(host.memory_halves)
-            && gpus <= limit_gpus.min(host.gpus);
-        let result = capacity::check_limits(halves(cpus), memory, gpus, &limits, &host.host());
-        prop_assert_eq!(result.is_ok(), expected, "cpus {} memory {} gpus {} limits {:?} host {:?}: {:?}",
-            halves(cpus), memory, gpus, limits, host.host(), result);
-    }
-
-    /// A CPU count is taken exactly when it is at least 1 and a whole number of hundredths
-    /// (so the container's NanoCpus is never 0, which Docker reads as "no limit"), whatever
-    /// else is asked: anything finer, smaller, negative or not a number is refused.
-    #[test]
-    fn cpus_are_at_least_one_in_hundredths(
-        hundredths in 0i64..=10_000,
-        nudge in prop_oneof![3 => Just(0.0), 1 => (-1e-3f64..1e-3).prop_filter("a real nudge", |nudge| nudge.abs() > 1e-9)],
-        negative in any::<bool>(),
-        raw in any::<f64>(),
-    ) {
-        let limits = UserLimits { cpus: 1e6, memory: 1e6, gpus: 64, backup_space: None, work_space: None };
-        let host = Host { cpus: 1e6, memory: 1e6, gpus: 64 };
-        let typed = format!("{}{}.{:02}", if negative { "-" } else { "" }, hundredths / 100, hundredths % 100);
-        let cpus: f64 = typed.parse().unwrap();
-        let expected = !negative && hundredths >= 100;
-        prop_assert_eq!(capacity::cpus_problem(cpus).is_none(), expected, "{}", typed);
-        prop_assert_eq!(capacity::check_limits(cpus, 1, 0, &limits, &host).is_ok(), expected, "{}", typed);
-        let nudged = cpus + nudge;
-        if nudge != 0.0 {
-            prop_assert!(capacity::cpus_problem(nudged).is_some(), "{} was accepted", nudged);
-        }
-        if capacity::cpus_problem(raw).is_none() {
-            prop_assert!(raw >= 1.0 && (raw * 100.0).round() / 100.0 == raw, "{} was accepted", raw);
-        }
-    }
-
-    /// Time input: `now`, `N-day`, `N-week`, `N-hour` (ends), combinations and absolute
-    /// dates give exactly the moment they name, on the grid, within the 14-day horizons;
-    /// anything else is an error.
-    #[test]
-    fn time_input_names_the_right_slot(
-        now_minutes in 0i64..(14 * 24 * 60),
-        weeks in 0i64..=3,
-        days in 0i64..=15,
-        absolute_slot in 0i64..(32 * 48),
-        odd_minute in prop_oneof![3 => Just(None), 1 => (1u32..60).prop_filter("off the grid", |minute| *minute != 30).prop_map(Some)],
-        use_absolute in any::<bool>(),
-        hours in 1i64..=400,
-    ) {
-        let horizon = Horizon::default();
-        let now = base() + Duration::minutes(now_minutes);
-        let current = base() + Duration::minutes(now_minutes - now_minutes % 30);
-        let latest = current + Duration::days(14);
-
-        prop_assert_eq!(time_input::parse_start("now", now, horizon), Ok(current));
-
-        // Relative: "N-week M-day" (a zero part is left out; out-of-range parts are errors).
-        let mut words = Vec::new();
-        if weeks > 0 { words.push(format!("{weeks}-week")); }
-        if days > 0 { words.push(format!("{days}-day")); }
-        if !words.is_empty() {
-            let text = words.join(" ");
-            let target = current + Duration::weeks(weeks) + Duration::days(days);
-            let valid_words = weeks <= 2 && days <= 14;
-            let result = time_input::parse_start(&text, now, horizon);
-            if valid_words && target <= latest {
-                prop_assert_eq!(result, Ok(target), "{}", text);
-            } else {
-                prop_assert!(result.is_err(), "{:?} from {} gave {:?}", text, now, result);
-            }
-        }
-
-        // Absolute: "YYYY MM DD hh mm".
-        if use_absolute {
-            let target = base() - Duration::days(1) + Duration::minutes(30 * absolute_slot);
-            let minute = odd_minute.unwrap_or(target.minute());
-            let text = format!("{} {:02} {:02} {:02} {:02}", target.format("%Y"), target.format("%m"), target.format("%d"), target.hour(), minute);
-            let named = target.with_minute(minute).unwrap();
-            let result = time_input::parse_start(&text, now, horizon);
-            if odd_minute.is_none() && named >= current && named <= latest {
-                prop_assert_eq!(result, Ok(named), "{}", text);
-            } else {
-                prop_assert!(result.is_err(), "{:?} from {} gave {:?}", text, now, result);
-            }
-        }
-
-        // Ends: "N-hour" counts from the start; at most 14 days long.
-        let start = current + Duration::days(days.min(14));
-        let result = time_input::parse_end(&format!("{hours}-hour"), start, horizon);
-        if hours <= 14 * 24 {
-            prop_assert_eq!(result, Ok(start + Duration::hours(hours)));
-        } else {
-            prop_assert!(result.is_err(), "{}-hour gave {:?}", hours, result);
-        }
-    }
 }

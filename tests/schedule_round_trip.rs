@@ -1,7 +1,7 @@
 //! The schedule files round-trip: what gpu-booking reads from the original's CSV it writes
 //! back in the original's format, so either system can read the other's files.
 
-mod common;
+mod support;
 
 use std::fs;
 
@@ -11,9 +11,8 @@ use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
 use gpu_booking::store::root::Root;
 use gpu_booking::store::schedule::{self, ActiveFile};
 
-use common::{copy_fixture, fixture};
-
-const HEADER: &str = "start,end,user_id,cpus,memory,gpus,forward_port,image,extra_command";
+use support::fixtures::{copy_fixture, fixture, names_in};
+use support::schedule::HEADER;
 
 fn read_booking_csv(root: &Root) -> Vec<Booking> {
     let lock = SharedLock::acquire(root).unwrap();
@@ -41,7 +40,7 @@ fn read_write_read_is_lossless_and_writes_the_originals_format() {
     let written = fs::read_to_string(scratch.path().join("jobs/booking.csv")).unwrap();
     let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines.len(), 3, "{written}");
-    assert_eq!(lines[0], HEADER);
+    assert_eq!(lines[0], HEADER.trim_end());
     // Times `YYYY-MM-DD HH:MM:SS`, a list of several GPUs quoted as the csv module did, a
     // single GPU bare, an empty image and command as empty fields.
     assert_eq!(lines[1], "2026-11-24 09:30:00,2026-11-25 09:30:00,m11007s05,4.5,16,\"[0, 1]\",10001,,");
@@ -54,12 +53,7 @@ fn read_write_read_is_lossless_and_writes_the_originals_format() {
     assert_eq!(written, fs::read_to_string(fixture("upstream").join("jobs/booking.csv")).unwrap());
 
     // The rewrite is atomic: no temporary file is left beside the state files.
-    let mut names: Vec<String> = fs::read_dir(scratch.path().join("jobs"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, [".lock", "booking.csv", "used.csv", "using.csv"]);
+    assert_eq!(names_in(&scratch.path().join("jobs")), [".lock", "booking.csv", "used.csv", "using.csv"]);
 }
 
 #[test]
@@ -73,11 +67,7 @@ fn writing_creates_a_missing_file_with_its_header() {
         schedule::ensure_files(&lock).unwrap();
     }
     for name in ["booking.csv", "using.csv", "used.csv"] {
-        assert_eq!(
-            fs::read_to_string(scratch.path().join("jobs").join(name)).unwrap(),
-            format!("{HEADER}\n"),
-            "{name}"
-        );
+        assert_eq!(fs::read_to_string(scratch.path().join("jobs").join(name)).unwrap(), HEADER, "{name}");
     }
     // An empty list round-trips too.
     assert!(read_booking_csv(&root).is_empty());
@@ -89,7 +79,7 @@ fn times_with_a_fractional_part_read_and_are_written_without_it() {
     let root = Root::new(scratch.path());
     fs::write(
         scratch.path().join("jobs/booking.csv"),
-        format!("{HEADER}\n2023-01-01 13:30:00.000000,2023-01-02 13:30:00.000000,m11007s05,2,8,[],10001,,\n"),
+        format!("{HEADER}2023-01-01 13:30:00.000000,2023-01-02 13:30:00.000000,m11007s05,2,8,[],10001,,\n"),
     )
     .unwrap();
     let bookings = read_booking_csv(&root);
@@ -114,7 +104,7 @@ fn times_with_a_fractional_part_read_and_are_written_without_it() {
     drop(lock);
     assert_eq!(
         fs::read_to_string(scratch.path().join("jobs/booking.csv")).unwrap(),
-        format!("{HEADER}\n2023-01-01 13:30:00,2023-01-02 13:30:00,m11007s05,2,8,[],10001,,\n")
+        format!("{HEADER}2023-01-01 13:30:00,2023-01-02 13:30:00,m11007s05,2,8,[],10001,,\n")
     );
     assert_eq!(read_booking_csv(&root), bookings);
 }

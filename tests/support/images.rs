@@ -7,7 +7,6 @@
 //!
 //! Also here: whether a Docker engine answers at all, so a test can skip (or, with
 //! `GPU_BOOKING_REQUIRE_DOCKER=1`, fail) when there is none.
-#![allow(dead_code)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -53,14 +52,35 @@ pub fn docker_engine() -> Result<(), String> {
 pub fn engine_or_skip(test: &str) -> bool {
     match docker_engine() {
         Ok(()) => true,
-        Err(reason) if std::env::var(REQUIRE_DOCKER).as_deref() == Ok("1") => {
-            panic!("{test}: no Docker engine ({reason}), and {REQUIRE_DOCKER}=1 requires one")
-        }
-        Err(reason) => {
-            eprintln!("{test}: skipped: no Docker engine ({reason})");
-            false
-        }
+        Err(reason) => skip_or_fail(test, &format!("no Docker engine ({reason})")),
     }
+}
+
+/// The name of the test running on this thread (the test harness names each test's thread
+/// after it), for the lines that say why a test skipped.
+pub fn current_test() -> String {
+    std::thread::current().name().unwrap_or("a test").to_string()
+}
+
+/// What a test does when this host lacks something it needs (`reason`): prints a skip line
+/// and returns `false`, or panics when `GPU_BOOKING_REQUIRE_DOCKER=1` (CI, where every test
+/// must run).
+pub fn skip_or_fail(test: &str, reason: &str) -> bool {
+    if std::env::var(REQUIRE_DOCKER).as_deref() == Ok("1") {
+        panic!("{test}: {reason}, and {REQUIRE_DOCKER}=1 asks for every test to run");
+    }
+    eprintln!("{test}: skipped: {reason}");
+    false
+}
+
+/// Whether `program ARGS…` runs and succeeds: the tool is installed.
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// The busybox image's tag, built (once per test run) if the engine does not hold an image

@@ -1,7 +1,6 @@
 //! The volumes folder of a test root, mounted `nosuid,nodev` the way the README's deployment
 //! mounts `/srv/gpu-booking/volumes`: the monitor refuses user folders on a mount that
 //! honours setuid bits or device files. Needs root (as do the Docker tests in CI).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,6 @@
 //! prompt library's redraws do not split the words a person reads. Every wait has a deadline;
 //! a missed one fails the test with the whole transcript so far, marked where the test had
 //! read up to.
-#![allow(dead_code)]
 
 use std::io::ErrorKind;
 use std::process::Command;
