@@ -17,6 +17,7 @@ pub mod act;
 pub mod backup;
 pub mod notify;
 pub mod plan;
+pub mod report;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
