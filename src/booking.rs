@@ -1,5 +1,6 @@
-//! What `book` does to the schedule: book, cancel, extend, restart. Each operation takes the
-//! [`ExclusiveLock`], reads the state fresh, applies the rules, and writes — so a dialogue
+//! What `book` does to the schedule: book (or offer the earliest window that fits), cancel,
+//! extend, restart, and find a free window. Each change takes the exclusive lock through
+//! the command's [`Lab`], reads the state fresh, applies the rules, and writes — so a dialogue
 //! that lasted minutes is still checked against the schedule as it is at the moment of
 //! writing, and any number of `book` processes can run at once.
 
@@ -10,71 +11,18 @@ use chrono::{Duration, NaiveDateTime};
 
 use crate::account;
 use crate::error::{Refused, UsageError};
+use crate::lab::{Lab, Writing};
 use crate::model::{Booking, UserId};
 use crate::model::{BookingState, Window, format_minutes};
 use crate::rules::capacity::{self, Host, Request, Shortage};
-use crate::rules::time_input::Horizon;
+use crate::rules::settings;
+use crate::rules::time_input::{self, Horizon};
 use crate::rules::{floor_to_slot, next_slot_boundary};
 use crate::store::config::Config;
-use crate::store::lock::{ExclusiveLock, LockHeld};
 use crate::store::monitor_exec::{self, Request as MonitorRequest};
 use crate::store::schedule::{self, ActiveFile};
 
-/// Everything a decision needs: the configuration and the active schedule.
-#[derive(Debug, Clone)]
-pub struct State {
-    pub config: Config,
-    /// `booking.csv`: not started yet.
-    pub booked: Vec<Booking>,
-    /// `using.csv`: running.
-    pub running: Vec<Booking>,
-}
-
-impl State {
-    /// Reads `cfg/` and the two active files; never `used.csv`, so the history can grow
-    /// without slowing anyone down.
-    pub fn load(lock: &impl LockHeld) -> Result<State> {
-        Ok(State {
-            config: Config::load(lock)?,
-            booked: schedule::read(lock, ActiveFile::Booking)?,
-            running: schedule::read(lock, ActiveFile::Using)?,
-        })
-    }
-
-    pub fn active(&self) -> Vec<Booking> {
-        self.running.iter().chain(&self.booked).cloned().collect()
-    }
-
-    pub fn host(&self) -> Host {
-        host_of(&self.config)
-    }
-
-    pub fn horizon(&self) -> Horizon {
-        Horizon::default()
-    }
-
-    /// The user's active bookings, running first, then by start.
-    pub fn bookings_of(&self, user: &UserId) -> Vec<(BookingState, Booking)> {
-        let mut mine: Vec<(BookingState, Booking)> = self
-            .running
-            .iter()
-            .filter(|booking| &booking.user_id == user)
-            .map(|booking| (BookingState::Running, booking.clone()))
-            .chain(
-                self.booked
-                    .iter()
-                    .filter(|booking| &booking.user_id == user)
-                    .map(|booking| (BookingState::Booked, booking.clone())),
-            )
-            .collect();
-        mine.sort_by_key(|(state, booking)| (*state != BookingState::Running, booking.start));
-        mine
-    }
-}
-
-pub fn host_of(config: &Config) -> Host {
-    Host { cpus: config.capability.max.cpus, memory: config.capability.max.memory, gpus: config.capability.max.gpus }
-}
+pub use crate::lab::{State, host_of};
 
 /// What a student asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,9 +40,74 @@ pub struct NewBooking {
     pub forward_port: Option<u16>,
 }
 
+/// A request as typed (flags, or answers in the dialogue): times as `book` takes them
+/// (`now`, `2-day`, `2026 11 24 09 30`; the end may count from the start).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Asked {
+    pub cpus: f64,
+    pub memory: u32,
+    pub gpus: u32,
+    pub start: String,
+    pub end: String,
+    pub image: Option<String>,
+    pub extra_command: Option<String>,
+    pub forward_port: Option<u16>,
+}
+
+impl NewBooking {
+    /// Reads the times of `asked` at `now`; the rest is checked when it is booked.
+    pub fn parse(user: &UserId, asked: &Asked, now: NaiveDateTime) -> Result<NewBooking> {
+        let start = parse_start(&asked.start, now)?;
+        let end = parse_end(&asked.end, start)?;
+        Ok(NewBooking {
+            user: user.clone(),
+            cpus: asked.cpus,
+            memory: asked.memory,
+            gpus: asked.gpus,
+            start,
+            end,
+            image: asked.image.clone(),
+            extra_command: asked.extra_command.clone(),
+            forward_port: asked.forward_port,
+        })
+    }
+
+    fn request(&self, port: u16) -> Request {
+        Request {
+            user: Some(self.user.clone()),
+            start: self.start,
+            end: self.end,
+            cpus: self.cpus,
+            memory: self.memory,
+            gpus: self.gpus,
+            forward_port: Some(port),
+        }
+    }
+}
+
+/// A new booking's start (`--start`), within the booking horizon from `now`.
+pub fn parse_start(spec: &str, now: NaiveDateTime) -> Result<NaiveDateTime> {
+    time_input::parse_start(spec, now, Horizon::default())
+        .map_err(|message| UsageError(format!("--start: {message}")).into())
+}
+
+/// A new booking's end (`--end`); a relative one counts from `start`.
+pub fn parse_end(spec: &str, start: NaiveDateTime) -> Result<NaiveDateTime> {
+    time_input::parse_end(spec, start, Horizon::default())
+        .map_err(|message| UsageError(format!("--end: {message}")).into())
+}
+
+/// The start of a booking the user holds (`--start` of cancel and extend): as written in
+/// the schedule, or as typed for a new booking.
+pub fn parse_existing_start(spec: &str, now: NaiveDateTime) -> Result<NaiveDateTime> {
+    crate::model::parse_time(spec.trim())
+        .or_else(|_| time_input::parse_existing_start(spec, now))
+        .map_err(|message| UsageError(format!("--start: {message}")).into())
+}
+
 /// A booking refused for lack of capacity, with the earliest window that fits the same
-/// request (if any within the horizon). Exit code 3.
-#[derive(Debug, Clone)]
+/// request (if any within the horizon).
+#[derive(Debug, Clone, PartialEq)]
 pub struct NoCapacity {
     pub shortage: Shortage,
     pub earliest: Option<Window>,
@@ -116,41 +129,40 @@ impl fmt::Display for NoCapacity {
     }
 }
 
-impl std::error::Error for NoCapacity {}
-
-impl NewBooking {
-    fn request(&self, port: u16) -> Request {
-        Request {
-            user: Some(self.user.clone()),
-            start: self.start,
-            end: self.end,
-            cpus: self.cpus,
-            memory: self.memory,
-            gpus: self.gpus,
-            forward_port: Some(port),
-        }
+impl NoCapacity {
+    /// The refusal as the error a command ends with (exit code 3).
+    pub fn refusal(&self) -> anyhow::Error {
+        Refused(self.to_string()).into()
     }
+}
+
+/// What [`book_or_offer`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Written to `booking.csv`; `default_image` is the host's, which it runs when it names none.
+    Booked { booking: Booking, default_image: String },
+    /// Nothing written: the resources are not free for the whole window.
+    NoCapacity(NoCapacity),
 }
 
 /// Checks what does not depend on the schedule: limits, image, port, times. Returns the port
 /// the booking will use.
-pub fn check_request(state: &State, new: &NewBooking, now: NaiveDateTime) -> Result<u16> {
-    let config = &state.config;
+fn check_request(config: &Config, new: &NewBooking, now: NaiveDateTime) -> Result<u16> {
     let limits = config.limits_for(&new.user).ok_or_else(|| account::not_allowed(&new.user))?;
-    capacity::check_limits(new.cpus, new.memory, new.gpus, &limits, &state.host()).map_err(Refused)?;
+    capacity::check_limits(new.cpus, new.memory, new.gpus, &limits, &host_of(config)).map_err(Refused)?;
     let entry = config
         .users
         .get(&new.user)
         .ok_or_else(|| anyhow::anyhow!("{} has no settings yet; log in once to create them", new.user))?;
     if let Some(image) = &new.image {
-        account::check_image(config, image)?;
+        settings::check_image(image, &config.deploy.images)?;
     }
     if let Some(command) = &new.extra_command {
-        crate::rules::fields::check_extra_command(command).map_err(UsageError)?;
+        settings::check_extra_command(command).map_err(UsageError)?;
     }
     let port = match new.forward_port {
         Some(port) => {
-            account::check_port(config, &new.user, port)?;
+            settings::check_port(&new.user, port, config.users.ports(), [])?;
             port
         }
         None => entry.forward_port,
@@ -158,29 +170,47 @@ pub fn check_request(state: &State, new: &NewBooking, now: NaiveDateTime) -> Res
     if new.start < floor_to_slot(now) {
         bail!(UsageError(format!("the start {} is in the past", format_minutes(new.start))));
     }
-    crate::rules::time_input::check_end(new.start, new.end, state.horizon()).map_err(UsageError)?;
+    time_input::check_end(new.start, new.end, Horizon::default()).map_err(UsageError)?;
     Ok(port)
 }
 
 /// The earliest window at or after the asked start that fits the same request.
-pub fn earliest_window(state: &State, new: &NewBooking, port: Option<u16>, now: NaiveDateTime) -> Option<Window> {
+fn earliest_window(active: &[Booking], host: &Host, new: &NewBooking, port: u16, now: NaiveDateTime) -> Option<Window> {
     let from = new.start.max(floor_to_slot(now));
-    let latest_start = floor_to_slot(now) + Duration::days(state.horizon().start_within_days);
-    let shape = Request { forward_port: port, ..new.request(0) };
-    capacity::earliest_window(&state.active(), &state.host(), &shape, new.end - new.start, from, latest_start)
+    let latest_start = floor_to_slot(now) + Duration::days(Horizon::default().start_within_days);
+    capacity::earliest_window(active, host, &new.request(port), new.end - new.start, from, latest_start)
         .map(|(start, gpus)| Window { start, end: start + (new.end - new.start), gpus })
 }
 
-/// Books `new`: checks it under the lock against the schedule as it is now, writes it to
-/// `booking.csv`, and asks the monitor to run at once if it starts in the current slot.
-pub fn book(lock: &ExclusiveLock, new: &NewBooking, now: NaiveDateTime) -> Result<Booking> {
-    let state = State::load(lock)?;
-    let port = check_request(&state, new, now)?;
-    let gpus = match capacity::place(&state.active(), &state.host(), &new.request(port)) {
+/// Books `new` if the resources are free for its whole window; otherwise offers the earliest
+/// window that fits the same request — and books that one at once when `take_earliest`.
+/// Checked under the lock against the schedule as it is now; a booking that starts in the
+/// current slot asks the monitor to run at once.
+pub fn book_or_offer(lab: &Lab, new: &NewBooking, take_earliest: bool) -> Result<Outcome> {
+    let writing = lab.write()?;
+    let outcome = match book_under(&writing, new)? {
+        Outcome::NoCapacity(NoCapacity { earliest: Some(window), .. }) if take_earliest => {
+            book_under(&writing, &NewBooking { start: window.start, end: window.end, ..new.clone() })?
+        }
+        outcome => outcome,
+    };
+    Ok(outcome)
+}
+
+fn book_under(writing: &Writing, new: &NewBooking) -> Result<Outcome> {
+    let now = writing.now()?;
+    let lock = writing.lock();
+    let config = writing.config()?;
+    let mut booked = schedule::read(lock, ActiveFile::Booking)?;
+    let running = schedule::read(lock, ActiveFile::Using)?;
+    let port = check_request(&config, new, now)?;
+    let active: Vec<Booking> = running.iter().chain(&booked).cloned().collect();
+    let host = host_of(&config);
+    let gpus = match capacity::place(&active, &host, &new.request(port)) {
         Ok(gpus) => gpus,
         Err(shortage) => {
-            let earliest = earliest_window(&state, new, Some(port), now);
-            return Err(anyhow::Error::new(NoCapacity { shortage, earliest }));
+            let earliest = earliest_window(&active, &host, new, port, now);
+            return Ok(Outcome::NoCapacity(NoCapacity { shortage, earliest }));
         }
     };
     let booking = Booking {
@@ -194,7 +224,6 @@ pub fn book(lock: &ExclusiveLock, new: &NewBooking, now: NaiveDateTime) -> Resul
         image: new.image.clone(),
         extra_command: new.extra_command.clone().filter(|command| !command.trim().is_empty()),
     };
-    let mut booked = state.booked;
     booked.push(booking.clone());
     booked.sort_by(|left, right| left.start.cmp(&right.start).then_with(|| left.user_id.cmp(&right.user_id)));
     schedule::ensure_files(lock)?;
@@ -204,7 +233,7 @@ pub fn book(lock: &ExclusiveLock, new: &NewBooking, now: NaiveDateTime) -> Resul
         monitor_exec::append(lock, &MonitorRequest::Now)?;
     }
     schedule::write(lock, ActiveFile::Booking, &booked)?;
-    Ok(booking)
+    Ok(Outcome::Booked { booking, default_image: config.deploy.default_image().to_string() })
 }
 
 /// What a cancellation did.
@@ -243,16 +272,20 @@ fn select<'a>(
     }
 }
 
-/// Cancels one of the user's bookings. A cancelled booking that never started goes to
-/// `used.csv` with its end equal to its start: nothing was used, the original's reader
-/// accepts the row, and a report can count it as a cancellation.
-pub fn cancel(
-    lock: &ExclusiveLock,
-    user: &UserId,
-    start: Option<NaiveDateTime>,
-    now: NaiveDateTime,
-) -> Result<Cancelled> {
-    let state = State::load(lock)?;
+/// Cancels one of the user's bookings: the one starting at `start` (as typed), or the only
+/// one they hold. A cancelled booking that never started goes to `used.csv` with its end
+/// equal to its start: nothing was used, the original's reader accepts the row, and a report
+/// can count it as a cancellation.
+pub fn cancel(lab: &Lab, user: &UserId, start: Option<&str>) -> Result<Cancelled> {
+    let start = start.map(|spec| parse_existing_start(spec, lab.now()?)).transpose()?;
+    cancel_under(&lab.write()?, user, start)
+}
+
+/// [`cancel`] under a lock the caller holds (`enroll remove` cancels several).
+pub fn cancel_under(writing: &Writing, user: &UserId, start: Option<NaiveDateTime>) -> Result<Cancelled> {
+    let now = writing.now()?;
+    let lock = writing.lock();
+    let state = writing.state()?;
     let mine = state.bookings_of(user);
     let (booking_state, chosen) = select(&mine, user, start)?.clone();
     match booking_state {
@@ -291,19 +324,30 @@ pub fn cancel(
     }
 }
 
-/// Moves the end of one of the user's bookings (later: checked for capacity with the same
-/// GPU ids; earlier: always allowed, but not into the past).
-pub fn extend(
-    lock: &ExclusiveLock,
-    user: &UserId,
-    start: Option<NaiveDateTime>,
-    new_end: NaiveDateTime,
-    now: NaiveDateTime,
-) -> Result<Booking> {
-    let state = State::load(lock)?;
+/// How far a relative end (`2-hour`) of `book extend` may reach: the booking may start up to
+/// 14 days ahead and its new end lie up to 28 days after the current one's base; the length
+/// rule of the booking itself is checked afterwards.
+const EXTEND_INPUT: Horizon = Horizon { start_within_days: 14, length_within_days: 28 };
+
+/// Moves the end of one of the user's bookings (the one starting at `start`, or the only one):
+/// later is checked for capacity with the same GPU ids; earlier is always allowed, but not
+/// into the past. A relative `end` (`2-hour`) counts from the booking's current end.
+pub fn extend(lab: &Lab, user: &UserId, start: Option<&str>, end: &str) -> Result<Booking> {
+    let now = lab.now()?;
+    let start = start.map(|spec| parse_existing_start(spec, now)).transpose()?;
+    let writing = lab.write()?;
+    let lock = writing.lock();
+    let state = writing.state()?;
     let mine = state.bookings_of(user);
+    let current = match start {
+        Some(start) => mine.iter().find(|(_, booking)| booking.start == start),
+        None => mine.first().filter(|_| mine.len() == 1),
+    };
+    // Without one booking to count from, `select` below explains what is missing.
+    let base = current.map_or(now, |(_, booking)| booking.end);
+    let new_end = time_input::parse_end(end, base, EXTEND_INPUT).map_err(UsageError)?;
     let (booking_state, chosen) = select(&mine, user, start)?.clone();
-    crate::rules::time_input::check_end(chosen.start, new_end, state.horizon()).map_err(UsageError)?;
+    time_input::check_end(chosen.start, new_end, state.horizon()).map_err(UsageError)?;
     if new_end <= floor_to_slot(now) {
         bail!(UsageError(format!("the new end {} is in the past", format_minutes(new_end))));
     }
@@ -350,9 +394,11 @@ pub fn extend(
 }
 
 /// Asks the monitor to restart the user's running container.
-pub fn request_restart(lock: &ExclusiveLock, user: &UserId) -> Result<Booking> {
-    let state = State::load(lock)?;
-    let Some(running) = state.running.iter().find(|booking| &booking.user_id == user) else {
+pub fn request_restart(lab: &Lab, user: &UserId) -> Result<Booking> {
+    let writing = lab.write()?;
+    let lock = writing.lock();
+    let state = writing.state()?;
+    let Some(running) = state.running.into_iter().find(|booking| &booking.user_id == user) else {
         bail!(Refused(format!("{user} has no running booking, so there is no container to restart")));
     };
     let request = MonitorRequest::Restart(user.clone());
@@ -361,24 +407,159 @@ pub fn request_restart(lock: &ExclusiveLock, user: &UserId) -> Result<Booking> {
     if !monitor_exec::read(lock)?.requests.contains(&request) {
         monitor_exec::append(lock, &request)?;
     }
-    Ok(running.clone())
+    Ok(running)
 }
 
-/// The earliest window for a request by shape only (`book free`).
-pub fn free_window(
-    state: &State,
-    user: Option<&UserId>,
-    cpus: f64,
-    memory: u32,
-    gpus: u32,
-    length: Duration,
-    now: NaiveDateTime,
-) -> Option<Window> {
+/// What `book free` looks for: resources for a length of time, as typed (`4-hour`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub cpus: f64,
+    pub memory: u32,
+    pub gpus: u32,
+    pub duration: String,
+}
+
+/// The earliest window within the booking horizon where `wanted` fits (`book free`); with a
+/// user, their own bookings and port count too.
+pub fn free(lab: &Lab, user: Option<&UserId>, wanted: &Wanted) -> Result<Window> {
+    let length =
+        time_input::parse_duration(&wanted.duration).map_err(|message| UsageError(format!("--duration: {message}")))?;
+    if let Some(problem) = capacity::cpus_problem(wanted.cpus) {
+        bail!(Refused(problem));
+    }
+    if wanted.memory < 1 {
+        bail!(Refused("memory must be at least 1 GB".into()));
+    }
+    let state = lab.state()?;
+    let now = lab.now()?;
     let from = floor_to_slot(now);
     let port = user.and_then(|user| state.config.users.get(user)).map(|entry| entry.forward_port);
-    let shape =
-        Request { user: user.cloned(), start: from, end: from + length, cpus, memory, gpus, forward_port: port };
+    let shape = Request {
+        user: user.cloned(),
+        start: from,
+        end: from + length,
+        cpus: wanted.cpus,
+        memory: wanted.memory,
+        gpus: wanted.gpus,
+        forward_port: port,
+    };
     let latest_start = from + Duration::days(state.horizon().start_within_days);
     capacity::earliest_window(&state.active(), &state.host(), &shape, length, from, latest_start)
         .map(|(start, gpus)| Window { start, end: start + length, gpus })
+        .ok_or_else(|| {
+            Refused(format!(
+                "no window of {} fits within the next {} days",
+                wanted.duration,
+                state.horizon().start_within_days
+            ))
+            .into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{EXIT_REFUSED, exit_code_for};
+    use crate::lab::tests::{at, scratch_root};
+    use crate::store::root::Root;
+
+    /// A lab at 10:00 where alice (port 10001) and bob (port 10002) have settings.
+    fn lab_with_users(scratch: &tempfile::TempDir) -> Lab {
+        std::fs::write(
+            scratch.path().join("cfg/users_config.yaml"),
+            "alice:\n  password: \"alices-secret\"\n  forward_port: 10001\n  image: null\n  extra_command: null\n\
+             bob:\n  password: \"bobs-secret\"\n  forward_port: 10002\n  image: null\n  extra_command: null\n",
+        )
+        .unwrap();
+        Lab::at(Root::new(scratch.path()), at("2026-11-23 10:00"))
+    }
+
+    fn asked(gpus: u32, start: &str, end: &str) -> Asked {
+        Asked { cpus: 1.0, memory: 2, gpus, start: start.into(), end: end.into(), ..Asked::default() }
+    }
+
+    fn request(lab: &Lab, user: &str, asked: &Asked) -> NewBooking {
+        NewBooking::parse(&UserId::parse(user).unwrap(), asked, lab.now().unwrap()).unwrap()
+    }
+
+    fn rows(lab: &Lab) -> Vec<Booking> {
+        schedule::read(lab.read().unwrap().lock(), ActiveFile::Booking).unwrap()
+    }
+
+    #[test]
+    fn a_request_that_does_not_fit_gets_the_earliest_window_as_a_value_and_writes_nothing() {
+        let scratch = scratch_root();
+        let lab = lab_with_users(&scratch);
+        let bobs = request(&lab, "bob", &asked(2, "now", "2-hour"));
+        let Outcome::Booked { booking, default_image } = book_or_offer(&lab, &bobs, false).unwrap() else {
+            panic!("bob's booking on a free host was refused");
+        };
+        assert_eq!((booking.gpus, default_image.as_str()), (vec![0, 1], "lab/ssh:latest"));
+
+        let alices = request(&lab, "alice", &asked(1, "now", "1-hour"));
+        let Outcome::NoCapacity(refused) = book_or_offer(&lab, &alices, false).unwrap() else {
+            panic!("alice got a GPU that bob holds");
+        };
+        assert!(matches!(refused.shortage, Shortage::Gpus { free: 0, wanted: 1, .. }), "{:?}", refused.shortage);
+        let window = refused.earliest.clone().expect("a window later today");
+        assert_eq!((window.start, window.end), (at("2026-11-23 12:00"), at("2026-11-23 13:00")));
+        assert_eq!(rows(&lab).len(), 1, "nothing written for alice");
+        let error = refused.refusal();
+        assert_eq!(exit_code_for(&error), EXIT_REFUSED);
+        assert!(error.to_string().contains("the earliest window that fits is 2026-11-23 12:00 to 2026-11-23 13:00"));
+
+        // Taking the offer books that window under the same lock.
+        let Outcome::Booked { booking, .. } = book_or_offer(&lab, &alices, true).unwrap() else {
+            panic!("the earliest window was not taken");
+        };
+        assert_eq!((booking.start, booking.end), (window.start, window.end));
+        assert_eq!(rows(&lab).len(), 2);
+    }
+
+    #[test]
+    fn extend_counts_a_relative_end_from_the_current_end() {
+        let scratch = scratch_root();
+        let lab = lab_with_users(&scratch);
+        let alice = UserId::parse("alice").unwrap();
+        book_or_offer(&lab, &request(&lab, "alice", &asked(1, "1-day", "2-hour")), false).unwrap();
+        let extended = extend(&lab, &alice, None, "3-hour").unwrap();
+        assert_eq!((extended.start, extended.end), (at("2026-11-24 10:00"), at("2026-11-24 15:00")));
+        assert_eq!(rows(&lab)[0].end, at("2026-11-24 15:00"));
+        let error = extend(&lab, &UserId::parse("bob").unwrap(), None, "1-hour").unwrap_err();
+        assert_eq!(error.to_string(), "bob has no booking");
+    }
+
+    /// A script's answers: one password.
+    struct OnePassword(Option<String>);
+
+    impl crate::account::Answers for OnePassword {
+        fn user_id(&mut self) -> Result<String> {
+            bail!("no id was scripted")
+        }
+        fn password(&mut self, _attempt: u32) -> Result<Option<String>> {
+            Ok(self.0.take())
+        }
+        fn wrong_password(&mut self) {}
+        fn new_password(&mut self, _user: &UserId, _reason: crate::account::NewPassword) -> Result<String> {
+            bail!("no new password was scripted")
+        }
+    }
+
+    #[test]
+    fn a_login_and_the_bookings_after_it_parse_the_configuration_once() {
+        let scratch = scratch_root();
+        // The first login replaces alice's plain-text password by a hash (a write to cfg/).
+        let setup = lab_with_users(&scratch);
+        crate::account::login(&setup, Some("alice"), &mut OnePassword(Some("alices-secret".into()))).unwrap();
+        // A new command, as `book new` runs: log in, then book (twice here).
+        let lab = Lab::at(Root::new(scratch.path()), at("2026-11-23 10:00"));
+        let answers = &mut OnePassword(Some("alices-secret".into()));
+        let logged_in = crate::account::login(&lab, Some("alice"), answers).unwrap();
+        let request = request(&lab, logged_in.user.as_str(), &asked(2, "now", "1-hour"));
+        let first = book_or_offer(&lab, &request, false).unwrap();
+        assert!(matches!(first, Outcome::Booked { .. }), "{first:?}");
+        let again = book_or_offer(&lab, &request, false).unwrap();
+        assert!(matches!(again, Outcome::NoCapacity(_)), "{again:?}");
+        assert_eq!(lab.config_parses(), 1, "one parse for the login and two bookings");
+    }
 }

@@ -363,7 +363,7 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
     problems.extend(conflicts(active));
     let users_path = root.display(&config.deploy.users_config_yaml);
     for (user, entry) in &config.users.users {
-        if !crate::account::PORT_RANGE.contains(&entry.forward_port) {
+        if !crate::rules::settings::PORT_RANGE.contains(&entry.forward_port) {
             problems.push(FileProblem::warning(
                 &users_path,
                 crate::store::yaml_lines::line_of_key(&users_text, &[user.as_str(), "forward_port"]),
@@ -371,8 +371,8 @@ fn check_active_rows(root: &Root, config: &Config, active: &[(String, Row)], pro
                 format!(
                     "{} is outside {}–{}, the range enroll and book hand out",
                     entry.forward_port,
-                    crate::account::PORT_RANGE.start(),
-                    crate::account::PORT_RANGE.end()
+                    crate::rules::settings::PORT_RANGE.start(),
+                    crate::rules::settings::PORT_RANGE.end()
                 ),
             ));
         }

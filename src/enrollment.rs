@@ -15,16 +15,18 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::account;
-use crate::booking::{self, State};
+use crate::booking;
 use crate::error::{FileProblems, Refused, UsageError};
+use crate::lab::Lab;
 use crate::model::{Booking, BookingState, UserId, UserLimits, format_minutes};
 use crate::password;
+use crate::rules::settings;
 use crate::store::config::capability::{self, LIMIT_FIELDS};
 use crate::store::config::capability_edit::{self, Edit, LimitChange};
 use crate::store::config::yaml::Limit;
 use crate::store::config::{Config, UserEntry, read_text};
 use crate::store::faillock;
-use crate::store::lock::{ExclusiveLock, LockHeld};
+use crate::store::lock::LockHeld;
 use crate::store::schedule::{self, ActiveFile};
 use crate::volumes;
 use crate::volumes::space::{Measured, measure};
@@ -80,22 +82,11 @@ fn new_password(user: &UserId, choice: &PasswordChoice) -> Result<(String, Optio
     }
 }
 
-/// Ports of bookings that are not the user's own.
-fn port_in_active_bookings(lock: &impl LockHeld, user: &UserId, port: u16) -> Result<Option<Booking>> {
-    for file in [ActiveFile::Booking, ActiveFile::Using] {
-        if let Some(booking) = schedule::read(lock, file)?
-            .into_iter()
-            .find(|booking| booking.forward_port == port && &booking.user_id != user)
-        {
-            return Ok(Some(booking));
-        }
-    }
-    Ok(None)
-}
-
 /// Enrols a new user: allowed, limits set, folders created, a port and a password.
-pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
-    let mut config = Config::load(lock)?;
+pub fn add(lab: &Lab, new: &NewUser) -> Result<Added> {
+    let writing = lab.write()?;
+    let lock = writing.lock();
+    let mut config = writing.config_to_change()?;
     let user = &new.user;
     if config.capability.is_allowed(user) {
         bail!(Refused(format!("{user} is already in allow_userIDs; see enroll list, passwd and limits")));
@@ -108,16 +99,15 @@ pub fn add(lock: &ExclusiveLock, new: &NewUser) -> Result<Added> {
     }
     let forward_port = match new.forward_port {
         Some(port) => {
-            account::check_port(&config, user, port)?;
-            if let Some(booking) = port_in_active_bookings(lock, user, port)? {
-                bail!(Refused(format!("forward port {port} is used by {}'s booking", booking.user_id)));
-            }
+            let mut bookings = schedule::read(lock, ActiveFile::Booking)?;
+            bookings.extend(schedule::read(lock, ActiveFile::Using)?);
+            settings::check_port(user, port, config.users.ports(), &bookings)?;
             port
         }
         None => account::free_port(lock, &config)?,
     };
-    let keys: Vec<String> = new.ssh_keys.iter().map(|key| account::check_ssh_key(key)).collect::<Result<_>>()?;
-    crate::rules::fields::check_ssh_keys(&keys).map_err(Refused)?;
+    let keys: Vec<String> = new.ssh_keys.iter().map(|key| settings::check_ssh_key(key)).collect::<Result<_>>()?;
+    settings::check_ssh_keys(&keys).map_err(Refused)?;
     let email = new.email.as_deref().map(crate::store::config::mail::check_address).transpose().map_err(UsageError)?;
     let (hash, temporary_password) = new_password(user, &new.password)?;
 
@@ -155,8 +145,10 @@ pub struct Removed {
 /// `enroll remove`: refused while the user has a booking, unless `force` (then cancelled
 /// first). Removes them from `allow_userIDs`, their limits block and their settings; their
 /// folders stay unless `purge`.
-pub fn remove(lock: &ExclusiveLock, user: &UserId, force: bool, purge: bool, now: NaiveDateTime) -> Result<Removed> {
-    let state = State::load(lock)?;
+pub fn remove(lab: &Lab, user: &UserId, force: bool, purge: bool) -> Result<Removed> {
+    let writing = lab.write()?;
+    let lock = writing.lock();
+    let state = writing.state()?;
     let mut config = state.config.clone();
     let allowed = config.capability.is_allowed(user);
     let entry = config.users.get(user).cloned();
@@ -205,7 +197,7 @@ pub fn remove(lock: &ExclusiveLock, user: &UserId, force: bool, purge: bool, now
 
     let mut removed = Removed::default();
     for (_, booking) in &mine {
-        match booking::cancel(lock, user, Some(booking.start), now)? {
+        match booking::cancel_under(&writing, user, Some(booking.start))? {
             booking::Cancelled::Removed(booking) => removed.cancelled.push(booking),
             booking::Cancelled::EndsAt(booking, end) => removed.ending.push((booking, end)),
         }
@@ -281,14 +273,11 @@ pub struct PasswordReset {
 /// `enroll passwd`: a new password for a user, which also lifts a lock left by failed logins
 /// (their record is cleared). An allowed user who never logged in gets their settings (port,
 /// folders) now.
-pub fn reset_password(
-    lock: &ExclusiveLock,
-    user: &UserId,
-    choice: &PasswordChoice,
-    now: NaiveDateTime,
-) -> Result<PasswordReset> {
-    let mut config = Config::load(lock)?;
+pub fn reset_password(lab: &Lab, user: &UserId, choice: &PasswordChoice) -> Result<PasswordReset> {
     let (hash, temporary) = new_password(user, choice)?;
+    let writing = lab.write()?;
+    let (lock, now) = (writing.lock(), writing.now()?);
+    let mut config = writing.config_to_change()?;
     let was_locked_until = faillock::lock_status(lock, user, now)?;
     match config.users.users.get_mut(user) {
         Some(entry) => {
@@ -318,8 +307,10 @@ pub fn reset_password(
 }
 
 /// `enroll limits`: sets or clears keys of the user's block. Returns their limits after.
-pub fn change_limits(lock: &ExclusiveLock, user: &UserId, changes: &[LimitChange]) -> Result<UserLimits> {
-    let config = Config::load(lock)?;
+pub fn change_limits(lab: &Lab, user: &UserId, changes: &[LimitChange]) -> Result<UserLimits> {
+    let writing = lab.write()?;
+    let lock = writing.lock();
+    let config = writing.config()?;
     if !config.capability.is_allowed(user) && config.capability.custom_entry(user).is_none() {
         bail!(Refused(format!("{user} is not enrolled; use enroll add {user}")));
     }
@@ -378,8 +369,8 @@ pub struct ActiveBooking {
 }
 
 /// Every user who is allowed, has settings, or has limits, in that order of discovery.
-pub fn list(lock: &impl LockHeld, measure_for: Duration) -> Result<Vec<UserSummary>> {
-    let state = State::load(lock)?;
+pub fn list(lab: &Lab, measure_for: Duration) -> Result<Vec<UserSummary>> {
+    let state = lab.read()?.state()?;
     let config = &state.config;
     let mut users: Vec<UserId> = Vec::new();
     for user in config
@@ -468,8 +459,10 @@ pub struct AbsolutePaths {
 /// its working folder in the original). A missing folder key is written as the absolute
 /// folder it stood for. Nothing else in the file changes; nothing is written when there is
 /// nothing to change.
-pub fn make_paths_absolute(lock: &ExclusiveLock) -> Result<AbsolutePaths> {
-    let mut config = Config::load(lock)?;
+pub fn make_paths_absolute(lab: &Lab) -> Result<AbsolutePaths> {
+    let writing = lab.write()?;
+    let lock = writing.lock();
+    let mut config = writing.config_to_change()?;
     let deploy = config.deploy.clone();
     let absolute = |path: PathBuf| -> Result<PathBuf> {
         let resolved = std::path::absolute(&path)

@@ -45,7 +45,7 @@ message_error!(UsageError);
 /// The exit code a binary returns for an error: the first kind found along its chain.
 pub fn exit_code_for(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
-        if cause.is::<Refused>() || cause.is::<crate::booking::NoCapacity>() {
+        if cause.is::<Refused>() {
             return EXIT_REFUSED;
         }
         if cause.is::<AuthenticationFailed>() {

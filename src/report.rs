@@ -22,8 +22,8 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use crate::error::{FileProblem, FileProblems};
+use crate::lab::Lab;
 use crate::model::Booking;
-use crate::store::lock::LockHeld;
 use crate::store::schedule::{self, RowRef};
 
 /// A calendar month.
@@ -250,14 +250,15 @@ pub struct Skipped {
 /// Adds every row of `used.csv` to `report`. A row (or header) that cannot be read is an
 /// error naming file, line and field, with every other bad row found (the first
 /// [`SHOWN_PROBLEMS`] named, the rest counted); with `skip_bad_rows` such rows are skipped
-/// and returned instead. A missing file is an empty history.
-pub fn read_history(lock: &impl LockHeld, report: &mut Report, skip_bad_rows: bool) -> Result<Skipped> {
-    let root = lock.root();
+/// and returned instead. A missing file is an empty history. Read under a shared lock.
+pub fn read_history(lab: &Lab, report: &mut Report, skip_bad_rows: bool) -> Result<Skipped> {
+    let reading = lab.read()?;
+    let root = reading.root();
     let path = schedule::history_path(root);
     let mut skipped = Skipped::default();
     let (from, until) = (report.from, report.until);
     schedule::fold_rows(
-        lock,
+        reading.lock(),
         &path,
         || (Report { from, until, totals: HashMap::default() }, Skipped::default()),
         |(part, skipped), row| match row {

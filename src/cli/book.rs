@@ -1,9 +1,13 @@
 //! `book`'s command line (the student's tool). The types live in the library so `enroll` can
-//! generate completions and man pages for all four binaries from one place.
+//! generate completions and man pages for all four binaries from one place; below them, how
+//! the flags read as the library's requests.
 
 use clap::{Args, Parser, Subcommand};
 
 use super::{ENVIRONMENT_HELP, GlobalArgs};
+use crate::account::DefaultsChange;
+use crate::booking::{Asked, Wanted};
+use crate::error::UsageError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -154,4 +158,82 @@ pub struct OptionsArgs {
     pub email: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+impl NewArgs {
+    /// True when every flag a booking needs was given, so nothing has to be asked.
+    pub fn is_complete(&self) -> bool {
+        self.missing().is_empty()
+    }
+
+    fn missing(&self) -> Vec<&'static str> {
+        [
+            ("--cpus", self.cpus.is_none()),
+            ("--memory", self.memory.is_none()),
+            ("--gpus", self.gpus.is_none()),
+            ("--start", self.start.is_none()),
+            ("--end", self.end.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, missing)| missing.then_some(flag))
+        .collect()
+    }
+
+    /// The request the flags make; a usage error naming the flags that are missing.
+    pub fn asked(&self) -> Result<Asked, UsageError> {
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(UsageError(format!("without a terminal, book new needs {}", missing.join(", "))));
+        }
+        Ok(Asked {
+            cpus: self.cpus.unwrap_or_default(),
+            memory: self.memory.unwrap_or_default(),
+            gpus: self.gpus.unwrap_or_default(),
+            start: self.start.clone().unwrap_or_default(),
+            end: self.end.clone().unwrap_or_default(),
+            image: self.image.clone(),
+            extra_command: self.extra_command.clone(),
+            forward_port: self.forward_port,
+        })
+    }
+
+    /// True when an option of the booking itself (image, extra command, port) was given.
+    pub fn has_booking_options(&self) -> bool {
+        self.image.is_some() || self.extra_command.is_some() || self.forward_port.is_some()
+    }
+}
+
+impl FreeArgs {
+    pub fn wanted(&self) -> Wanted {
+        Wanted { cpus: self.cpus, memory: self.memory, gpus: self.gpus, duration: self.duration.clone() }
+    }
+}
+
+impl OptionsArgs {
+    /// True when no flag asks for a change.
+    pub fn nothing_asked(&self) -> bool {
+        self.forward_port.is_none()
+            && self.image.is_none()
+            && self.extra_command.is_none()
+            && self.add_ssh_key.is_empty()
+            && self.remove_ssh_key.is_empty()
+            && self.email.is_none()
+            && !self.change_password
+    }
+
+    /// The change the flags ask for: `--image default` is the host's image, an empty extra
+    /// command none, `--email none` no mail.
+    pub fn change(&self) -> DefaultsChange {
+        DefaultsChange {
+            forward_port: self.forward_port,
+            image: self.image.clone().map(|image| (image != "default").then_some(image)),
+            extra_command: self
+                .extra_command
+                .clone()
+                .map(|command| Some(command).filter(|command| !command.trim().is_empty())),
+            add_ssh_keys: self.add_ssh_key.clone(),
+            remove_ssh_keys: self.remove_ssh_key.clone(),
+            email: self.email.clone().map(|address| Some(address).filter(|address| address.trim() != "none")),
+        }
+    }
 }

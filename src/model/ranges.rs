@@ -28,7 +28,7 @@ pub const SPACE_GB: RangeInclusive<f64> = 0.0..=1_000_000.0;
 pub const SHM_RATE: RangeInclusive<f64> = 0.0..=1.0;
 
 /// A forward port (`forward_port` in `users_config.yaml` and in the schedule): any TCP port
-/// but 0. `enroll` and `book` hand out [`crate::account::PORT_RANGE`].
+/// but 0. `enroll` and `book` hand out [`crate::rules::settings::PORT_RANGE`].
 pub const PORTS: RangeInclusive<u16> = 1..=65_535;
 
 /// `cfg/containers.yaml`.

@@ -4,7 +4,7 @@
 
 pub mod capacity;
 pub mod conflicts;
-pub mod fields;
+pub mod settings;
 pub mod time_input;
 
 use chrono::{Duration, NaiveDateTime, Timelike};

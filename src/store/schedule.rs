@@ -86,10 +86,10 @@ pub fn active_row_problems(shown_path: &str, rows: &[Row]) -> Vec<FileProblem> {
         if let Some(message) = crate::rules::capacity::cpus_problem(booking.cpus) {
             problem("cpus", message);
         }
-        if let Some(Err(reason)) = booking.extra_command.as_deref().map(crate::rules::fields::check_extra_command) {
+        if let Some(Err(reason)) = booking.extra_command.as_deref().map(crate::rules::settings::check_extra_command) {
             problem("extra_command", reason);
         }
-        if let Some(Err(reason)) = booking.image.as_deref().map(crate::rules::fields::check_image_name) {
+        if let Some(Err(reason)) = booking.image.as_deref().map(crate::rules::settings::check_image_name) {
             problem("image", reason);
         }
         if booking.end <= booking.start {

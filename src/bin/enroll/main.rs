@@ -10,13 +10,11 @@ use clap::Parser;
 use gpu_booking::check;
 use gpu_booking::cli::enroll::{AddArgs, Cli, Command, LimitsArgs, ReportArgs};
 use gpu_booking::cli::{finish, generate};
-use gpu_booking::clock;
 use gpu_booking::enrollment::{self, NewUser, PasswordChoice, UserSummary};
 use gpu_booking::error::UsageError;
+use gpu_booking::lab::Lab;
 use gpu_booking::model::{UserId, format_gpu_list};
 use gpu_booking::report::{self, Report};
-use gpu_booking::store::lock::{ExclusiveLock, SharedLock};
-use gpu_booking::store::root::Root;
 use gpu_booking::volumes::space::gigabytes;
 
 fn main() -> ExitCode {
@@ -26,15 +24,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let root = cli.global.root();
+    let lab = Lab::new(cli.global.root());
     match cli.command {
-        Command::Check => run_check(&root),
-        Command::Add(arguments) => add(&root, arguments),
+        Command::Check => run_check(&lab),
+        Command::Add(arguments) => add(&lab, arguments),
         Command::Remove { id, purge, force } => {
             let user = user_id(&id)?;
-            let now = clock::now()?;
-            let lock = ExclusiveLock::acquire(&root)?;
-            let removed = enrollment::remove(&lock, &user, force, purge, now)?;
+            let removed = enrollment::remove(&lab, &user, force, purge)?;
             for booking in &removed.cancelled {
                 println!("cancelled: {}", booking.describe());
             }
@@ -51,8 +47,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::List { json } => {
-            let lock = SharedLock::acquire(&root)?;
-            let users = enrollment::list(&lock, Duration::from_secs(2))?;
+            let users = enrollment::list(&lab, Duration::from_secs(2))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
@@ -63,9 +58,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Passwd { id, password_stdin } => {
             let user = user_id(&id)?;
             let choice = password_choice(password_stdin)?;
-            let now = clock::now()?;
-            let lock = ExclusiveLock::acquire(&root)?;
-            let reset = enrollment::reset_password(&lock, &user, &choice, now)?;
+            let reset = enrollment::reset_password(&lab, &user, &choice)?;
             match &reset.temporary {
                 Some(temporary) => print_temporary(&user, temporary),
                 None => println!("password of {user} changed"),
@@ -75,11 +68,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Limits(arguments) => limits(&root, arguments),
-        Command::Report(arguments) => report(&root, arguments),
+        Command::Limits(arguments) => limits(&lab, arguments),
+        Command::Report(arguments) => report(&lab, arguments),
         Command::AbsolutePaths { json } => {
-            let lock = ExclusiveLock::acquire(&root)?;
-            let done = enrollment::make_paths_absolute(&lock)?;
+            let done = enrollment::make_paths_absolute(&lab)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&done)?);
                 return Ok(());
@@ -118,7 +110,8 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn run_check(root: &Root) -> Result<()> {
+fn run_check(lab: &Lab) -> Result<()> {
+    let root = lab.root();
     let problems = check::check_root(root)?;
     for problem in &problems {
         println!("{problem}");
@@ -155,7 +148,7 @@ fn print_temporary(user: &UserId, temporary: &str) {
     println!("(shown only now; {user} must choose their own at the first login)");
 }
 
-fn add(root: &Root, arguments: AddArgs) -> Result<()> {
+fn add(lab: &Lab, arguments: AddArgs) -> Result<()> {
     let user = UserId::parse_new(&arguments.id).map_err(UsageError)?;
     let mut ssh_keys = Vec::new();
     for file in &arguments.key {
@@ -179,8 +172,7 @@ fn add(root: &Root, arguments: AddArgs) -> Result<()> {
         ssh_keys,
         email: arguments.email,
     };
-    let lock = ExclusiveLock::acquire(root)?;
-    let added = enrollment::add(&lock, &new)?;
+    let added = enrollment::add(lab, &new)?;
     println!("enrolled {user}: forward port {}", added.entry.forward_port);
     if let Some(temporary) = &added.temporary_password {
         print_temporary(&user, temporary);
@@ -188,7 +180,7 @@ fn add(root: &Root, arguments: AddArgs) -> Result<()> {
     Ok(())
 }
 
-fn limits(root: &Root, arguments: LimitsArgs) -> Result<()> {
+fn limits(lab: &Lab, arguments: LimitsArgs) -> Result<()> {
     let user = user_id(&arguments.id)?;
     let mut changes: Vec<(&'static str, Option<_>)> =
         arguments.limits.given().into_iter().map(|(field, value)| (field, Some(value))).collect();
@@ -198,8 +190,7 @@ fn limits(root: &Root, arguments: LimitsArgs) -> Result<()> {
         }
         changes.push((name.field(), None));
     }
-    let lock = ExclusiveLock::acquire(root)?;
-    let limits = enrollment::change_limits(&lock, &user, &changes)?;
+    let limits = enrollment::change_limits(lab, &user, &changes)?;
     let space = |value: Option<f64>| value.map_or("no quota".to_string(), |value| format!("{value} GB"));
     println!(
         "{user} may now book up to {} CPUs, {} GB memory, {} GPUs; work {}, backup {}",
@@ -253,14 +244,14 @@ fn print_list(users: &[UserSummary]) {
     }
 }
 
-fn report(root: &Root, arguments: ReportArgs) -> Result<()> {
+fn report(lab: &Lab, arguments: ReportArgs) -> Result<()> {
     if let (Some(from), Some(to)) = (arguments.from, arguments.to)
         && from > to
     {
         bail!(UsageError(format!("--from {from} is after --to {to}")));
     }
     let mut report = Report::new(arguments.from, arguments.to);
-    let skipped = report::read_history(&SharedLock::acquire(root)?, &mut report, arguments.skip_bad_rows)?;
+    let skipped = report::read_history(lab, &mut report, arguments.skip_bad_rows)?;
     for problem in &skipped.shown {
         eprintln!("warning: {problem} (row skipped)");
     }

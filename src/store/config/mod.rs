@@ -13,7 +13,7 @@ pub mod users;
 pub mod yaml;
 pub mod yaml_scalar;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use capability::{CapabilityConfig, HostMax};
 pub use containers::ContainerSettings;
@@ -24,6 +24,7 @@ pub use users::{UserEntry, UsersConfig};
 use crate::error::{FileProblem, FileProblems, Severity};
 use crate::model::{UserId, UserLimits};
 use crate::store::lock::LockHeld;
+use crate::store::root::Root;
 
 /// Everything under `cfg/` that a binary needs.
 #[derive(Debug, Clone)]
@@ -117,6 +118,19 @@ impl Config {
             }
             _ => (None, problems),
         }
+    }
+
+    /// Every file [`Config::load`] read to make this configuration, including the optional
+    /// ones that were missing: if none of them changed, neither did the configuration.
+    pub fn source_paths(&self, root: &Root) -> Vec<PathBuf> {
+        vec![
+            root.host_deploy_path(),
+            self.deploy.capability_config_yaml.clone(),
+            self.deploy.users_config_yaml.clone(),
+            user_extras::path_for(&self.deploy.users_config_yaml),
+            root.cfg_dir().join(containers::FILE_NAME),
+            root.login_settings_path(),
+        ]
     }
 
     /// The user's limits, or `None` when they are not allowed to book.

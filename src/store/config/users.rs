@@ -169,7 +169,7 @@ impl UsersConfig {
         Ok((config, warnings))
     }
 
-    /// Values over the field limits ([`crate::rules::fields`]), each at its line: what a
+    /// Values over the field limits ([`crate::rules::settings`]), each at its line: what a
     /// student can only set within them, written by hand. A container is started with these,
     /// so no tool works from a file that holds one.
     fn field_problems(
@@ -177,13 +177,13 @@ impl UsersConfig {
         (shown_path, text): (&str, &str),
         (side_shown, side_text): (&str, &str),
     ) -> Vec<FileProblem> {
-        use crate::rules::fields;
+        use crate::rules::settings;
         let mut problems = Vec::new();
         for (user, entry) in &self.users {
             let checks = [
-                ("extra_command", entry.extra_command.as_deref().map(fields::check_extra_command)),
-                ("image", entry.image.as_deref().map(fields::check_image_name)),
-                ("ssh_keys", Some(fields::check_ssh_keys(&entry.ssh_keys))),
+                ("extra_command", entry.extra_command.as_deref().map(settings::check_extra_command)),
+                ("image", entry.image.as_deref().map(settings::check_image_name)),
+                ("ssh_keys", Some(settings::check_ssh_keys(&entry.ssh_keys))),
             ];
             for (field, result) in checks {
                 let Some(Err(reason)) = result else { continue };
@@ -233,6 +233,11 @@ impl UsersConfig {
 
     pub fn get(&self, user: &UserId) -> Option<&UserEntry> {
         self.users.get(user)
+    }
+
+    /// Each user's saved forward port, as [`crate::rules::settings::check_port`] takes them.
+    pub fn ports(&self) -> impl Iterator<Item = (&UserId, u16)> {
+        self.users.iter().map(|(user, entry)| (user, entry.forward_port))
     }
 
     /// Writes both files atomically: the side file first, so that a crash between the two
