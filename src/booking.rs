@@ -324,9 +324,9 @@ pub fn cancel_under(writing: &Writing, user: &UserId, start: Option<NaiveDateTim
     }
 }
 
-/// How far a relative end (`2-hour`) of `book extend` may reach: the booking may start up to
-/// 14 days ahead and its new end lie up to 28 days after the current one's base; the length
-/// rule of the booking itself is checked afterwards.
+/// How `book extend --end` is read: counted from the booking's current end, and here allowed
+/// up to 28 days after it, so that a booking's own length limit (checked next, against its
+/// start) is the one a student is told about.
 const EXTEND_INPUT: Horizon = Horizon { start_within_days: 14, length_within_days: 28 };
 
 /// Moves the end of one of the user's bookings (the one starting at `start`, or the only one):

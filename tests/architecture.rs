@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "services",
         &[
+            "lab",
             "account",
             "booking",
             "enrollment",
@@ -30,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("docker", &["docker"]),
-    ("monitor", &["monitor"]),
+    ("monitor", &["monitor", "manual"]),
     ("command line", &["cli"]),
 ];
 
