@@ -3,14 +3,14 @@
 //!
 //! A command takes the state lock through its [`Lab`] ([`Lab::read`], [`Lab::write`]) and
 //! reads the configuration through the held lock ([`Held::config`]). The first read parses
-//! `cfg/`; each later one, under whatever lock is held then, compares the files with the bytes
-//! that were parsed and parses again only when one of them changed. So a decision made under
+//! `cfg/`; each later one, under whatever lock is held then, reads the files again (as the
+//! parse reads them: no link where the booking account writes, no FIFO anywhere), compares
+//! them with the texts that were parsed, and parses again only when one of them changed. So a decision made under
 //! the exclusive lock is made on the files as they are at that moment (another `book` may have
 //! registered a user meanwhile), and a command that logs in, checks and books parses the
 //! configuration once instead of three or four times.
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use anyhow::Result;
@@ -33,28 +33,12 @@ pub struct Lab {
     parses: Cell<usize>,
 }
 
-/// The configuration and the bytes of each file it was parsed from (`None`: the file was
-/// missing), read under the same lock.
+/// The configuration and the text of each file it was parsed from (`None`: a file that may
+/// be missing and was), read under the same lock.
 #[derive(Debug)]
 struct Parsed {
     config: Rc<Config>,
-    sources: Vec<(PathBuf, Option<Vec<u8>>)>,
-}
-
-impl Parsed {
-    fn is_current(&self) -> bool {
-        self.sources.iter().all(|(path, bytes)| read_bytes(path).as_ref() == Some(bytes))
-    }
-}
-
-/// A file's bytes: `Some(None)` when it is missing, `None` when it cannot be read (which
-/// never matches, so the configuration is parsed again and reports the problem).
-fn read_bytes(path: &std::path::Path) -> Option<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Some(Some(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(None),
-        Err(_) => None,
-    }
+    sources: Vec<Option<String>>,
 }
 
 impl Lab {
@@ -105,21 +89,19 @@ impl Lab {
     }
 
     fn config_under(&self, lock: &impl LockHeld) -> Result<Rc<Config>> {
+        let root = lock.root();
         if let Some(parsed) = self.parsed.borrow().as_ref()
-            && parsed.is_current()
+            && parsed.config.source_texts(root).is_ok_and(|texts| texts == parsed.sources)
         {
             return Ok(Rc::clone(&parsed.config));
         }
         let config = Rc::new(Config::load(lock)?);
         self.parses.set(self.parses.get() + 1);
-        // Read right after the parse under the same lock, so they are the bytes it parsed:
-        // every writer of `cfg/` takes the exclusive lock.
-        let sources = config
-            .source_paths(lock.root())
-            .into_iter()
-            .filter_map(|path| read_bytes(&path).map(|bytes| (path, bytes)))
-            .collect();
-        *self.parsed.borrow_mut() = Some(Parsed { config: Rc::clone(&config), sources });
+        // Read right after the parse under the same lock, so they are the texts it parsed:
+        // every writer of `cfg/` takes the exclusive lock. One that cannot be read now is
+        // not kept, and the next look parses again.
+        *self.parsed.borrow_mut() =
+            config.source_texts(root).ok().map(|sources| Parsed { config: Rc::clone(&config), sources });
         Ok(config)
     }
 }
@@ -281,6 +263,20 @@ pub(crate) mod tests {
         std::fs::write(scratch.path().join("cfg/containers.yaml"), "pids_limit: 4096\n").unwrap();
         lab.read().unwrap().config().unwrap();
         assert_eq!(lab.config_parses(), 3);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_fifo_after_the_parse_is_refused_not_waited_on() {
+        let scratch = scratch_root();
+        let lab = Lab::at(Root::new(scratch.path()), at("2026-11-23 10:00"));
+        lab.read().unwrap().config().unwrap();
+        let users = scratch.path().join("cfg/users_config.yaml");
+        std::fs::remove_file(&users).unwrap();
+        let path = std::ffi::CString::new(users.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let error = lab.read().unwrap().config().unwrap_err();
+        assert!(format!("{error:#}").contains("users_config.yaml"), "{error:#}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod users;
 pub mod yaml;
 pub mod yaml_scalar;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use capability::{CapabilityConfig, HostMax};
 pub use containers::ContainerSettings;
@@ -120,17 +120,21 @@ impl Config {
         }
     }
 
-    /// Every file [`Config::load`] read to make this configuration, including the optional
-    /// ones that were missing: if none of them changed, neither did the configuration.
-    pub fn source_paths(&self, root: &Root) -> Vec<PathBuf> {
-        vec![
-            root.host_deploy_path(),
-            self.deploy.capability_config_yaml.clone(),
-            self.deploy.users_config_yaml.clone(),
-            user_extras::path_for(&self.deploy.users_config_yaml),
-            root.cfg_dir().join(containers::FILE_NAME),
-            root.login_settings_path(),
-        ]
+    /// The text of every file [`Config::load`] read to make this configuration, read again
+    /// now the way the load reads each (`None`: a file that may be missing and is): if no text
+    /// changed, neither did the configuration.
+    pub fn source_texts(&self, root: &Root) -> Result<Vec<Option<String>>, FileProblem> {
+        use crate::store::{state_folder, text_file};
+        let users = &self.deploy.users_config_yaml;
+        Ok(vec![
+            text_file::read_config(&root.host_deploy_path(), "")?,
+            text_file::read_config(&self.deploy.capability_config_yaml, "")?,
+            // The booking account's folder: never through a link, as the load reads them.
+            state_folder::read_config(users, "")?,
+            state_folder::read_config(&user_extras::path_for(users), "")?,
+            text_file::read_config(&root.cfg_dir().join(containers::FILE_NAME), "")?,
+            text_file::read_config(&root.login_settings_path(), "")?,
+        ])
     }
 
     /// The user's limits, or `None` when they are not allowed to book.
