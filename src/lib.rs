@@ -17,7 +17,6 @@ pub mod gpu;
 pub mod lab;
 pub mod login_shell;
 pub mod mail;
-pub mod manual;
 pub mod model;
 pub mod monitor;
 pub mod ownership;

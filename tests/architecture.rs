@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("docker", &["docker"]),
-    ("monitor", &["monitor", "manual"]),
+    ("monitor", &["monitor"]),
     ("command line", &["cli"]),
 ];
 

@@ -15,6 +15,7 @@ use super::plan::{self, Action, Goal, Leave, Observed, Plan};
 use crate::docker::Containers;
 use crate::gpu::{self, GpuInfo};
 use crate::model::{Booking, UserId};
+use crate::rules::conflicts::{Conflict, conflicts};
 use crate::store::config::Config;
 use crate::store::monitor_exec::Request;
 use crate::store::monitor_log::MonitorLog;
@@ -377,22 +378,16 @@ impl<'a, C: Containers> Actor<'a, C> {
     /// Warns of a GPU given to two running bookings at once, and of a process in a booking's
     /// container on a GPU the booking was not given.
     pub async fn check_gpus(&self, gpus: &dyn GpuInfo, running: &[Booking], log: &mut MonitorLog) {
-        for (index, booking) in running.iter().enumerate() {
-            for other in &running[index + 1..] {
-                let shared: Vec<String> =
-                    booking.gpus.iter().filter(|gpu| other.gpus.contains(gpu)).map(u32::to_string).collect();
-                if !shared.is_empty() && booking.overlaps(other.start, other.end) {
-                    log.warning(
-                        "GPUDuplicateWarning",
-                        &format!(
-                            "GPU {} is given to both {} and {} at once",
-                            shared.join(", "),
-                            booking.user_id,
-                            other.user_id
-                        ),
-                    );
-                }
-            }
+        for conflict in conflicts(running) {
+            let Conflict::SharedGpus { gpus, group } = conflict else { continue };
+            let ids = gpus.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+            let holders: Vec<String> = group.iter().map(|index| running[*index].user_id.to_string()).collect();
+            let holders = match holders.split_last() {
+                Some((last, [only])) => format!("both {only} and {last}"),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => continue,
+            };
+            log.warning("GPUDuplicateWarning", &format!("GPU {ids} is given to {holders} at once"));
         }
         if running.iter().all(|booking| booking.gpus.is_empty()) {
             return;

@@ -15,6 +15,7 @@
 
 pub mod act;
 pub mod backup;
+pub mod manual;
 pub mod notify;
 pub mod plan;
 pub mod report;

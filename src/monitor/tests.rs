@@ -2,8 +2,6 @@
 //! afterwards — the schedule files, `jobs/monitor.log`, `jobs/monitor_exec` — and what the
 //! engine was asked to do. The real engine's side is `tests/monitor_docker.rs`.
 
-use chrono::NaiveDateTime;
-
 use super::act::{Actor, Outcome};
 use super::plan::{Action, Goal, Leave};
 use super::*;
@@ -12,22 +10,14 @@ use crate::gpu::FakeGpus;
 use crate::model::UserId;
 use crate::store::lock::SharedLock;
 
-pub(super) fn at(text: &str) -> NaiveDateTime {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
-}
+pub(super) use crate::model::examples::at;
 
 /// A booking of one CPU and 2 GB, without GPUs, on the user's port.
 pub(super) fn booking(user: &str, start: &str, end: &str) -> Booking {
     Booking {
-        start: at(start),
-        end: at(end),
-        user_id: UserId::parse(user).unwrap(),
-        cpus: 1.0,
         memory: 2,
-        gpus: vec![],
         forward_port: if user == "alice" { 10001 } else { 10002 },
-        image: None,
-        extra_command: None,
+        ..crate::model::examples::booking(user, start, end, &[])
     }
 }
 
@@ -417,4 +407,21 @@ async fn run_container_stop_ends_only_a_container_of_ours() {
     lab.assert_logged(&["[ERROR] ForeignContainerError", "it was not touched"]);
     assert!(actor.end(&user("alice"), &mut log).await);
     lab.assert_logged(&["[WARNING] ContainerWarning", "alice's container was already gone"]);
+}
+
+#[tokio::test]
+async fn a_gpu_given_to_two_running_bookings_is_warned_of() {
+    let lab = Lab::new();
+    let running = [
+        Booking { gpus: vec![1], ..alice() },
+        Booking { gpus: vec![1], ..booking("bob", "2026-11-23 11:00", "2026-11-23 13:00") },
+    ];
+    schedule::write(&ExclusiveLock::acquire(&lab.root).unwrap(), ActiveFile::Using, &running).unwrap();
+    lab.add_ours("alice", "2026-11-23 10:00", true);
+    lab.add_ours("bob", "2026-11-23 11:00", true);
+
+    lab.run("2026-11-23 11:00").await.unwrap();
+
+    assert_eq!(lab.engine.changes(), vec![], "both containers run on");
+    lab.assert_logged(&["[WARNING] GPUDuplicateWarning", "GPU 1 is given to both alice and bob at once"]);
 }

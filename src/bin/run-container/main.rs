@@ -1,7 +1,7 @@
 //! `run-container`: the admin starts a container for a user now, outside the schedule, with
 //! the same specification the monitor would build; `--dry-run` prints that specification.
 //! This file parses and prints; the checks and the container work are in the library
-//! ([`gpu_booking::manual`]).
+//! ([`gpu_booking::monitor::manual`]).
 
 use std::process::ExitCode;
 
@@ -12,8 +12,8 @@ use gpu_booking::cli::run_container::{Cli, Command};
 use gpu_booking::clock;
 use gpu_booking::error::UsageError;
 use gpu_booking::lab::Lab;
-use gpu_booking::manual::{self, Order};
 use gpu_booking::model::UserId;
+use gpu_booking::monitor::manual::{self, Order};
 
 fn main() -> ExitCode {
     gpu_booking::cli::end_quietly_on_closed_pipe();
