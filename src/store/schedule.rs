@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 
 use crate::error::{FileProblem, FileProblems, quoted};
-use crate::model::text::{parse_gpu_list_into, parse_plain_time_remembering};
+use crate::model::text::{parse_gpu_list_into, parse_plain_gpu_list, parse_plain_time_remembering};
 use crate::model::{Booking, UserId, format_gpu_list, format_time, parse_time, ranges};
 use crate::store::atomic_file;
 use crate::store::lock::{ExclusiveLock, LockHeld};
@@ -201,7 +201,7 @@ pub fn for_each_row_ref(
                 "",
                 format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
             ))),
-            Ok(fields) if fields.iter().all(|field| field.trim().is_empty()) => {}
+            Ok(fields) if is_blank(fields) => {}
             Ok(fields) => match parse_fields(fields, &positions, width, &mut scratch) {
                 Ok(parsed) => visit(Ok(parsed.with(line, &scratch.gpus))),
                 Err((field, message)) => visit(Err(FileProblem::error(&shown, Some(line), field, message))),
@@ -263,7 +263,7 @@ pub fn fold_rows<A: Send>(
                         format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
                     )),
                 ),
-                Ok(fields) if fields.iter().all(|field| field.trim().is_empty()) => {}
+                Ok(fields) if is_blank(fields) => {}
                 Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
                     Ok(parsed) => visit(accumulator, Ok(parsed.with(line, &scratch.gpus))),
                     Err((field, message)) => {
@@ -281,6 +281,13 @@ pub fn fold_rows<A: Send>(
         merge(accumulator);
     }
     Ok(())
+}
+
+/// Whether every field of a row is empty or spaces (such a row is skipped). Looked at first:
+/// whether the first field begins with a visible character, as nearly every row's does.
+fn is_blank(fields: crate::store::csv_scan::Fields<'_>) -> bool {
+    let visible_first = fields.get(0).and_then(|field| field.as_bytes().first()).is_some_and(u8::is_ascii_graphic);
+    !visible_first && fields.iter().all(|field| field.trim().is_empty())
 }
 
 fn column_positions(header: crate::store::csv_scan::Fields<'_>) -> Result<[usize; 9], String> {
@@ -341,23 +348,41 @@ fn parse_fields<'a>(
         return Err((String::new(), format!("expected {width} fields like the header, found {}", record.len())));
     }
     let field = |index: usize| trim(record.get(columns[index]).unwrap_or(""));
+    // A field's bytes as they stand, for the quick readers: each takes only a form that begins
+    // and ends with a visible character (which trimming leaves as it is); any other form is
+    // read from the trimmed text by the general reader, which names what is wrong.
+    let bytes = |index: usize| record.bytes(columns[index]).unwrap_or_default();
     let fail = |index: usize, message: String| (COLUMNS[index].to_string(), message);
 
-    let mut time = |text: &str| match parse_plain_time_remembering(text, &mut scratch.last_date) {
-        Some(time) => Ok(time),
-        None => parse_time(text),
+    let start = match parse_plain_time_remembering(bytes(0), &mut scratch.last_date) {
+        Some(time) => time,
+        None => parse_time(field(0)).map_err(|message| fail(0, message))?,
     };
-    let start = time(field(0)).map_err(|message| fail(0, message))?;
-    let end = time(field(1)).map_err(|message| fail(1, message))?;
+    let end = match parse_plain_time_remembering(bytes(1), &mut scratch.last_date) {
+        Some(time) => time,
+        None => parse_time(field(1)).map_err(|message| fail(1, message))?,
+    };
     let user_id = field(2);
     UserId::check(user_id).map_err(|message| fail(2, message))?;
-    let cpus = parse_cpus(field(3)).map_err(|message| fail(3, message))?;
-    let memory = parse_memory(field(4)).map_err(|message| fail(4, message))?;
-    parse_gpu_list_into(field(5), &mut scratch.gpus).map_err(|message| fail(5, message))?;
-    let forward_port = field(6).parse::<u16>().ok().filter(|port| ranges::PORTS.contains(port)).ok_or_else(|| {
-        let (first, last) = (ranges::PORTS.start(), ranges::PORTS.end());
-        fail(6, format!("expected a port from {first} to {last}, found {}", quoted(field(6))))
-    })?;
+    let cpus = match plain_decimal(bytes(3)) {
+        Some(cpus) => cpus_in_range(Some(cpus), || field(3)),
+        None => parse_cpus(field(3)),
+    }
+    .map_err(|message| fail(3, message))?;
+    let memory = match plain_memory(bytes(4)) {
+        Some(memory) => memory,
+        None => parse_memory(field(4)).map_err(|message| fail(4, message))?,
+    };
+    if parse_plain_gpu_list(bytes(5), &mut scratch.gpus).is_none() {
+        parse_gpu_list_into(field(5), &mut scratch.gpus).map_err(|message| fail(5, message))?;
+    }
+    let forward_port = plain_port(bytes(6))
+        .or_else(|| field(6).parse::<u16>().ok())
+        .filter(|port| ranges::PORTS.contains(port))
+        .ok_or_else(|| {
+            let (first, last) = (ranges::PORTS.start(), ranges::PORTS.end());
+            fail(6, format!("expected a port from {first} to {last}, found {}", quoted(field(6))))
+        })?;
     // `end == start` is allowed: the history marks a booking that was cancelled or missed
     // before it started that way. Active files are held to `end > start` by the checks.
     if end < start {
@@ -370,8 +395,8 @@ fn parse_fields<'a>(
         cpus,
         memory,
         forward_port,
-        image: optional_text(field(7)),
-        extra_command: optional_text(field(8)),
+        image: if bytes(7).is_empty() { None } else { optional_text(field(7)) },
+        extra_command: if bytes(8).is_empty() { None } else { optional_text(field(8)) },
     })
 }
 
@@ -394,22 +419,79 @@ struct RowScratch {
 }
 
 fn parse_cpus(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => {
-            Err(format!("expected at most {} CPUs, found {}", crate::error::number(*ranges::CPUS.end()), quoted(text)))
-        }
-        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
-        _ => Err(format!("expected a number of CPUs above 0, found {}", quoted(text))),
+    cpus_in_range(plain_decimal(text.as_bytes()).or_else(|| text.parse::<f64>().ok()), || text)
+}
+
+/// The CPUs read (`None`: not a number) if they are a count a booking may hold; `text` is
+/// what the row says, for the message.
+fn cpus_in_range<'a>(cpus: Option<f64>, text: impl FnOnce() -> &'a str) -> Result<f64, String> {
+    match cpus {
+        Some(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => Err(format!(
+            "expected at most {} CPUs, found {}",
+            crate::error::number(*ranges::CPUS.end()),
+            quoted(text())
+        )),
+        Some(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
+        _ => Err(format!("expected a number of CPUs above 0, found {}", quoted(text()))),
     }
 }
 
-fn parse_memory(text: &str) -> Result<u32, String> {
-    // Plain digits (what the tools write) without the float parser: the history is long.
-    if (1..=9).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_digit()) {
-        let memory: u32 = text.bytes().fold(0, |value, byte| value * 10 + u32::from(byte - b'0'));
-        if memory >= 1 && f64::from(memory) <= *ranges::MEMORY_GB.end() {
-            return Ok(memory);
+/// A number written as plain digits with an optional fraction (`4`, `3.5`, `12.25`), read
+/// without the general float parser (the history is long): the digits make an exact integer
+/// and the power of ten is exact, so the one rounded division gives the nearest double to the
+/// number written, which is what `str::parse` gives. `None` for any other form.
+fn plain_decimal(bytes: &[u8]) -> Option<f64> {
+    let (whole, fraction) = match bytes.iter().position(|byte| *byte == b'.') {
+        Some(point) => (&bytes[..point], &bytes[point + 1..]),
+        None => (bytes, &[][..]),
+    };
+    let digits = whole.len() + fraction.len();
+    if whole.is_empty() || (bytes.len() > whole.len() && fraction.is_empty()) || digits > 15 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for byte in whole.iter().chain(fraction) {
+        if !byte.is_ascii_digit() {
+            return None;
         }
+        value = value * 10 + u64::from(byte - b'0');
+    }
+    const POWERS_OF_TEN: [f64; 16] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    Some(value as f64 / POWERS_OF_TEN[fraction.len()])
+}
+
+/// Up to `digits` (at most 9) plain digits as a number; `None` for any other form.
+fn plain_digits(bytes: &[u8], digits: usize) -> Option<u32> {
+    if bytes.is_empty() || bytes.len() > digits {
+        return None;
+    }
+    let mut value = 0;
+    for byte in bytes {
+        let digit = byte.wrapping_sub(b'0');
+        if digit >= 10 {
+            return None;
+        }
+        value = value * 10 + u32::from(digit);
+    }
+    Some(value)
+}
+
+/// Memory written as plain digits (what the tools write) within the limits; `None` for
+/// anything else, which [`parse_memory`] reads.
+fn plain_memory(bytes: &[u8]) -> Option<u32> {
+    plain_digits(bytes, 9).filter(|memory| *memory >= 1 && f64::from(*memory) <= *ranges::MEMORY_GB.end())
+}
+
+/// A port written as plain digits, as `str::parse::<u16>` reads it; `None` for any other
+/// form (a sign, a leading zero too many, a number beyond 65535).
+fn plain_port(bytes: &[u8]) -> Option<u16> {
+    plain_digits(bytes, 5).and_then(|port| u16::try_from(port).ok())
+}
+
+fn parse_memory(text: &str) -> Result<u32, String> {
+    if let Some(memory) = plain_memory(text.as_bytes()) {
+        return Ok(memory);
     }
     // pandas writes an integer column as `16.0` once it has held an empty cell.
     match text.parse::<f64>() {
@@ -565,4 +647,37 @@ pub fn ensure_files(lock: &ExclusiveLock) -> Result<()> {
         append_history(lock, &[])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// A number the quick reader takes is the double `str::parse` gives, to the bit; and
+        /// every count of CPUs the tools write is taken.
+        #[test]
+        fn numbers_read_quickly_are_those_str_parse_reads(
+            text in "[0-9.]{0,18}",
+            hundredths in 0u64..100_000_000,
+        ) {
+            if let Some(quick) = plain_decimal(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(quick.to_bits()), text.parse::<f64>().map(f64::to_bits), "{:?}", text);
+            }
+            let written = (hundredths as f64 / 100.0).to_string();
+            proptest::prop_assert_eq!(plain_decimal(written.as_bytes()).map(f64::to_bits), Some(written.parse::<f64>().unwrap().to_bits()));
+        }
+
+        /// A port or memory the quick readers take is the one the general reading gives.
+        #[test]
+        fn ports_and_memory_read_quickly_are_those_read_in_general(text in "[0-9+ .-]{0,11}") {
+            if let Some(port) = plain_port(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(port), text.parse::<u16>(), "{:?}", text);
+            }
+            if let Some(memory) = plain_memory(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(memory), parse_memory(&text), "{:?}", text);
+                proptest::prop_assert_eq!(text.parse::<f64>().ok(), Some(f64::from(memory)), "{:?}", text);
+            }
+        }
+    }
 }
