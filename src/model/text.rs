@@ -174,33 +174,42 @@ fn parse_any_gpu_list_into(text: &str, gpus: &mut Vec<u32>) -> Result<(), String
 /// not, then `]`. `None` for anything else, a repeated id or one beyond any host included:
 /// the general reader then reads it (and names the problem). `gpus` is cleared first.
 pub(crate) fn parse_plain_gpu_list(bytes: &[u8], gpus: &mut Vec<u32>) -> Option<()> {
+    (parse_plain_gpu_list_prefix(bytes, gpus)? == bytes.len()).then_some(())
+}
+
+/// [`parse_plain_gpu_list`] of the list `bytes` starts with (up to its `]`); how long it is.
+#[inline(always)]
+pub(crate) fn parse_plain_gpu_list_prefix(bytes: &[u8], gpus: &mut Vec<u32>) -> Option<usize> {
     gpus.clear();
-    let [b'[', inner @ .., b']'] = bytes else { return None };
-    let mut add = |id: u32| (id < ranges::MAX_GPUS && !gpus.contains(&id)).then(|| gpus.push(id));
-    // The id being read: its value and digits, and whether spaces followed them.
-    let (mut id, mut digits, mut spaces_after) = (0u32, 0, false);
-    // A comma was read, so another id must follow.
-    let mut more = false;
-    for byte in inner {
-        match byte {
-            b'0'..=b'9' if !spaces_after && digits < 9 => {
-                id = id * 10 + u32::from(byte - b'0');
-                digits += 1;
+    if bytes.first() != Some(&b'[') {
+        return None;
+    }
+    let spaces = |at: usize| at + bytes[at..].iter().take_while(|byte| **byte == b' ').count();
+    let mut at = spaces(1);
+    if bytes.get(at) == Some(&b']') {
+        return Some(at + 1);
+    }
+    loop {
+        let mut id: u32 = 0;
+        let first = at;
+        while let Some(digit) = bytes.get(at).map(|byte| byte.wrapping_sub(b'0')).filter(|digit| *digit < 10) {
+            id = id * 10 + u32::from(digit);
+            at += 1;
+            if at - first > 9 {
+                return None;
             }
-            b' ' => spaces_after = digits > 0,
-            b',' if digits > 0 => {
-                add(id)?;
-                (id, digits, spaces_after, more) = (0, 0, false, true);
-            }
+        }
+        if at == first || id >= ranges::MAX_GPUS || gpus.contains(&id) {
+            return None;
+        }
+        gpus.push(id);
+        at = spaces(at);
+        match bytes.get(at)? {
+            b']' => return Some(at + 1),
+            b',' => at = spaces(at + 1),
             _ => return None,
         }
     }
-    if digits > 0 {
-        add(id)?;
-    } else if more {
-        return None;
-    }
-    Some(())
 }
 
 pub fn format_gpu_list(gpus: &[u32]) -> String {

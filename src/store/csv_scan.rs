@@ -185,18 +185,69 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Reads `reader` to the end, calling `visit` with each record in order. Stops early (with
-/// `Ok`) when `visit` returns `false`.
-pub fn for_each_record(reader: impl Read, mut visit: impl FnMut(Record<'_>) -> bool) -> std::io::Result<()> {
+/// A record offered whole, before it is split into fields: the text it begins in (checked as
+/// UTF-8), where in that text it begins, and the line it begins on.
+///
+/// A reader that knows the shape its records nearly always have may take such a record
+/// straight from the text, and answer where in the text the record's line ends (the offset of
+/// the `\n` or `\r` after it); or answer `None`, and the record is split and given to it the
+/// general way. It may take only a record that lies on that one line, with no quote in it but
+/// a pair around a whole field (the first quote opening the field, the second closing it,
+/// with neither quote nor line break between them): the general way would then find the same
+/// record, with the same fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsplit<'a> {
+    pub text: &'a str,
+    pub start: usize,
+    pub line: usize,
+}
+
+/// The record at `start` (not a blank line) offered to `quick` if it lies in the checked
+/// text: where the next record may begin and the line there, when `quick` took it.
+#[inline(always)]
+fn offer<S>(
+    buffer: &[u8],
+    checked: Option<(usize, &str)>,
+    start: usize,
+    line: usize,
+    state: &mut S,
+    quick: &mut impl FnMut(&mut S, Unsplit<'_>) -> Option<usize>,
+) -> Option<(usize, usize)> {
+    let (base, text) = checked?;
+    let end = base + quick(state, Unsplit { text, start: start.checked_sub(base)?, line })?;
+    Some((end + 1, line + usize::from(buffer[end] == b'\n')))
+}
+
+/// Reads `reader` to the end: each record is offered to `quick` (see [`Unsplit`]), and those
+/// it leaves go to `visit`, in order, with `state`. Stops early (with `Ok`) when `visit`
+/// returns `false`.
+pub fn for_each_record<S>(
+    reader: impl Read,
+    state: &mut S,
+    mut quick: impl FnMut(&mut S, Unsplit<'_>) -> Option<usize>,
+    mut visit: impl FnMut(&mut S, Record<'_>) -> bool,
+) -> std::io::Result<()> {
     let mut record = RecordBuffer::default();
     let mut go_on = true;
     read_blocks(reader, BLOCK, |buffer, mut position, at_eof, line| {
         let checked = utf8_prefix(buffer, position, buffer.len());
         while go_on {
-            match read_next(buffer, position, at_eof, &mut record, line) {
+            let mut lines = *line;
+            let start = skip_blank_lines(buffer, position, &mut lines);
+            if start == buffer.len() {
+                if at_eof {
+                    *line = lines;
+                }
+                break;
+            }
+            if let Some((next, next_line)) = offer(buffer, checked, start, lines, state, &mut quick) {
+                (position, *line) = (next, next_line);
+                continue;
+            }
+            match read_record(buffer, start, at_eof, &mut record, &mut lines) {
                 Some(next) => {
-                    position = next;
-                    go_on = visit(Record { record: &record, block: buffer, checked });
+                    (position, *line) = (next, lines);
+                    go_on = visit(state, Record { record: &record, block: buffer, checked });
                 }
                 None => break,
             }
@@ -218,10 +269,11 @@ pub fn fold_records<A: Send>(
     parts: usize,
     header: impl FnOnce(Record<'_>) -> bool,
     make: impl Fn() -> A + Sync,
+    quick: impl Fn(&mut A, Unsplit<'_>) -> Option<usize> + Sync,
     visit: impl Fn(&mut A, Record<'_>) + Sync,
     merge: impl FnMut(A),
 ) -> std::io::Result<()> {
-    fold_records_in_blocks(reader, BLOCK, parts, header, make, visit, merge)
+    fold_records_in_blocks(reader, BLOCK, parts, header, make, quick, visit, merge)
 }
 
 /// Blocks smaller than this are read by one thread.
@@ -233,10 +285,12 @@ fn fold_records_in_blocks<A: Send>(
     parts: usize,
     header: impl FnOnce(Record<'_>) -> bool,
     make: impl Fn() -> A + Sync,
+    quick: impl Fn(&mut A, Unsplit<'_>) -> Option<usize> + Sync,
     visit: impl Fn(&mut A, Record<'_>) + Sync,
     mut merge: impl FnMut(A),
 ) -> std::io::Result<()> {
     let mut header = Some(header);
+    let visitor = (&quick, &visit);
     let mut record = RecordBuffer::default();
     let split_at_least = if cfg!(test) { 1 } else { SPLIT_AT_LEAST };
     read_blocks(reader, block, |buffer, mut position, at_eof, line| {
@@ -273,12 +327,12 @@ fn fold_records_in_blocks<A: Send>(
             let handles: Vec<_> = (1..parts)
                 .map(|part| {
                     let (start, limit) = (starts[part], starts.get(part + 1).copied());
-                    let (make, visit) = (&make, &visit);
+                    let make = &make;
                     let base = *line + count_lines(&buffer[position..start]);
-                    scope.spawn(move || fold_share(buffer, start, limit, at_eof, base, make(), visit))
+                    scope.spawn(move || fold_share(buffer, start, limit, at_eof, base, make(), visitor))
                 })
                 .collect();
-            let first = fold_share(buffer, position, starts.get(1).copied(), at_eof, *line, make(), &visit);
+            let first = fold_share(buffer, position, starts.get(1).copied(), at_eof, *line, make(), visitor);
             std::iter::once(first)
                 .chain(
                     handles
@@ -300,7 +354,7 @@ fn fold_records_in_blocks<A: Send>(
             }
             // The share before did not end where this one began: read on from where it ended.
             let Share { accumulator, stop, line: stop_line, .. } = previous;
-            previous = fold_share(buffer, stop, None, at_eof, stop_line, accumulator, &visit);
+            previous = fold_share(buffer, stop, None, at_eof, stop_line, accumulator, visitor);
             break;
         }
         *line = previous.line;
@@ -331,7 +385,7 @@ fn fold_share<A>(
     at_eof: bool,
     line: usize,
     mut accumulator: A,
-    visit: &impl Fn(&mut A, Record<'_>),
+    (quick, visit): (&impl Fn(&mut A, Unsplit<'_>) -> Option<usize>, &impl Fn(&mut A, Record<'_>)),
 ) -> Share<A> {
     let mut record = RecordBuffer::default();
     let mut line = line;
@@ -348,6 +402,11 @@ fn fold_share<A>(
                 line = blank_lines;
             }
             break;
+        }
+        let mut quick = |accumulator: &mut A, unsplit: Unsplit<'_>| quick(accumulator, unsplit);
+        if let Some(taken) = offer(buffer, checked, record_start, blank_lines, &mut accumulator, &mut quick) {
+            (position, line) = taken;
+            continue;
         }
         let mut after = blank_lines;
         match read_record(buffer, record_start, at_eof, &mut record, &mut after) {
@@ -725,8 +784,44 @@ mod tests {
         records
     }
 
-    /// The header, then every record, as `fold_records` gives them with `parts` threads.
-    fn fold_in_blocks(bytes: &[u8], block: usize, parts: usize) -> Vec<(usize, Vec<Vec<u8>>)> {
+    /// A quick reader for the tests (see [`Unsplit`]): takes a record that lies on one line
+    /// without a quote when its first byte is `a`, split at its commas; leaves the others.
+    fn quick_split(unsplit: Unsplit<'_>) -> Option<((usize, Vec<Vec<u8>>), usize)> {
+        let rest = &unsplit.text.as_bytes()[unsplit.start..];
+        if rest.first() != Some(&b'a') {
+            return None;
+        }
+        let length = rest.iter().position(|byte| matches!(byte, b'\n' | b'\r'))?;
+        if rest[..length].contains(&b'"') {
+            return None;
+        }
+        let fields = rest[..length].split(|byte| *byte == b',').map(<[u8]>::to_vec).collect();
+        Some(((unsplit.line, fields), unsplit.start + length))
+    }
+
+    /// Every record as `for_each_record` gives them, those [`quick_split`] takes included.
+    fn scan_with_quick_reader(bytes: &[u8]) -> Vec<(usize, Vec<Vec<u8>>)> {
+        let mut records = Vec::new();
+        for_each_record(
+            bytes,
+            &mut records,
+            |records, unsplit| {
+                let (record, end) = quick_split(unsplit)?;
+                records.push(record);
+                Some(end)
+            },
+            |records, record| {
+                records.push(owned(record));
+                true
+            },
+        )
+        .unwrap();
+        records
+    }
+
+    /// The header, then every record, as `fold_records` gives them with `parts` threads (with
+    /// [`quick_split`] as the quick reader, or none).
+    fn fold_in_blocks(bytes: &[u8], block: usize, parts: usize, quick: bool) -> Vec<(usize, Vec<Vec<u8>>)> {
         let mut records = Vec::new();
         let mut header = None;
         fold_records_in_blocks(
@@ -738,6 +833,11 @@ mod tests {
                 true
             },
             Vec::new,
+            |accumulator: &mut Vec<(usize, Vec<Vec<u8>>)>, unsplit| {
+                let (record, end) = quick_split(unsplit).filter(|_| quick)?;
+                accumulator.push(record);
+                Some(end)
+            },
             |accumulator: &mut Vec<(usize, Vec<Vec<u8>>)>, record| accumulator.push(owned(record)),
             |accumulator| records.extend(accumulator),
         )
@@ -781,6 +881,8 @@ mod tests {
         ) {
             let ours: Vec<Vec<Vec<u8>>> = scan_in_blocks(&bytes, block).into_iter().map(|(_, fields)| fields).collect();
             proptest::prop_assert_eq!(ours, with_csv_crate(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
+            // Records taken the quick way are where, and what, the general way finds.
+            proptest::prop_assert_eq!(scan_with_quick_reader(&bytes), scan(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
         }
 
         /// Shared among threads, the records and their lines are those read in order.
@@ -791,7 +893,9 @@ mod tests {
             parts in 1usize..5,
         ) {
             let in_order = scan_in_blocks(&bytes, block);
-            proptest::prop_assert_eq!(fold_in_blocks(&bytes, block, parts), in_order, "{:?}", String::from_utf8_lossy(&bytes));
+            for quick in [false, true] {
+                proptest::prop_assert_eq!(&fold_in_blocks(&bytes, block, parts, quick), &in_order, "{:?}", String::from_utf8_lossy(&bytes));
+            }
         }
     }
 
@@ -803,8 +907,8 @@ mod tests {
             let written = if text.starts_with('"') { format!("x{text}") } else { text };
             (written.clone(), written)
         });
-        let quoted = "[a-z0-9 ,\"\n\r\\[\\]]{0,14}"
-            .prop_map(|text| (format!("\"{}\"", text.replace('"', "\"\"")), text));
+        let quoted =
+            "[a-z0-9 ,\"\n\r\\[\\]]{0,14}".prop_map(|text| (format!("\"{}\"", text.replace('"', "\"\"")), text));
         prop_oneof![4 => plain, 1 => quoted]
     }
 
@@ -839,8 +943,11 @@ mod tests {
                 expected.push((line, read));
             }
             proptest::prop_assert_eq!(&scan(text.as_bytes()), &expected, "{:?}", text);
-            let shared = fold_in_blocks(text.as_bytes(), BLOCK, 3);
-            proptest::prop_assert_eq!(&shared, &expected, "{:?}", text);
+            proptest::prop_assert_eq!(&scan_with_quick_reader(text.as_bytes()), &expected, "{:?}", text);
+            for quick in [false, true] {
+                let shared = fold_in_blocks(text.as_bytes(), BLOCK, 3, quick);
+                proptest::prop_assert_eq!(&shared, &expected, "{:?}", text);
+            }
         }
     }
 
