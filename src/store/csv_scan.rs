@@ -273,7 +273,7 @@ pub fn fold_records<A: Send>(
     visit: impl Fn(&mut A, Record<'_>) + Sync,
     merge: impl FnMut(A),
 ) -> std::io::Result<()> {
-    fold_records_in_blocks(reader, BLOCK, parts, header, make, quick, visit, merge)
+    fold_records_in_blocks(reader, BLOCK, parts, header, make, (quick, visit), merge)
 }
 
 /// Blocks smaller than this are read by one thread.
@@ -285,8 +285,7 @@ fn fold_records_in_blocks<A: Send>(
     parts: usize,
     header: impl FnOnce(Record<'_>) -> bool,
     make: impl Fn() -> A + Sync,
-    quick: impl Fn(&mut A, Unsplit<'_>) -> Option<usize> + Sync,
-    visit: impl Fn(&mut A, Record<'_>) + Sync,
+    (quick, visit): (impl Fn(&mut A, Unsplit<'_>) -> Option<usize> + Sync, impl Fn(&mut A, Record<'_>) + Sync),
     mut merge: impl FnMut(A),
 ) -> std::io::Result<()> {
     let mut header = Some(header);
@@ -753,6 +752,9 @@ fn count_lines(bytes: &[u8]) -> usize {
 mod tests {
     use super::*;
 
+    /// A record as the tests look at it: its line and its fields.
+    type Owned = (usize, Vec<Vec<u8>>);
+
     fn scan(bytes: &[u8]) -> Vec<(usize, Vec<Vec<u8>>)> {
         scan_in_blocks(bytes, BLOCK)
     }
@@ -786,7 +788,7 @@ mod tests {
 
     /// A quick reader for the tests (see [`Unsplit`]): takes a record that lies on one line
     /// without a quote when its first byte is `a`, split at its commas; leaves the others.
-    fn quick_split(unsplit: Unsplit<'_>) -> Option<((usize, Vec<Vec<u8>>), usize)> {
+    fn quick_split(unsplit: Unsplit<'_>) -> Option<(Owned, usize)> {
         let rest = &unsplit.text.as_bytes()[unsplit.start..];
         if rest.first() != Some(&b'a') {
             return None;
@@ -833,12 +835,14 @@ mod tests {
                 true
             },
             Vec::new,
-            |accumulator: &mut Vec<(usize, Vec<Vec<u8>>)>, unsplit| {
-                let (record, end) = quick_split(unsplit).filter(|_| quick)?;
-                accumulator.push(record);
-                Some(end)
-            },
-            |accumulator: &mut Vec<(usize, Vec<Vec<u8>>)>, record| accumulator.push(owned(record)),
+            (
+                |accumulator: &mut Vec<Owned>, unsplit| {
+                    let (record, end) = quick_split(unsplit).filter(|_| quick)?;
+                    accumulator.push(record);
+                    Some(end)
+                },
+                |accumulator: &mut Vec<Owned>, record| accumulator.push(owned(record)),
+            ),
             |accumulator| records.extend(accumulator),
         )
         .unwrap();

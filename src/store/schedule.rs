@@ -168,9 +168,8 @@ pub fn for_each_row_ref(
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };
-    // The header decides where each column is, and whether the rows can be read the quick
-    // way; `None` until it is read, `Err` when it is bad.
-    let columns: Option<Result<([usize; 9], usize, bool), ()>> = None;
+    // What the header says; `None` until it is read, `Err` when it is bad.
+    let columns: Option<Result<Columns, ()>> = None;
     let mut state = (columns, RowScratch::default(), visit);
     crate::store::csv_scan::for_each_record(
         file,
@@ -240,8 +239,7 @@ pub fn fold_rows<A: Send>(
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };
-    // Where each column is, and whether the rows can be read the quick way.
-    let columns: std::sync::OnceLock<([usize; 9], usize, bool)> = std::sync::OnceLock::new();
+    let columns: std::sync::OnceLock<Columns> = std::sync::OnceLock::new();
     let mut header_problem = None;
     let parts = std::thread::available_parallelism().map_or(1, |count| count.get()).min(8);
     crate::store::csv_scan::fold_records(
@@ -399,6 +397,10 @@ fn is_blank(fields: crate::store::csv_scan::Fields<'_>) -> bool {
     let visible_first = fields.bytes(0).and_then(<[u8]>::first).is_some_and(u8::is_ascii_graphic);
     !visible_first && fields.iter().all(|field| field.trim().is_empty())
 }
+
+/// What a file's header says: where each column is, how many columns there are, and whether
+/// they are [`COLUMNS`] in order (then rows can be read the quick way, [`parse_plain_row`]).
+type Columns = ([usize; 9], usize, bool);
 
 fn column_positions(header: crate::store::csv_scan::Fields<'_>) -> Result<[usize; 9], String> {
     let mut positions = [usize::MAX; 9];
