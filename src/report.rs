@@ -14,7 +14,7 @@
 //! - A row that cannot be read stops the report (exit 1, naming file, line and field), as it
 //!   stops every other reader; `--skip-bad-rows` skips such rows with a warning instead.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use anyhow::Result;
@@ -105,7 +105,33 @@ pub struct Report {
     until: Option<NaiveDateTime>,
     /// Per user, per month. Looked up by the id as it stands in the row, so a row costs no
     /// allocation (the history may hold millions).
-    totals: HashMap<Box<str>, BTreeMap<Month, Usage>, BuildHasherDefault<Fnv>>,
+    totals: HashMap<Box<str>, Months, BuildHasherDefault<Fnv>>,
+}
+
+/// One user's months in order, each with its usage. The history is written in time order, so
+/// the month a row needs is nearly always the last one or a new one after it: looked at first,
+/// before any search.
+#[derive(Debug, Clone, Default)]
+struct Months(Vec<(Month, Usage)>);
+
+impl Months {
+    fn entry(&mut self, month: Month) -> &mut Usage {
+        let index = match self.0.last() {
+            Some((last, _)) if *last == month => self.0.len() - 1,
+            Some((last, _)) if *last > month => match self.0.binary_search_by_key(&month, |(known, _)| *known) {
+                Ok(index) => index,
+                Err(index) => {
+                    self.0.insert(index, (month, Usage::default()));
+                    index
+                }
+            },
+            _ => {
+                self.0.push((month, Usage::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[index].1
+    }
 }
 
 /// FNV-1a for the user ids: short keys the tools wrote, where the default hasher's defence
@@ -164,7 +190,7 @@ impl Report {
         let cancelled = end <= start;
         let inside = self.from.is_none_or(|from| start >= from) && self.until.is_none_or(|until| start < until);
         if inside {
-            let usage = months.entry(Month::of(start)).or_default();
+            let usage = months.entry(Month::of(start));
             if cancelled {
                 usage.cancellations += 1;
                 return;
@@ -180,15 +206,15 @@ impl Report {
         let cpu_hundredths = (scaled.round() - scaled).abs() < 1e-6 && (0.0..1e9).contains(&scaled);
         let cpu_hundredths = cpu_hundredths.then(|| scaled.round() as u64);
         let mut month = Month::of(start);
+        let end_month = Month::of(end);
         let mut piece_start = start;
         while piece_start < end {
             let next_month = month.next();
             // Most bookings lie within one month: the month's end is only worked out when the
             // booking could reach it.
-            let piece_end =
-                if end.year() == month.year && end.month() == month.month { end } else { end.min(next_month.start()) };
-            let minutes = (piece_end - piece_start).num_minutes().max(0) as u64;
-            let usage = months.entry(month).or_default();
+            let piece_end = if month == end_month { end } else { end.min(next_month.start()) };
+            let minutes = minutes_between(piece_start, piece_end).max(0) as u64;
+            let usage = months.entry(month);
             usage.gpu_minutes += gpus as u64 * minutes;
             match cpu_hundredths {
                 Some(hundredths) => usage.cpu_hundredth_minutes += hundredths * minutes,
@@ -204,8 +230,8 @@ impl Report {
     fn absorb(&mut self, other: Report) {
         for (user, months) in other.totals {
             let mine = self.totals.entry(user).or_default();
-            for (month, usage) in months {
-                let total = mine.entry(month).or_default();
+            for (month, usage) in months.0 {
+                let total = mine.entry(month);
                 total.bookings += usage.bookings;
                 total.cancellations += usage.cancellations;
                 total.gpu_minutes += usage.gpu_minutes;
@@ -218,11 +244,11 @@ impl Report {
 
     /// Per user (by id), then per month.
     pub fn lines(&self) -> Vec<Line> {
-        let mut users: Vec<(&Box<str>, &BTreeMap<Month, Usage>)> = self.totals.iter().collect();
+        let mut users: Vec<(&Box<str>, &Months)> = self.totals.iter().collect();
         users.sort_unstable_by_key(|(user, _)| *user);
         users
             .into_iter()
-            .flat_map(|(user, months)| months.iter().map(move |(month, usage)| (user, month, usage)))
+            .flat_map(|(user, months)| months.0.iter().map(move |(month, usage)| (user, month, usage)))
             .map(|(user, month, usage)| Line {
                 user: user.to_string(),
                 month: month.to_string(),
@@ -234,6 +260,22 @@ impl Report {
             })
             .collect()
     }
+}
+
+/// Whole minutes from `from` to `to`, as `(to - from).num_minutes()` counts them, without
+/// chrono's calendar arithmetic for times on whole seconds (every time the tools write).
+fn minutes_between(from: NaiveDateTime, to: NaiveDateTime) -> i64 {
+    use chrono::Timelike;
+    if from.nanosecond() != 0 || to.nanosecond() != 0 {
+        return (to - from).num_minutes();
+    }
+    let days = if from.date() == to.date() {
+        0
+    } else {
+        i64::from(to.num_days_from_ce()) - i64::from(from.num_days_from_ce())
+    };
+    let seconds = i64::from(to.num_seconds_from_midnight()) - i64::from(from.num_seconds_from_midnight());
+    (days * 86_400 + seconds) / 60
 }
 
 /// How many problems with the history are shown; the rest are counted.

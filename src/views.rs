@@ -133,15 +133,17 @@ pub fn timeline(state: &State, now: NaiveDateTime, me: Option<&UserId>, options:
         .chain(state.booked.iter().map(|booking| (BookingState::Booked, booking)))
         .collect();
 
-    let mut users: Vec<&UserId> = Vec::new();
-    for (_, booking) in &active {
-        if booking.overlaps(origin, origin + Duration::days(days)) && !users.contains(&&booking.user_id) {
-            users.push(&booking.user_id);
-        }
-    }
+    let window_end = origin + Duration::days(days);
+    // Sorted once, so a user's mark is a binary search away (a long schedule has hundreds).
+    let mut users: Vec<&UserId> = active
+        .iter()
+        .filter(|(_, booking)| booking.overlaps(origin, window_end))
+        .map(|(_, booking)| &booking.user_id)
+        .collect();
     users.sort();
+    users.dedup();
     let mark_of = |user: &UserId| -> char {
-        let index = users.iter().position(|known| *known == user).unwrap_or(0);
+        let index = users.binary_search(&user).unwrap_or(0);
         let mark = MARKS[index % MARKS.len()] as char;
         if Some(user) == me { mark.to_ascii_uppercase() } else { mark }
     };
@@ -180,29 +182,26 @@ pub fn timeline(state: &State, now: NaiveDateTime, me: Option<&UserId>, options:
         text.push_str(&format!("{:<LABEL_WIDTH$}{}v now\n", "", " ".repeat(now_column)));
     }
 
-    for gpu in 0..state.config.capability.max.gpus {
+    let gpu_count = state.config.capability.max.gpus;
+    let bookings: Vec<&Booking> = active.iter().map(|(_, booking)| *booking).collect();
+    let grid = Grid { origin, column_length, columns };
+    let holders = grid.holders(&bookings, gpu_count, |booking| users.binary_search(&&booking.user_id).unwrap_or(0));
+    for (gpu, row) in holders.chunks(columns.max(1)).take(gpu_count as usize).enumerate() {
         let mut cells = String::new();
-        for column in 0..columns {
-            let from = origin + column_length * column as i32;
-            let to = from + column_length;
-            let holders: Vec<&UserId> = active
-                .iter()
-                .filter(|(_, booking)| booking.gpus.contains(&gpu) && booking.overlaps(from, to))
-                .map(|(_, booking)| &booking.user_id)
-                .collect();
-            let cell = match holders.as_slice() {
-                [] => ".".to_string(),
-                [first, rest @ ..] if rest.iter().all(|other| other == first) => {
-                    let mark = mark_of(first).to_string();
-                    if options.color && Some(*first) == me {
-                        console::style(mark).bold().reverse().to_string()
+        for holder in row {
+            match *holder {
+                Holders::Nobody => cells.push('.'),
+                Holders::One(index) => {
+                    let user = users[index];
+                    let mark = mark_of(user);
+                    if options.color && Some(user) == me {
+                        cells.push_str(&console::style(mark.to_string()).bold().reverse().to_string());
                     } else {
-                        mark
+                        cells.push(mark);
                     }
                 }
-                _ => "+".to_string(),
-            };
-            cells.push_str(&cell);
+                Holders::Several => cells.push('+'),
+            }
         }
         text.push_str(&format!("{:<LABEL_WIDTH$}{}\n", format!("GPU {gpu}"), cells));
     }
@@ -261,23 +260,94 @@ pub fn timeline(state: &State, now: NaiveDateTime, me: Option<&UserId>, options:
     text
 }
 
-/// The highest summed CPUs and memory of the bookings at any moment in `[from, to)`.
-fn peak_usage(active: &[(BookingState, &Booking)], from: NaiveDateTime, to: NaiveDateTime) -> (f64, f64) {
-    let mut moments: Vec<NaiveDateTime> = vec![from];
-    for (_, booking) in active {
-        if booking.start > from && booking.start < to {
-            moments.push(booking.start);
+/// Who holds a cell of the timeline (one GPU, one column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holders {
+    Nobody,
+    /// Bookings of one user only (their index among the timeline's users).
+    One(usize),
+    /// Bookings of two users or more.
+    Several,
+}
+
+/// The timeline's columns: `columns` of `column_length` each, from `origin`.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    origin: NaiveDateTime,
+    column_length: Duration,
+    columns: usize,
+}
+
+impl Grid {
+    /// Who holds each GPU in each column (GPU by GPU, a row of `columns` each): every booking
+    /// marks the columns it overlaps on each of its GPUs, so the work grows with the bookings
+    /// and the cells they cover, not with bookings × cells.
+    fn holders(&self, bookings: &[&Booking], gpu_count: u32, user_index: impl Fn(&Booking) -> usize) -> Vec<Holders> {
+        let columns = self.columns;
+        let mut cells = vec![Holders::Nobody; gpu_count as usize * columns];
+        for booking in bookings {
+            let covered = self.columns_overlapping(booking.start, booking.end);
+            if covered.is_empty() {
+                continue;
+            }
+            let user = user_index(booking);
+            for gpu in booking.gpus.iter().filter(|gpu| **gpu < gpu_count) {
+                let row = *gpu as usize * columns;
+                for cell in &mut cells[row + covered.start..row + covered.end] {
+                    *cell = match *cell {
+                        Holders::Nobody => Holders::One(user),
+                        Holders::One(holder) if holder == user => Holders::One(user),
+                        _ => Holders::Several,
+                    };
+                }
+            }
         }
+        cells
     }
+
+    /// The columns `[from, to)` overlaps (as [`Booking::overlaps`] decides): column `c` spans
+    /// `origin + c × length` to `origin + (c + 1) × length`, so it overlaps when
+    /// `from < origin + (c + 1) × length` and `origin + c × length < to`, that is from
+    /// ⌊(from − origin) / length⌋ up to, not including, ⌈(to − origin) / length⌉.
+    fn columns_overlapping(&self, from: NaiveDateTime, to: NaiveDateTime) -> std::ops::Range<usize> {
+        let length = self.column_length.num_nanoseconds().unwrap_or(i64::MAX).max(1);
+        // Nanoseconds from the origin; a time centuries away is as good as far beyond the grid.
+        let offset = |time: NaiveDateTime| {
+            (time - self.origin).num_nanoseconds().unwrap_or(if time < self.origin {
+                i64::MIN / 2
+            } else {
+                i64::MAX / 2
+            })
+        };
+        let clamp = |column: i64| column.clamp(0, self.columns as i64) as usize;
+        let first = clamp(offset(from).div_euclid(length));
+        let to = offset(to);
+        let last = clamp(to.div_euclid(length) + i64::from(to.rem_euclid(length) != 0));
+        first..last.max(first)
+    }
+}
+
+/// The highest summed CPUs and memory of the bookings at any moment in `[from, to)`.
+///
+/// The moments are `from` and every start inside; at each, the bookings under way are summed
+/// in the order of `active` (CPUs are fractions: another order could round differently).
+/// Only the bookings that overlap `[from, to)` can be under way, so they are picked out first,
+/// and each moment is summed once (active bookings start on the 30-minute grid: a day has at
+/// most 48 moments however many bookings start in it).
+fn peak_usage(active: &[(BookingState, &Booking)], from: NaiveDateTime, to: NaiveDateTime) -> (f64, f64) {
+    let overlapping: Vec<&Booking> =
+        active.iter().map(|(_, booking)| *booking).filter(|booking| booking.overlaps(from, to)).collect();
+    let mut moments: Vec<NaiveDateTime> = vec![from];
+    moments.extend(active.iter().map(|(_, booking)| booking.start).filter(|start| *start > from && *start < to));
+    moments.sort_unstable();
+    moments.dedup();
     moments
         .into_iter()
         .map(|moment| {
-            active
+            overlapping
                 .iter()
-                .filter(|(_, booking)| booking.start <= moment && moment < booking.end)
-                .fold((0.0, 0.0), |(cpus, memory), (_, booking)| {
-                    (cpus + booking.cpus, memory + f64::from(booking.memory))
-                })
+                .filter(|booking| booking.start <= moment && moment < booking.end)
+                .fold((0.0, 0.0), |(cpus, memory), booking| (cpus + booking.cpus, memory + f64::from(booking.memory)))
         })
         .fold((0.0, 0.0), |(cpus, memory), (c, m)| (f64::max(cpus, c), f64::max(memory, m)))
 }
@@ -320,6 +390,120 @@ pub fn friendly(time: NaiveDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::examples;
+
+    /// A booking from the minute offsets `start` and `end` (either may come first) after
+    /// 2026-11-20 00:00, with whole and fractional CPUs.
+    fn booking(user: usize, start: i64, end: i64, gpus: &[u32], cpus_hundredths: u32) -> Booking {
+        let base = examples::at("2026-11-20 00:00");
+        Booking {
+            start: base + Duration::minutes(start),
+            end: base + Duration::minutes(end),
+            cpus: f64::from(cpus_hundredths) / 100.0,
+            memory: cpus_hundredths % 7 + 1,
+            ..examples::booking(&format!("user{user}"), "2026-11-20 00:00", "2026-11-20 00:30", gpus)
+        }
+    }
+
+    fn any_bookings() -> impl proptest::strategy::Strategy<Value = Vec<Booking>> {
+        use proptest::prelude::*;
+        let one =
+            (0usize..4, 0i64..20 * 24 * 60, -60i64..3 * 24 * 60, proptest::collection::vec(0u32..7, 0..3), 100u32..500)
+                .prop_map(|(user, start, length, mut gpus, cpus)| {
+                    gpus.sort_unstable();
+                    gpus.dedup();
+                    booking(user, start, start + length, &gpus, cpus)
+                });
+        proptest::collection::vec(one, 0..25)
+    }
+
+    /// The timeline's cells as first written: for each GPU and column, every booking looked at.
+    fn holders_one_by_one(grid: &Grid, bookings: &[&Booking], gpu_count: u32, users: &[&UserId]) -> Vec<Holders> {
+        let mut cells = Vec::new();
+        for gpu in 0..gpu_count {
+            for column in 0..grid.columns {
+                let from = grid.origin + grid.column_length * column as i32;
+                let to = from + grid.column_length;
+                let holders: Vec<&UserId> = bookings
+                    .iter()
+                    .filter(|booking| booking.gpus.contains(&gpu) && booking.overlaps(from, to))
+                    .map(|booking| &booking.user_id)
+                    .collect();
+                cells.push(match holders.as_slice() {
+                    [] => Holders::Nobody,
+                    [first, rest @ ..] if rest.iter().all(|other| other == first) => {
+                        Holders::One(users.iter().position(|user| user == first).unwrap_or(0))
+                    }
+                    _ => Holders::Several,
+                });
+            }
+        }
+        cells
+    }
+
+    /// [`peak_usage`] as first written: every booking summed at every start.
+    fn peak_usage_one_by_one(
+        active: &[(BookingState, &Booking)],
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> (f64, f64) {
+        let mut moments: Vec<NaiveDateTime> = vec![from];
+        for (_, booking) in active {
+            if booking.start > from && booking.start < to {
+                moments.push(booking.start);
+            }
+        }
+        moments
+            .into_iter()
+            .map(|moment| {
+                active
+                    .iter()
+                    .filter(|(_, booking)| booking.start <= moment && moment < booking.end)
+                    .fold((0.0, 0.0), |(cpus, memory), (_, booking)| {
+                        (cpus + booking.cpus, memory + f64::from(booking.memory))
+                    })
+            })
+            .fold((0.0, 0.0), |(cpus, memory), (c, m)| (f64::max(cpus, c), f64::max(memory, m)))
+    }
+
+    proptest::proptest! {
+        /// Marking each booking's columns gives the cells that looking at every booking for
+        /// every cell gives, at every column width, for bookings on and off the grid, on GPUs
+        /// the host has and has not, and ones whose end comes before their start.
+        #[test]
+        fn timeline_cells_are_those_of_every_booking_looked_at_for_every_cell(
+            bookings in any_bookings(),
+            origin_minutes in 0i64..6 * 24 * 60,
+            hours in proptest::sample::select(vec![1i64, 2, 3, 4, 6, 8, 12, 24]),
+            days in 1i64..15,
+            gpu_count in 0u32..6,
+        ) {
+            let origin = examples::at("2026-11-20 00:00") + Duration::minutes(origin_minutes);
+            let grid = Grid { origin, column_length: Duration::hours(hours), columns: (days * 24 / hours) as usize };
+            let bookings: Vec<&Booking> = bookings.iter().collect();
+            let mut users: Vec<&UserId> = bookings.iter().map(|booking| &booking.user_id).collect();
+            users.sort();
+            users.dedup();
+            let fast = grid.holders(&bookings, gpu_count, |booking| users.binary_search(&&booking.user_id).unwrap_or(0));
+            proptest::prop_assert_eq!(fast, holders_one_by_one(&grid, &bookings, gpu_count, &users));
+        }
+
+        /// The day's peak is the one summing every booking at every start gives, to the bit.
+        #[test]
+        fn peak_usage_is_that_of_every_booking_summed_at_every_start(
+            bookings in any_bookings(),
+            from_minutes in 0i64..20 * 24 * 60,
+            length in 1i64..2 * 24 * 60,
+        ) {
+            let from = examples::at("2026-11-20 00:00") + Duration::minutes(from_minutes);
+            let to = from + Duration::minutes(length);
+            let active: Vec<(BookingState, &Booking)> =
+                bookings.iter().map(|booking| (BookingState::Booked, booking)).collect();
+            let (cpus, memory) = peak_usage(&active, from, to);
+            let (expected_cpus, expected_memory) = peak_usage_one_by_one(&active, from, to);
+            proptest::prop_assert_eq!((cpus.to_bits(), memory.to_bits()), (expected_cpus.to_bits(), expected_memory.to_bits()));
+        }
+    }
 
     #[test]
     fn resource_words_read_naturally() {

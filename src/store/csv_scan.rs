@@ -129,7 +129,10 @@ impl<'a> Record<'a> {
         };
         // Joined fields are made of pieces of the record: UTF-8 as it is, unless a piece
         // ends inside a character, which the check above rules out.
-        let own = std::str::from_utf8(&self.record.own).map_err(|error| error.valid_up_to())?;
+        let own = match self.record.own.as_slice() {
+            [] => "",
+            own => std::str::from_utf8(own).map_err(|error| error.valid_up_to())?,
+        };
         Ok(Fields { raw, base: self.record.start, own, spans: &self.record.spans })
     }
 }
@@ -163,22 +166,88 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// [`Fields::get`] as bytes, without looking for where characters begin (the readers of
+    /// long files parse most fields byte by byte).
+    #[inline(always)]
+    pub fn bytes(&self, index: usize) -> Option<&'a [u8]> {
+        let span = self.spans.get(index)?;
+        if span.own {
+            self.own.as_bytes().get(span.start..span.end)
+        } else if span.start == span.end {
+            Some(&[])
+        } else {
+            self.raw.as_bytes().get(span.start - self.base..span.end - self.base)
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
         (0..self.len()).filter_map(|index| self.get(index))
     }
 }
 
-/// Reads `reader` to the end, calling `visit` with each record in order. Stops early (with
-/// `Ok`) when `visit` returns `false`.
-pub fn for_each_record(reader: impl Read, mut visit: impl FnMut(Record<'_>) -> bool) -> std::io::Result<()> {
+/// A record offered whole, before it is split into fields: the text it begins in (checked as
+/// UTF-8), where in that text it begins, and the line it begins on.
+///
+/// A reader that knows the shape its records nearly always have may take such a record
+/// straight from the text, and answer where in the text the record's line ends (the offset of
+/// the `\n` or `\r` after it); or answer `None`, and the record is split and given to it the
+/// general way. It may take only a record that lies on that one line, with no quote in it but
+/// a pair around a whole field (the first quote opening the field, the second closing it,
+/// with neither quote nor line break between them): the general way would then find the same
+/// record, with the same fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsplit<'a> {
+    pub text: &'a str,
+    pub start: usize,
+    pub line: usize,
+}
+
+/// The record at `start` (not a blank line) offered to `quick` if it lies in the checked
+/// text: where the next record may begin and the line there, when `quick` took it.
+#[inline(always)]
+fn offer<S>(
+    buffer: &[u8],
+    checked: Option<(usize, &str)>,
+    start: usize,
+    line: usize,
+    state: &mut S,
+    quick: &mut impl FnMut(&mut S, Unsplit<'_>) -> Option<usize>,
+) -> Option<(usize, usize)> {
+    let (base, text) = checked?;
+    let end = base + quick(state, Unsplit { text, start: start.checked_sub(base)?, line })?;
+    Some((end + 1, line + usize::from(buffer[end] == b'\n')))
+}
+
+/// Reads `reader` to the end: each record is offered to `quick` (see [`Unsplit`]), and those
+/// it leaves go to `visit`, in order, with `state`. Stops early (with `Ok`) when `visit`
+/// returns `false`.
+pub fn for_each_record<S>(
+    reader: impl Read,
+    state: &mut S,
+    mut quick: impl FnMut(&mut S, Unsplit<'_>) -> Option<usize>,
+    mut visit: impl FnMut(&mut S, Record<'_>) -> bool,
+) -> std::io::Result<()> {
     let mut record = RecordBuffer::default();
     let mut go_on = true;
     read_blocks(reader, BLOCK, |buffer, mut position, at_eof, line| {
+        let checked = utf8_prefix(buffer, position, buffer.len());
         while go_on {
-            match read_next(buffer, position, at_eof, &mut record, line) {
+            let mut lines = *line;
+            let start = skip_blank_lines(buffer, position, &mut lines);
+            if start == buffer.len() {
+                if at_eof {
+                    *line = lines;
+                }
+                break;
+            }
+            if let Some((next, next_line)) = offer(buffer, checked, start, lines, state, &mut quick) {
+                (position, *line) = (next, next_line);
+                continue;
+            }
+            match read_record(buffer, start, at_eof, &mut record, &mut lines) {
                 Some(next) => {
-                    position = next;
-                    go_on = visit(Record { record: &record, block: buffer, checked: None });
+                    (position, *line) = (next, lines);
+                    go_on = visit(state, Record { record: &record, block: buffer, checked });
                 }
                 None => break,
             }
@@ -200,10 +269,11 @@ pub fn fold_records<A: Send>(
     parts: usize,
     header: impl FnOnce(Record<'_>) -> bool,
     make: impl Fn() -> A + Sync,
+    quick: impl Fn(&mut A, Unsplit<'_>) -> Option<usize> + Sync,
     visit: impl Fn(&mut A, Record<'_>) + Sync,
     merge: impl FnMut(A),
 ) -> std::io::Result<()> {
-    fold_records_in_blocks(reader, BLOCK, parts, header, make, visit, merge)
+    fold_records_in_blocks(reader, BLOCK, parts, header, make, (quick, visit), merge)
 }
 
 /// Blocks smaller than this are read by one thread.
@@ -215,10 +285,11 @@ fn fold_records_in_blocks<A: Send>(
     parts: usize,
     header: impl FnOnce(Record<'_>) -> bool,
     make: impl Fn() -> A + Sync,
-    visit: impl Fn(&mut A, Record<'_>) + Sync,
+    (quick, visit): (impl Fn(&mut A, Unsplit<'_>) -> Option<usize> + Sync, impl Fn(&mut A, Record<'_>) + Sync),
     mut merge: impl FnMut(A),
 ) -> std::io::Result<()> {
     let mut header = Some(header);
+    let visitor = (&quick, &visit);
     let mut record = RecordBuffer::default();
     let split_at_least = if cfg!(test) { 1 } else { SPLIT_AT_LEAST };
     read_blocks(reader, block, |buffer, mut position, at_eof, line| {
@@ -255,12 +326,12 @@ fn fold_records_in_blocks<A: Send>(
             let handles: Vec<_> = (1..parts)
                 .map(|part| {
                     let (start, limit) = (starts[part], starts.get(part + 1).copied());
-                    let (make, visit) = (&make, &visit);
+                    let make = &make;
                     let base = *line + count_lines(&buffer[position..start]);
-                    scope.spawn(move || fold_share(buffer, start, limit, at_eof, base, make(), visit))
+                    scope.spawn(move || fold_share(buffer, start, limit, at_eof, base, make(), visitor))
                 })
                 .collect();
-            let first = fold_share(buffer, position, starts.get(1).copied(), at_eof, *line, make(), &visit);
+            let first = fold_share(buffer, position, starts.get(1).copied(), at_eof, *line, make(), visitor);
             std::iter::once(first)
                 .chain(
                     handles
@@ -282,7 +353,7 @@ fn fold_records_in_blocks<A: Send>(
             }
             // The share before did not end where this one began: read on from where it ended.
             let Share { accumulator, stop, line: stop_line, .. } = previous;
-            previous = fold_share(buffer, stop, None, at_eof, stop_line, accumulator, &visit);
+            previous = fold_share(buffer, stop, None, at_eof, stop_line, accumulator, visitor);
             break;
         }
         *line = previous.line;
@@ -313,17 +384,12 @@ fn fold_share<A>(
     at_eof: bool,
     line: usize,
     mut accumulator: A,
-    visit: &impl Fn(&mut A, Record<'_>),
+    (quick, visit): (&impl Fn(&mut A, Unsplit<'_>) -> Option<usize>, &impl Fn(&mut A, Record<'_>)),
 ) -> Share<A> {
     let mut record = RecordBuffer::default();
     let mut line = line;
     let began = skip_blank_lines(buffer, start, &mut line);
-    // The share's text checked as UTF-8 at once (a record lying in it then needs no check of
-    // its own); where it is not, each record is checked by itself.
-    let checked_end = limit.unwrap_or(buffer.len()).max(began);
-    let share = &buffer[began..checked_end];
-    let valid = std::str::from_utf8(share).map_or_else(|error| error.valid_up_to(), str::len);
-    let checked = std::str::from_utf8(&share[..valid]).ok().map(|text| (began, text));
+    let checked = utf8_prefix(buffer, began, limit.unwrap_or(buffer.len()).max(began));
     let mut position = began;
     let mut incomplete = false;
     loop {
@@ -335,6 +401,11 @@ fn fold_share<A>(
                 line = blank_lines;
             }
             break;
+        }
+        let mut quick = |accumulator: &mut A, unsplit: Unsplit<'_>| quick(accumulator, unsplit);
+        if let Some(taken) = offer(buffer, checked, record_start, blank_lines, &mut accumulator, &mut quick) {
+            (position, line) = taken;
+            continue;
         }
         let mut after = blank_lines;
         match read_record(buffer, record_start, at_eof, &mut record, &mut after) {
@@ -352,6 +423,18 @@ fn fold_share<A>(
         }
     }
     Share { accumulator, began, stop: position, incomplete, line }
+}
+
+/// `buffer[start..end]` checked as UTF-8 at once, up to its first byte that is not (a record
+/// lying in it then needs no check of its own; one beyond it is checked by itself): where it
+/// starts, and its text.
+fn utf8_prefix(buffer: &[u8], start: usize, end: usize) -> Option<(usize, &str)> {
+    let bytes = &buffer[start..end];
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).ok()?,
+    };
+    Some((start, text))
 }
 
 /// Feeds `reader` to `take` block by block: `take(buffer, position, at_eof, line)` reads
@@ -434,6 +517,14 @@ fn read_record(
 ) -> Option<usize> {
     let length = buffer.len();
     let mut lines = *line;
+    record.clear(position, lines);
+    if let Some(end) = read_plain_record(buffer, position, &mut record.spans) {
+        record.end = end;
+        if buffer[end] == b'\n' {
+            *line += 1;
+        }
+        return Some(end + 1);
+    }
     record.clear(position, lines);
     let mut field = Pending::default();
     let mut at = position;
@@ -539,6 +630,72 @@ fn read_record(
     Some(at)
 }
 
+/// Reads the record at `position` the quick way when it has the shape nearly every row has: on
+/// one line, its fields plain or quoted without a quote or line break inside (the GPU list
+/// `"[0, 1]"`), each ending at a comma or the line end. Returns where its line end lies, with
+/// the fields' spans added to `spans`; `None` leaves the record to the general reader (also
+/// one that ends within 8 bytes of the end of `buffer`, or does not end in it), with `spans`
+/// to be cleared. Kept out of line, so that its loop keeps what it needs in registers.
+#[inline(never)]
+fn read_plain_record(buffer: &[u8], position: usize, spans: &mut Vec<Span>) -> Option<usize> {
+    spans.reserve(16);
+    let mut field_start = position;
+    // The 8 bytes looked at next.
+    let mut at = position;
+    'words: loop {
+        let word = u64::from_le_bytes(buffer.get(at..at + 8)?.try_into().ok()?);
+        let mut marks = csv_bytes(word);
+        while marks != 0 {
+            let offset = at + (marks.trailing_zeros() / 8) as usize;
+            marks &= marks - 1;
+            let byte = buffer[offset];
+            if byte == b'"' {
+                if offset != field_start {
+                    // Inside an unquoted field a quote is an ordinary character.
+                    continue;
+                }
+                let text = offset + 1;
+                let close = text + quote(&buffer[text..])?;
+                let after = *buffer.get(close + 1)?;
+                if buffer[text..close].iter().any(|byte| matches!(byte, b'\n' | b'\r'))
+                    || !matches!(after, b',' | b'\n' | b'\r')
+                {
+                    // A line break or `""` inside, or text after the closing quote.
+                    return None;
+                }
+                spans.push(Span { start: text, end: close, own: false });
+                if after != b',' {
+                    return Some(close + 1);
+                }
+                field_start = close + 2;
+                at = field_start;
+                continue 'words;
+            }
+            if matches!(byte, b',' | b'\n' | b'\r') {
+                spans.push(Span { start: field_start, end: offset, own: false });
+                if byte != b',' {
+                    return Some(offset);
+                }
+                field_start = offset + 1;
+            }
+            // The other bytes marked are ordinary characters.
+        }
+        at += 8;
+    }
+}
+
+/// The high bit of each byte of `word` that may be `,`, `"`, `\n` or `\r`: every byte below
+/// `-` (0x2D), and some that are not ASCII; the caller looks at each. One test for all four,
+/// where a test per byte value cost more than the rest of reading a row: a byte with its high
+/// bit set, less 0x2D, keeps it only if the byte was 0x2D or more, and no borrow crosses into
+/// the next byte.
+#[inline(always)]
+fn csv_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    !((word | HIGHS) - ONES * u64::from(b'-')) & HIGHS
+}
+
 /// Where the first byte that ends an unquoted field (`,`, `\n` or `\r`) lies.
 #[inline(always)]
 fn field_end(bytes: &[u8]) -> Option<usize> {
@@ -595,6 +752,9 @@ fn count_lines(bytes: &[u8]) -> usize {
 mod tests {
     use super::*;
 
+    /// A record as the tests look at it: its line and its fields.
+    type Owned = (usize, Vec<Vec<u8>>);
+
     fn scan(bytes: &[u8]) -> Vec<(usize, Vec<Vec<u8>>)> {
         scan_in_blocks(bytes, BLOCK)
     }
@@ -626,8 +786,44 @@ mod tests {
         records
     }
 
-    /// The header, then every record, as `fold_records` gives them with `parts` threads.
-    fn fold_in_blocks(bytes: &[u8], block: usize, parts: usize) -> Vec<(usize, Vec<Vec<u8>>)> {
+    /// A quick reader for the tests (see [`Unsplit`]): takes a record that lies on one line
+    /// without a quote when its first byte is `a`, split at its commas; leaves the others.
+    fn quick_split(unsplit: Unsplit<'_>) -> Option<(Owned, usize)> {
+        let rest = &unsplit.text.as_bytes()[unsplit.start..];
+        if rest.first() != Some(&b'a') {
+            return None;
+        }
+        let length = rest.iter().position(|byte| matches!(byte, b'\n' | b'\r'))?;
+        if rest[..length].contains(&b'"') {
+            return None;
+        }
+        let fields = rest[..length].split(|byte| *byte == b',').map(<[u8]>::to_vec).collect();
+        Some(((unsplit.line, fields), unsplit.start + length))
+    }
+
+    /// Every record as `for_each_record` gives them, those [`quick_split`] takes included.
+    fn scan_with_quick_reader(bytes: &[u8]) -> Vec<(usize, Vec<Vec<u8>>)> {
+        let mut records = Vec::new();
+        for_each_record(
+            bytes,
+            &mut records,
+            |records, unsplit| {
+                let (record, end) = quick_split(unsplit)?;
+                records.push(record);
+                Some(end)
+            },
+            |records, record| {
+                records.push(owned(record));
+                true
+            },
+        )
+        .unwrap();
+        records
+    }
+
+    /// The header, then every record, as `fold_records` gives them with `parts` threads (with
+    /// [`quick_split`] as the quick reader, or none).
+    fn fold_in_blocks(bytes: &[u8], block: usize, parts: usize, quick: bool) -> Vec<(usize, Vec<Vec<u8>>)> {
         let mut records = Vec::new();
         let mut header = None;
         fold_records_in_blocks(
@@ -639,7 +835,14 @@ mod tests {
                 true
             },
             Vec::new,
-            |accumulator: &mut Vec<(usize, Vec<Vec<u8>>)>, record| accumulator.push(owned(record)),
+            (
+                |accumulator: &mut Vec<Owned>, unsplit| {
+                    let (record, end) = quick_split(unsplit).filter(|_| quick)?;
+                    accumulator.push(record);
+                    Some(end)
+                },
+                |accumulator: &mut Vec<Owned>, record| accumulator.push(owned(record)),
+            ),
             |accumulator| records.extend(accumulator),
         )
         .unwrap();
@@ -682,6 +885,8 @@ mod tests {
         ) {
             let ours: Vec<Vec<Vec<u8>>> = scan_in_blocks(&bytes, block).into_iter().map(|(_, fields)| fields).collect();
             proptest::prop_assert_eq!(ours, with_csv_crate(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
+            // Records taken the quick way are where, and what, the general way finds.
+            proptest::prop_assert_eq!(scan_with_quick_reader(&bytes), scan(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
         }
 
         /// Shared among threads, the records and their lines are those read in order.
@@ -692,7 +897,61 @@ mod tests {
             parts in 1usize..5,
         ) {
             let in_order = scan_in_blocks(&bytes, block);
-            proptest::prop_assert_eq!(fold_in_blocks(&bytes, block, parts), in_order, "{:?}", String::from_utf8_lossy(&bytes));
+            for quick in [false, true] {
+                proptest::prop_assert_eq!(&fold_in_blocks(&bytes, block, parts, quick), &in_order, "{:?}", String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+
+    /// A field as written: plain (a quote inside it, never first, is an ordinary character)
+    /// or quoted (with `""` for a quote, and commas and line breaks inside); and its text.
+    fn any_field() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        let plain = "[a-z0-9 .:\\[\\]-]{0,12}[a-z\"]{0,2}".prop_map(|text| {
+            let written = if text.starts_with('"') { format!("x{text}") } else { text };
+            (written.clone(), written)
+        });
+        let quoted =
+            "[a-z0-9 ,\"\n\r\\[\\]]{0,14}".prop_map(|text| (format!("\"{}\"", text.replace('"', "\"\"")), text));
+        prop_oneof![4 => plain, 1 => quoted]
+    }
+
+    proptest::proptest! {
+        /// Rows of any width, with long plain and quoted fields, any line ends and blank lines
+        /// between them: every record has its fields and the line it starts on, read in one
+        /// block (where most are read the quick way) and shared among threads.
+        #[test]
+        fn long_rows_read_with_their_fields_and_lines(
+            rows in proptest::collection::vec(
+                (proptest::collection::vec(any_field(), 1..12), proptest::sample::select(vec!["\n", "\r\n", "\r"]), 0usize..3),
+                0..40,
+            ),
+            last_line_end in proptest::bool::ANY,
+        ) {
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            let count = rows.len();
+            for (index, (mut fields, line_end, blank_lines)) in rows.into_iter().enumerate() {
+                // A lone empty field would be a blank line.
+                if fields.len() == 1 && fields[0].0.is_empty() {
+                    fields[0] = ("x".into(), "x".into());
+                }
+                text.push_str(&"\n".repeat(blank_lines));
+                let line = 1 + text.bytes().filter(|byte| *byte == b'\n').count();
+                let written: Vec<&str> = fields.iter().map(|(written, _)| written.as_str()).collect();
+                text.push_str(&written.join(","));
+                if index + 1 < count || last_line_end {
+                    text.push_str(line_end);
+                }
+                let read: Vec<Vec<u8>> = fields.into_iter().map(|(_, read)| read.into_bytes()).collect();
+                expected.push((line, read));
+            }
+            proptest::prop_assert_eq!(&scan(text.as_bytes()), &expected, "{:?}", text);
+            proptest::prop_assert_eq!(&scan_with_quick_reader(text.as_bytes()), &expected, "{:?}", text);
+            for quick in [false, true] {
+                let shared = fold_in_blocks(text.as_bytes(), BLOCK, 3, quick);
+                proptest::prop_assert_eq!(&shared, &expected, "{:?}", text);
+            }
         }
     }
 

@@ -19,7 +19,9 @@ use anyhow::{Context, Result};
 use chrono::NaiveDateTime;
 
 use crate::error::{FileProblem, FileProblems, quoted};
-use crate::model::text::{parse_gpu_list_into, parse_plain_time_remembering};
+use crate::model::text::{
+    parse_gpu_list_into, parse_plain_gpu_list, parse_plain_gpu_list_prefix, parse_plain_time_remembering,
+};
 use crate::model::{Booking, UserId, format_gpu_list, format_time, parse_time, ranges};
 use crate::store::atomic_file;
 use crate::store::lock::{ExclusiveLock, LockHeld};
@@ -158,7 +160,7 @@ impl RowRef<'_> {
 pub fn for_each_row_ref(
     lock: &impl LockHeld,
     path: &Path,
-    mut visit: impl FnMut(Result<RowRef<'_>, FileProblem>),
+    visit: impl FnMut(Result<RowRef<'_>, FileProblem>),
 ) -> Result<()> {
     let shown = lock.root().display(path);
     // `jobs/` is the booking account's: never read through a link (the rows would end up in
@@ -166,49 +168,59 @@ pub fn for_each_row_ref(
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };
-    // The header decides where each column is; `None` until it is read, `Err` when it is bad.
-    let mut columns: Option<Result<([usize; 9], usize), ()>> = None;
-    let mut scratch = RowScratch::default();
-    crate::store::csv_scan::for_each_record(file, |record| {
-        let fields = record.fields();
-        let Some(columns) = columns else {
-            let header = match fields {
-                Ok(header) => header,
-                Err(at) => {
-                    let message = format!("cannot read the header: not UTF-8 text (byte {} of the line)", at + 1);
-                    visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+    // What the header says; `None` until it is read, `Err` when it is bad.
+    let columns: Option<Result<Columns, ()>> = None;
+    let mut state = (columns, RowScratch::default(), visit);
+    crate::store::csv_scan::for_each_record(
+        file,
+        &mut state,
+        |(columns, scratch, visit), unsplit| {
+            let Some(Ok((_, _, true))) = columns else { return None };
+            let (parsed, end) = parse_plain_row(unsplit, scratch)?;
+            visit(Ok(parsed.with(unsplit.line, &scratch.gpus)));
+            Some(end)
+        },
+        |(columns, scratch, visit), record| {
+            let fields = record.fields();
+            let Some(columns) = columns else {
+                let header = match fields {
+                    Ok(header) => header,
+                    Err(at) => {
+                        let message = format!("cannot read the header: not UTF-8 text (byte {} of the line)", at + 1);
+                        visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+                        return false;
+                    }
+                };
+                if header.len() == 1 && header.get(0).is_some_and(|name| name.trim().is_empty()) {
                     return false;
                 }
+                *columns = Some(match column_positions(header) {
+                    Ok(positions) => Ok((positions, header.len(), in_file_order(&positions, header.len()))),
+                    Err(message) => {
+                        visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+                        Err(())
+                    }
+                });
+                return columns.is_some_and(|columns| columns.is_ok());
             };
-            if header.len() == 1 && header.get(0).is_some_and(|name| name.trim().is_empty()) {
-                return false;
+            let Ok((positions, width, _)) = columns else { return false };
+            let line = record.line();
+            match fields {
+                Err(at) => visit(Err(FileProblem::error(
+                    &shown,
+                    Some(line),
+                    "",
+                    format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
+                ))),
+                Ok(fields) if is_blank(fields) => {}
+                Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
+                    Ok(parsed) => visit(Ok(parsed.with(line, &scratch.gpus))),
+                    Err((field, message)) => visit(Err(FileProblem::error(&shown, Some(line), field, message))),
+                },
             }
-            columns = Some(match column_positions(header) {
-                Ok(positions) => Ok((positions, header.len())),
-                Err(message) => {
-                    visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
-                    Err(())
-                }
-            });
-            return columns.is_some_and(|columns| columns.is_ok());
-        };
-        let Ok((positions, width)) = columns else { return false };
-        let line = record.line();
-        match fields {
-            Err(at) => visit(Err(FileProblem::error(
-                &shown,
-                Some(line),
-                "",
-                format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
-            ))),
-            Ok(fields) if fields.iter().all(|field| field.trim().is_empty()) => {}
-            Ok(fields) => match parse_fields(fields, &positions, width, &mut scratch) {
-                Ok(parsed) => visit(Ok(parsed.with(line, &scratch.gpus))),
-                Err((field, message)) => visit(Err(FileProblem::error(&shown, Some(line), field, message))),
-            },
-        }
-        true
-    })
+            true
+        },
+    )
     .with_context(|| format!("cannot read {shown}"))
 }
 
@@ -227,7 +239,7 @@ pub fn fold_rows<A: Send>(
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };
-    let columns: std::sync::OnceLock<([usize; 9], usize)> = std::sync::OnceLock::new();
+    let columns: std::sync::OnceLock<Columns> = std::sync::OnceLock::new();
     let mut header_problem = None;
     let parts = std::thread::available_parallelism().map_or(1, |count| count.get()).min(8);
     crate::store::csv_scan::fold_records(
@@ -239,7 +251,8 @@ pub fn fold_rows<A: Send>(
                 Ok(header) if header.len() == 1 && header.get(0).is_some_and(|name| name.trim().is_empty()) => {
                     return false;
                 }
-                Ok(header) => column_positions(header).map(|positions| (positions, header.len())),
+                Ok(header) => column_positions(header)
+                    .map(|positions| (positions, header.len(), in_file_order(&positions, header.len()))),
             };
             match found {
                 Ok(found) => columns.set(found).is_ok(),
@@ -250,8 +263,14 @@ pub fn fold_rows<A: Send>(
             }
         },
         || (make(), RowScratch::default()),
+        |(accumulator, scratch), unsplit| {
+            let Some((_, _, true)) = columns.get() else { return None };
+            let (parsed, end) = parse_plain_row(unsplit, scratch)?;
+            visit(accumulator, Ok(parsed.with(unsplit.line, &scratch.gpus)));
+            Some(end)
+        },
         |(accumulator, scratch), record| {
-            let Some((positions, width)) = columns.get() else { return };
+            let Some((positions, width, _)) = columns.get() else { return };
             let line = record.line();
             match record.fields() {
                 Err(at) => visit(
@@ -263,7 +282,7 @@ pub fn fold_rows<A: Send>(
                         format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
                     )),
                 ),
-                Ok(fields) if fields.iter().all(|field| field.trim().is_empty()) => {}
+                Ok(fields) if is_blank(fields) => {}
                 Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
                     Ok(parsed) => visit(accumulator, Ok(parsed.with(line, &scratch.gpus))),
                     Err((field, message)) => {
@@ -282,6 +301,106 @@ pub fn fold_rows<A: Send>(
     }
     Ok(())
 }
+
+/// Reads a row written exactly as the tools write it (the columns in the header's order, each
+/// value in the form the quick readers take, no quote but around a GPU list of more than one
+/// id, an empty or plain image and extra command) straight from the file's text, without
+/// splitting it first: the row, and where its line ends (see [`Unsplit`]). `None` for any
+/// other row, which is then read the general way and gets the same values (or names the same
+/// problem): every value taken here is one the general way takes, and takes to the same value.
+///
+/// Only for a file whose header is [`COLUMNS`] in order ([`in_file_order`]).
+///
+/// [`Unsplit`]: crate::store::csv_scan::Unsplit
+fn parse_plain_row<'a>(
+    unsplit: crate::store::csv_scan::Unsplit<'a>,
+    scratch: &mut RowScratch,
+) -> Option<(Parsed<'a>, usize)> {
+    let text = unsplit.text;
+    let bytes = text.as_bytes();
+    let mut at = unsplit.start;
+    // Moves past `byte`, if it is next.
+    let expect = |at: &mut usize, byte: u8| (bytes.get(*at) == Some(&byte)).then(|| *at += 1);
+    let mut time = |at: &mut usize| {
+        let time = parse_plain_time_remembering(bytes.get(*at..*at + 19)?, &mut scratch.last_date)?;
+        *at += 19;
+        expect(at, b',')?;
+        Some(time)
+    };
+    let start = time(&mut at)?;
+    let end = time(&mut at)?;
+    if end < start {
+        return None;
+    }
+    // An id is at most 64 bytes: the comma is looked for no further.
+    let user = bytes.get(at..(at + 65).min(bytes.len()))?.iter().position(|byte| *byte == b',')?;
+    let user_id = text.get(at..at + user)?;
+    UserId::check(user_id).ok()?;
+    at += user + 1;
+    let (cpus, length) = plain_decimal_prefix(&bytes[at..])?;
+    let cpus = cpus_in_range(Some(cpus), || "").ok()?;
+    at += length;
+    expect(&mut at, b',')?;
+    let (_, length) = digits_prefix(&bytes[at..], 9)?;
+    let memory = plain_memory(&bytes[at..at + length])?;
+    at += length;
+    expect(&mut at, b',')?;
+    if bytes.get(at) == Some(&b'"') {
+        // `"[0, 1]"`: the quotes around the whole field.
+        at += 1 + parse_plain_gpu_list_prefix(&bytes[at + 1..], &mut scratch.gpus)?;
+        expect(&mut at, b'"')?;
+    } else {
+        at += parse_plain_gpu_list_prefix(&bytes[at..], &mut scratch.gpus)?;
+        // A comma between two ids would end the field there.
+        if scratch.gpus.len() > 1 {
+            return None;
+        }
+    }
+    expect(&mut at, b',')?;
+    let (port, length) = digits_prefix(&bytes[at..], 5)?;
+    let forward_port = u16::try_from(port).ok().filter(|port| ranges::PORTS.contains(port))?;
+    at += length;
+    expect(&mut at, b',')?;
+    // The image, then the extra command up to the line end: plain text, visible at both
+    // ends (one with spaces around it is read, trimmed, the general way), or nothing.
+    let optional = |at: &mut usize, end: fn(u8) -> bool| {
+        let from = *at;
+        let length = bytes[from..].iter().position(|byte| matches!(byte, b',' | b'"' | b'\n' | b'\r'))?;
+        *at += length;
+        if !end(bytes[*at]) {
+            return None;
+        }
+        match bytes[from..*at] {
+            [] => Some(None),
+            [first, .., last] | [first @ last] if first.is_ascii_graphic() && last.is_ascii_graphic() => {
+                Some(optional_text(text.get(from..*at)?))
+            }
+            _ => None,
+        }
+    };
+    let image = optional(&mut at, |byte| byte == b',')?;
+    at += 1;
+    let extra_command = optional(&mut at, |byte| matches!(byte, b'\n' | b'\r'))?;
+    let parsed = Parsed { start, end, user_id, cpus, memory, forward_port, image, extra_command };
+    Some((parsed, at))
+}
+
+/// Whether a file's header is [`COLUMNS`] in order, as the tools write it (then most rows are
+/// read by [`parse_plain_row`]).
+fn in_file_order(positions: &[usize; 9], width: usize) -> bool {
+    width == COLUMNS.len() && positions.iter().enumerate().all(|(index, position)| *position == index)
+}
+
+/// Whether every field of a row is empty or spaces (such a row is skipped). Looked at first:
+/// whether the first field begins with a visible character, as nearly every row's does.
+fn is_blank(fields: crate::store::csv_scan::Fields<'_>) -> bool {
+    let visible_first = fields.bytes(0).and_then(<[u8]>::first).is_some_and(u8::is_ascii_graphic);
+    !visible_first && fields.iter().all(|field| field.trim().is_empty())
+}
+
+/// What a file's header says: where each column is, how many columns there are, and whether
+/// they are [`COLUMNS`] in order (then rows can be read the quick way, [`parse_plain_row`]).
+type Columns = ([usize; 9], usize, bool);
 
 fn column_positions(header: crate::store::csv_scan::Fields<'_>) -> Result<[usize; 9], String> {
     let mut positions = [usize::MAX; 9];
@@ -341,23 +460,41 @@ fn parse_fields<'a>(
         return Err((String::new(), format!("expected {width} fields like the header, found {}", record.len())));
     }
     let field = |index: usize| trim(record.get(columns[index]).unwrap_or(""));
+    // A field's bytes as they stand, for the quick readers: each takes only a form that begins
+    // and ends with a visible character (which trimming leaves as it is); any other form is
+    // read from the trimmed text by the general reader, which names what is wrong.
+    let bytes = |index: usize| record.bytes(columns[index]).unwrap_or_default();
     let fail = |index: usize, message: String| (COLUMNS[index].to_string(), message);
 
-    let mut time = |text: &str| match parse_plain_time_remembering(text, &mut scratch.last_date) {
-        Some(time) => Ok(time),
-        None => parse_time(text),
+    let start = match parse_plain_time_remembering(bytes(0), &mut scratch.last_date) {
+        Some(time) => time,
+        None => parse_time(field(0)).map_err(|message| fail(0, message))?,
     };
-    let start = time(field(0)).map_err(|message| fail(0, message))?;
-    let end = time(field(1)).map_err(|message| fail(1, message))?;
+    let end = match parse_plain_time_remembering(bytes(1), &mut scratch.last_date) {
+        Some(time) => time,
+        None => parse_time(field(1)).map_err(|message| fail(1, message))?,
+    };
     let user_id = field(2);
     UserId::check(user_id).map_err(|message| fail(2, message))?;
-    let cpus = parse_cpus(field(3)).map_err(|message| fail(3, message))?;
-    let memory = parse_memory(field(4)).map_err(|message| fail(4, message))?;
-    parse_gpu_list_into(field(5), &mut scratch.gpus).map_err(|message| fail(5, message))?;
-    let forward_port = field(6).parse::<u16>().ok().filter(|port| ranges::PORTS.contains(port)).ok_or_else(|| {
-        let (first, last) = (ranges::PORTS.start(), ranges::PORTS.end());
-        fail(6, format!("expected a port from {first} to {last}, found {}", quoted(field(6))))
-    })?;
+    let cpus = match plain_decimal(bytes(3)) {
+        Some(cpus) => cpus_in_range(Some(cpus), || field(3)),
+        None => parse_cpus(field(3)),
+    }
+    .map_err(|message| fail(3, message))?;
+    let memory = match plain_memory(bytes(4)) {
+        Some(memory) => memory,
+        None => parse_memory(field(4)).map_err(|message| fail(4, message))?,
+    };
+    if parse_plain_gpu_list(bytes(5), &mut scratch.gpus).is_none() {
+        parse_gpu_list_into(field(5), &mut scratch.gpus).map_err(|message| fail(5, message))?;
+    }
+    let forward_port = plain_port(bytes(6))
+        .or_else(|| field(6).parse::<u16>().ok())
+        .filter(|port| ranges::PORTS.contains(port))
+        .ok_or_else(|| {
+            let (first, last) = (ranges::PORTS.start(), ranges::PORTS.end());
+            fail(6, format!("expected a port from {first} to {last}, found {}", quoted(field(6))))
+        })?;
     // `end == start` is allowed: the history marks a booking that was cancelled or missed
     // before it started that way. Active files are held to `end > start` by the checks.
     if end < start {
@@ -370,8 +507,8 @@ fn parse_fields<'a>(
         cpus,
         memory,
         forward_port,
-        image: optional_text(field(7)),
-        extra_command: optional_text(field(8)),
+        image: if bytes(7).is_empty() { None } else { optional_text(field(7)) },
+        extra_command: if bytes(8).is_empty() { None } else { optional_text(field(8)) },
     })
 }
 
@@ -394,22 +531,87 @@ struct RowScratch {
 }
 
 fn parse_cpus(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => {
-            Err(format!("expected at most {} CPUs, found {}", crate::error::number(*ranges::CPUS.end()), quoted(text)))
-        }
-        Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
-        _ => Err(format!("expected a number of CPUs above 0, found {}", quoted(text))),
+    cpus_in_range(plain_decimal(text.as_bytes()).or_else(|| text.parse::<f64>().ok()), || text)
+}
+
+/// The CPUs read (`None`: not a number) if they are a count a booking may hold; `text` is
+/// what the row says, for the message.
+fn cpus_in_range<'a>(cpus: Option<f64>, text: impl FnOnce() -> &'a str) -> Result<f64, String> {
+    match cpus {
+        Some(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => Err(format!(
+            "expected at most {} CPUs, found {}",
+            crate::error::number(*ranges::CPUS.end()),
+            quoted(text())
+        )),
+        Some(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
+        _ => Err(format!("expected a number of CPUs above 0, found {}", quoted(text()))),
     }
 }
 
-fn parse_memory(text: &str) -> Result<u32, String> {
-    // Plain digits (what the tools write) without the float parser: the history is long.
-    if (1..=9).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_digit()) {
-        let memory: u32 = text.bytes().fold(0, |value, byte| value * 10 + u32::from(byte - b'0'));
-        if memory >= 1 && f64::from(memory) <= *ranges::MEMORY_GB.end() {
-            return Ok(memory);
+/// A number written as plain digits with an optional fraction (`4`, `3.5`, `12.25`), read
+/// without the general float parser (the history is long): the digits make an exact integer
+/// and the power of ten is exact, so the one rounded division gives the nearest double to the
+/// number written, which is what `str::parse` gives. `None` for any other form.
+fn plain_decimal(bytes: &[u8]) -> Option<f64> {
+    plain_decimal_prefix(bytes).filter(|(_, length)| *length == bytes.len()).map(|(value, _)| value)
+}
+
+/// [`plain_decimal`] of the longest start of `bytes` in that form (digits, then a point and
+/// digits or not), and its length; `None` when that start has no digit or too many.
+#[inline(always)]
+fn plain_decimal_prefix(bytes: &[u8]) -> Option<(f64, usize)> {
+    const POWERS_OF_TEN: [f64; 16] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (mut value, whole) = digits_prefix(bytes, 15)?;
+    let mut length = whole;
+    let mut fraction = 0;
+    if bytes.get(whole) == Some(&b'.')
+        && let Some((decimals, count)) = digits_prefix(&bytes[whole + 1..], 15 - whole)
+    {
+        value = value * 10u64.pow(count as u32) + decimals;
+        fraction = count;
+        length += 1 + count;
+    }
+    Some((value as f64 / POWERS_OF_TEN[fraction], length))
+}
+
+/// The plain digits `bytes` starts with, as a number, and how many there are: `None` when
+/// there are none or more than `most` (at most 19).
+#[inline(always)]
+fn digits_prefix(bytes: &[u8], most: usize) -> Option<(u64, usize)> {
+    let mut value = 0;
+    let mut count = 0;
+    while let Some(digit) = bytes.get(count).map(|byte| byte.wrapping_sub(b'0')).filter(|digit| *digit < 10) {
+        value = value * 10 + u64::from(digit);
+        count += 1;
+        if count > most {
+            return None;
         }
+    }
+    (count > 0).then_some((value, count))
+}
+
+/// Up to `digits` (at most 9) plain digits as a number; `None` for any other form.
+fn plain_digits(bytes: &[u8], digits: usize) -> Option<u32> {
+    let (value, count) = digits_prefix(bytes, digits)?;
+    (count == bytes.len()).then_some(value as u32)
+}
+
+/// Memory written as plain digits (what the tools write) within the limits; `None` for
+/// anything else, which [`parse_memory`] reads.
+fn plain_memory(bytes: &[u8]) -> Option<u32> {
+    plain_digits(bytes, 9).filter(|memory| *memory >= 1 && f64::from(*memory) <= *ranges::MEMORY_GB.end())
+}
+
+/// A port written as plain digits, as `str::parse::<u16>` reads it; `None` for any other
+/// form (a sign, a leading zero too many, a number beyond 65535).
+fn plain_port(bytes: &[u8]) -> Option<u16> {
+    plain_digits(bytes, 5).and_then(|port| u16::try_from(port).ok())
+}
+
+fn parse_memory(text: &str) -> Result<u32, String> {
+    if let Some(memory) = plain_memory(text.as_bytes()) {
+        return Ok(memory);
     }
     // pandas writes an integer column as `16.0` once it has held an empty cell.
     match text.parse::<f64>() {
@@ -536,19 +738,27 @@ pub fn recent_history(lock: &ExclusiveLock) -> Result<Vec<Booking>> {
     let text = String::from_utf8_lossy(&tail);
     let text = if start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest) } else { &text };
     let positions: [usize; 9] = std::array::from_fn(|index| index);
-    let mut rows = Vec::new();
-    let mut scratch = RowScratch::default();
-    crate::store::csv_scan::for_each_record(text.as_bytes(), |record| {
-        if let Ok(fields) = record.fields()
-            && fields.get(0) != Some("start")
-            && let Ok(parsed) = parse_fields(fields, &positions, 9, &mut scratch)
-        {
-            rows.push(parsed.with(record.line(), &scratch.gpus).to_booking());
-        }
-        true
-    })
+    let mut state = (Vec::new(), RowScratch::default());
+    crate::store::csv_scan::for_each_record(
+        text.as_bytes(),
+        &mut state,
+        |(rows, scratch), unsplit| {
+            let (parsed, end) = parse_plain_row(unsplit, scratch)?;
+            rows.push(parsed.with(unsplit.line, &scratch.gpus).to_booking());
+            Some(end)
+        },
+        |(rows, scratch), record| {
+            if let Ok(fields) = record.fields()
+                && fields.get(0) != Some("start")
+                && let Ok(parsed) = parse_fields(fields, &positions, 9, scratch)
+            {
+                rows.push(parsed.with(record.line(), &scratch.gpus).to_booking());
+            }
+            true
+        },
+    )
     .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(rows)
+    Ok(state.0)
 }
 
 /// Creates any missing schedule file with its header, so an admin finds all three.
@@ -565,4 +775,132 @@ pub fn ensure_files(lock: &ExclusiveLock) -> Result<()> {
         append_history(lock, &[])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::csv_scan::Unsplit;
+    use proptest::prelude::*;
+
+    const IN_ORDER: ([usize; 9], usize) = ([0, 1, 2, 3, 4, 5, 6, 7, 8], 9);
+
+    /// `row` (one line, its line end included) read the general way: split into fields, then
+    /// parsed; and where its line ends.
+    fn read_in_general(row: &str) -> (Result<Booking, (String, String)>, usize) {
+        let mut found = None;
+        crate::store::csv_scan::for_each_record(
+            row.as_bytes(),
+            &mut found,
+            |_, _| None,
+            |found, record| {
+                let fields = record.fields().expect("UTF-8");
+                let mut scratch = RowScratch::default();
+                let parsed = parse_fields(fields, &IN_ORDER.0, IN_ORDER.1, &mut scratch);
+                *found = Some(parsed.map(|parsed| parsed.with(1, &scratch.gpus).to_booking()));
+                false
+            },
+        )
+        .unwrap();
+        (found.expect("one record"), row.find(['\n', '\r']).unwrap_or(row.len()))
+    }
+
+    /// A row close to what the tools write, each field now and then something else.
+    fn any_row() -> impl Strategy<Value = String> {
+        let time = prop_oneof![
+            4 => (0i64..40_000, 0i64..48).prop_map(|(day, slot)| format_time(
+                crate::model::examples::at("2020-01-01 00:00") + chrono::Duration::days(day) + chrono::Duration::minutes(30 * slot)
+            )),
+            1 => "[0-9 :.-]{0,21}",
+        ];
+        let user = prop_oneof![4 => "[a-z][a-z0-9_.-]{0,6}", 1 => "[A-Za-z0-9 _.\"-]{0,6}"];
+        let cpus = prop_oneof![4 => "[1-9][0-9]?(\\.[0-9]{1,2})?", 1 => "[0-9. e+-]{0,6}"];
+        let memory = prop_oneof![4 => "[1-9][0-9]{0,3}", 1 => "[0-9. ]{0,6}"];
+        let gpus = prop_oneof![
+            2 => "\\[[0-9]{1,2}\\]",
+            2 => "\"\\[[0-9]{1,2}, [0-9]{1,2}\\]\"",
+            1 => "\"?[\\[\\]0-9 ,\"]{0,9}\"?",
+        ];
+        let port = prop_oneof![4 => "1[0-9]{4}", 1 => "[0-9+ ]{0,6}"];
+        let text =
+            prop_oneof![4 => Just(String::new()), 1 => "[a-z:/ ]{1,6}", 1 => "null|None|nan|NaN", 1 => "[ a-z\"]{1,4}"];
+        (time.clone(), time, user, cpus, memory, gpus, port, text.clone(), text, "\n|\r\n|\r|,x\n").prop_map(
+            |(start, end, user, cpus, memory, gpus, port, image, extra, line_end)| {
+                format!("{start},{end},{user},{cpus},{memory},{gpus},{port},{image},{extra}{line_end}")
+            },
+        )
+    }
+
+    proptest::proptest! {
+        /// A row the quick way takes has the values the general way reads, and ends where
+        /// the general way ends it.
+        #[test]
+        fn rows_read_the_quick_way_are_those_read_in_general(row in any_row()) {
+            let mut scratch = RowScratch::default();
+            let quick = parse_plain_row(Unsplit { text: &row, start: 0, line: 1 }, &mut scratch);
+            if let Some((parsed, end)) = quick {
+                let (general, general_end) = read_in_general(&row);
+                proptest::prop_assert_eq!(Ok(parsed.with(1, &scratch.gpus).to_booking()), general, "{:?}", row);
+                proptest::prop_assert_eq!(end, general_end, "{:?}", row);
+            }
+        }
+
+        /// Every row the tools write is taken the quick way.
+        #[test]
+        fn rows_the_tools_write_are_read_the_quick_way(
+            day in 0i64..40_000,
+            slots in 1i64..100,
+            user in "[a-z][a-z0-9_.-]{0,10}",
+            hundredths in 100u32..25_600,
+            memory in 1u32..1_024,
+            gpus in proptest::collection::btree_set(0u32..64, 0..5),
+            port in 10_001u16..11_000,
+            image in proptest::option::of("[a-z]{1,8}:[a-z0-9.]{1,6}"),
+        ) {
+            let start = crate::model::examples::at("2020-01-01 00:00") + chrono::Duration::days(day);
+            let booking = Booking {
+                start,
+                end: start + chrono::Duration::minutes(30 * slots),
+                user_id: UserId::parse(&user).unwrap(),
+                cpus: f64::from(hundredths) / 100.0,
+                memory,
+                gpus: gpus.into_iter().collect(),
+                forward_port: port,
+                image,
+                extra_command: None,
+            };
+            let row = String::from_utf8(encode(std::slice::from_ref(&booking)).unwrap()).unwrap();
+            let mut scratch = RowScratch::default();
+            let quick = parse_plain_row(Unsplit { text: &row, start: 0, line: 1 }, &mut scratch);
+            let (parsed, end) = quick.expect("taken the quick way");
+            proptest::prop_assert_eq!(parsed.with(1, &scratch.gpus).to_booking(), booking);
+            proptest::prop_assert_eq!(end, row.len() - 1);
+        }
+
+        /// A number the quick reader takes is the double `str::parse` gives, to the bit; and
+        /// every count of CPUs the tools write is taken.
+        #[test]
+        fn numbers_read_quickly_are_those_str_parse_reads(
+            text in "[0-9.]{0,18}",
+            hundredths in 0u64..100_000_000,
+        ) {
+            if let Some(quick) = plain_decimal(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(quick.to_bits()), text.parse::<f64>().map(f64::to_bits), "{:?}", text);
+            }
+            let written = (hundredths as f64 / 100.0).to_string();
+            proptest::prop_assert_eq!(plain_decimal(written.as_bytes()).map(f64::to_bits), Some(written.parse::<f64>().unwrap().to_bits()));
+        }
+
+        /// A port or memory the quick readers take is the one the general reading gives.
+        #[test]
+        fn ports_and_memory_read_quickly_are_those_read_in_general(text in "[0-9+ .-]{0,11}") {
+            if let Some(port) = plain_port(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(port), text.parse::<u16>(), "{:?}", text);
+            }
+            if let Some(memory) = plain_memory(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(memory), parse_memory(&text), "{:?}", text);
+                proptest::prop_assert_eq!(text.parse::<f64>().ok(), Some(f64::from(memory)), "{:?}", text);
+            }
+        }
+    }
 }
