@@ -203,20 +203,9 @@ pub fn for_each_row_ref(
                 });
                 return columns.is_some_and(|columns| columns.is_ok());
             };
-            let Ok((positions, width, _)) = columns else { return false };
-            let line = record.line();
-            match fields {
-                Err(at) => visit(Err(FileProblem::error(
-                    &shown,
-                    Some(line),
-                    "",
-                    format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
-                ))),
-                Ok(fields) if is_blank(fields) => {}
-                Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
-                    Ok(parsed) => visit(Ok(parsed.with(line, &scratch.gpus))),
-                    Err((field, message)) => visit(Err(FileProblem::error(&shown, Some(line), field, message))),
-                },
+            let Ok(columns) = columns else { return false };
+            if let Some(row) = read_row(&shown, record, columns, scratch) {
+                visit(row);
             }
             true
         },
@@ -270,25 +259,10 @@ pub fn fold_rows<A: Send>(
             Some(end)
         },
         |(accumulator, scratch), record| {
-            let Some((positions, width, _)) = columns.get() else { return };
-            let line = record.line();
-            match record.fields() {
-                Err(at) => visit(
-                    accumulator,
-                    Err(FileProblem::error(
-                        &shown,
-                        Some(line),
-                        "",
-                        format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
-                    )),
-                ),
-                Ok(fields) if is_blank(fields) => {}
-                Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
-                    Ok(parsed) => visit(accumulator, Ok(parsed.with(line, &scratch.gpus))),
-                    Err((field, message)) => {
-                        visit(accumulator, Err(FileProblem::error(&shown, Some(line), field, message)))
-                    }
-                },
+            if let Some(columns) = columns.get()
+                && let Some(row) = read_row(&shown, record, columns, scratch)
+            {
+                visit(accumulator, row);
             }
         },
         |(accumulator, _)| merge(accumulator),
@@ -300,6 +274,30 @@ pub fn fold_rows<A: Send>(
         merge(accumulator);
     }
     Ok(())
+}
+
+/// A record after the header, split into fields the general way: its row, or the problem
+/// with it; `None` for a blank row (skipped).
+fn read_row<'a>(
+    shown: &str,
+    record: crate::store::csv_scan::Record<'a>,
+    (positions, width, _): &Columns,
+    scratch: &'a mut RowScratch,
+) -> Option<Result<RowRef<'a>, FileProblem>> {
+    let line = record.line();
+    match record.fields() {
+        Err(at) => Some(Err(FileProblem::error(
+            shown,
+            Some(line),
+            "",
+            format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
+        ))),
+        Ok(fields) if is_blank(fields) => None,
+        Ok(fields) => Some(match parse_fields(fields, positions, *width, scratch) {
+            Ok(parsed) => Ok(parsed.with(line, &scratch.gpus)),
+            Err((field, message)) => Err(FileProblem::error(shown, Some(line), field, message)),
+        }),
+    }
 }
 
 /// Reads a row written exactly as the tools write it (the columns in the header's order, each
