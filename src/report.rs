@@ -203,8 +203,9 @@ impl Report {
         let start = self.from.map_or(start, |from| start.max(from));
         let end = self.until.map_or(end, |until| end.min(until));
         let scaled = cpus * 100.0;
-        let cpu_hundredths = (scaled.round() - scaled).abs() < 1e-6 && (0.0..1e9).contains(&scaled);
-        let cpu_hundredths = cpu_hundredths.then(|| scaled.round() as u64);
+        let rounded = scaled.round();
+        let cpu_hundredths =
+            ((rounded - scaled).abs() < 1e-6 && (0.0..1e9).contains(&scaled)).then_some(rounded as u64);
         let mut month = Month::of(start);
         let end_month = Month::of(end);
         let mut piece_start = start;
@@ -274,7 +275,8 @@ fn minutes_between(from: NaiveDateTime, to: NaiveDateTime) -> i64 {
     } else {
         i64::from(to.num_days_from_ce()) - i64::from(from.num_days_from_ce())
     };
-    let seconds = i64::from(to.num_seconds_from_midnight()) - i64::from(from.num_seconds_from_midnight());
+    // The time of day's own count (the date-time's would work it out from hours and minutes).
+    let seconds = i64::from(to.time().num_seconds_from_midnight()) - i64::from(from.time().num_seconds_from_midnight());
     (days * 86_400 + seconds) / 60
 }
 
@@ -389,6 +391,56 @@ mod tests {
         let lines = report.lines();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!((lines[0].bookings, lines[0].gpu_hours, lines[0].cpu_hours), (1, 6.0, 7.5));
+    }
+
+    proptest::proptest! {
+        /// Minutes between two times are those chrono counts, whole seconds or not, across
+        /// days, months and years.
+        #[test]
+        fn minutes_between_are_those_chrono_counts(
+            from in 0i64..4_000_000_000,
+            length in -200_000_000i64..200_000_000,
+            nanoseconds in proptest::sample::select(vec![0u32, 0, 0, 1, 500_000_000, 999_999_999]),
+        ) {
+            let from = chrono::DateTime::from_timestamp(from, 0).unwrap().naive_utc();
+            let to = from + Duration::seconds(length) + Duration::nanoseconds(i64::from(nanoseconds));
+            proptest::prop_assert_eq!(minutes_between(from, to), (to - from).num_minutes());
+        }
+
+        /// Rows in any order make the same report (each user's months are kept in order,
+        /// whichever comes first).
+        #[test]
+        fn the_order_of_the_rows_does_not_change_the_report(
+            rows in proptest::collection::vec((0usize..3, 0i64..3 * 365 * 48, 0i64..2_000, 100u32..400), 0..40),
+            shuffle in proptest::collection::vec(proptest::num::usize::ANY, 40),
+        ) {
+            let users = ["ann", "bo", "cy"];
+            let mut bookings: Vec<Booking> = rows
+                .iter()
+                .map(|(user, start, length, hundredths)| {
+                    let start = examples::at("2024-01-01 00:00") + Duration::minutes(30 * start);
+                    Booking {
+                        start,
+                        end: start + Duration::minutes(*length),
+                        cpus: f64::from(*hundredths) / 100.0,
+                        ..examples::booking(users[*user], "2024-01-01 00:00", "2024-01-01 00:30", &[0])
+                    }
+                })
+                .collect();
+            // In time order, as the history is written: each month a user's last or a new one.
+            bookings.sort_by_key(|booking| booking.start);
+            let mut shuffled = bookings.clone();
+            for (index, swap) in shuffle.iter().enumerate().take(shuffled.len()) {
+                let other = swap % shuffled.len();
+                shuffled.swap(index, other);
+            }
+            let report = |bookings: &[Booking]| {
+                let mut report = Report::new(None, None);
+                bookings.iter().for_each(|booking| report.add(booking));
+                report.lines()
+            };
+            proptest::prop_assert_eq!(report(&shuffled), report(&bookings));
+        }
     }
 
     #[test]

@@ -203,20 +203,9 @@ pub fn for_each_row_ref(
                 });
                 return columns.is_some_and(|columns| columns.is_ok());
             };
-            let Ok((positions, width, _)) = columns else { return false };
-            let line = record.line();
-            match fields {
-                Err(at) => visit(Err(FileProblem::error(
-                    &shown,
-                    Some(line),
-                    "",
-                    format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
-                ))),
-                Ok(fields) if is_blank(fields) => {}
-                Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
-                    Ok(parsed) => visit(Ok(parsed.with(line, &scratch.gpus))),
-                    Err((field, message)) => visit(Err(FileProblem::error(&shown, Some(line), field, message))),
-                },
+            let Ok(columns) = columns else { return false };
+            if let Some(row) = read_row(&shown, record, columns, scratch) {
+                visit(row);
             }
             true
         },
@@ -270,25 +259,10 @@ pub fn fold_rows<A: Send>(
             Some(end)
         },
         |(accumulator, scratch), record| {
-            let Some((positions, width, _)) = columns.get() else { return };
-            let line = record.line();
-            match record.fields() {
-                Err(at) => visit(
-                    accumulator,
-                    Err(FileProblem::error(
-                        &shown,
-                        Some(line),
-                        "",
-                        format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
-                    )),
-                ),
-                Ok(fields) if is_blank(fields) => {}
-                Ok(fields) => match parse_fields(fields, positions, *width, scratch) {
-                    Ok(parsed) => visit(accumulator, Ok(parsed.with(line, &scratch.gpus))),
-                    Err((field, message)) => {
-                        visit(accumulator, Err(FileProblem::error(&shown, Some(line), field, message)))
-                    }
-                },
+            if let Some(columns) = columns.get()
+                && let Some(row) = read_row(&shown, record, columns, scratch)
+            {
+                visit(accumulator, row);
             }
         },
         |(accumulator, _)| merge(accumulator),
@@ -300,6 +274,30 @@ pub fn fold_rows<A: Send>(
         merge(accumulator);
     }
     Ok(())
+}
+
+/// A record after the header, split into fields the general way: its row, or the problem
+/// with it; `None` for a blank row (skipped).
+fn read_row<'a>(
+    shown: &str,
+    record: crate::store::csv_scan::Record<'a>,
+    (positions, width, _): &Columns,
+    scratch: &'a mut RowScratch,
+) -> Option<Result<RowRef<'a>, FileProblem>> {
+    let line = record.line();
+    match record.fields() {
+        Err(at) => Some(Err(FileProblem::error(
+            shown,
+            Some(line),
+            "",
+            format!("cannot read the row: not UTF-8 text (byte {} of the row)", at + 1),
+        ))),
+        Ok(fields) if is_blank(fields) => None,
+        Ok(fields) => Some(match parse_fields(fields, positions, *width, scratch) {
+            Ok(parsed) => Ok(parsed.with(line, &scratch.gpus)),
+            Err((field, message)) => Err(FileProblem::error(shown, Some(line), field, message)),
+        }),
+    }
 }
 
 /// Reads a row written exactly as the tools write it (the columns in the header's order, each
@@ -321,22 +319,28 @@ fn parse_plain_row<'a>(
     let mut at = unsplit.start;
     // Moves past `byte`, if it is next.
     let expect = |at: &mut usize, byte: u8| (bytes.get(*at) == Some(&byte)).then(|| *at += 1);
-    let mut time = |at: &mut usize| {
-        let time = parse_plain_time_remembering(bytes.get(*at..*at + 19)?, &mut scratch.last_date)?;
+    let mut time = |at: &mut usize, column: usize| {
+        let time = scratch.time(column, bytes.get(*at..*at + 19)?)?;
         *at += 19;
         expect(at, b',')?;
         Some(time)
     };
-    let start = time(&mut at)?;
-    let end = time(&mut at)?;
+    let start = time(&mut at, 0)?;
+    let end = time(&mut at, 1)?;
     if end < start {
         return None;
     }
     // An id is at most 64 bytes: the comma is looked for no further.
-    let user = bytes.get(at..(at + 65).min(bytes.len()))?.iter().position(|byte| *byte == b',')?;
-    let user_id = text.get(at..at + user)?;
+    let mut comma = at;
+    while *bytes.get(comma)? != b',' {
+        comma += 1;
+        if comma - at > 64 {
+            return None;
+        }
+    }
+    let user_id = text.get(at..comma)?;
     UserId::check(user_id).ok()?;
-    at += user + 1;
+    at = comma + 1;
     let (cpus, length) = plain_decimal_prefix(&bytes[at..])?;
     let cpus = cpus_in_range(Some(cpus), || "").ok()?;
     at += length;
@@ -466,11 +470,11 @@ fn parse_fields<'a>(
     let bytes = |index: usize| record.bytes(columns[index]).unwrap_or_default();
     let fail = |index: usize, message: String| (COLUMNS[index].to_string(), message);
 
-    let start = match parse_plain_time_remembering(bytes(0), &mut scratch.last_date) {
+    let start = match scratch.time(0, bytes(0)) {
         Some(time) => time,
         None => parse_time(field(0)).map_err(|message| fail(0, message))?,
     };
-    let end = match parse_plain_time_remembering(bytes(1), &mut scratch.last_date) {
+    let end = match scratch.time(1, bytes(1)) {
         Some(time) => time,
         None => parse_time(field(1)).map_err(|message| fail(1, message))?,
     };
@@ -523,11 +527,32 @@ fn trim(text: &str) -> &str {
     }
 }
 
-/// What reading rows one after another reuses: the GPU ids' buffer and the last date read.
+/// What reading rows one after another reuses: the GPU ids' buffer, the last date read, and
+/// the last start and end read (as written, and as read).
 #[derive(Debug, Default)]
 struct RowScratch {
     gpus: Vec<u32>,
     last_date: Option<([u8; 10], chrono::NaiveDate)>,
+    last_times: [Option<([u8; 19], NaiveDateTime)>; 2],
+}
+
+impl RowScratch {
+    /// The time `bytes` write in the start (`column` 0) or end (1) column, if written as the
+    /// tools write it: rows in a row often share one (the monitor appends the bookings that
+    /// ended in one pass together, and bookings start and end on the half hour), and then it is
+    /// not read again.
+    #[inline]
+    fn time(&mut self, column: usize, bytes: &[u8]) -> Option<NaiveDateTime> {
+        let written: &[u8; 19] = bytes.try_into().ok()?;
+        if let Some((known, time)) = &self.last_times[column]
+            && known == written
+        {
+            return Some(*time);
+        }
+        let time = parse_plain_time_remembering(written, &mut self.last_date)?;
+        self.last_times[column] = Some((*written, time));
+        Some(time)
+    }
 }
 
 fn parse_cpus(text: &str) -> Result<f64, String> {
@@ -536,15 +561,22 @@ fn parse_cpus(text: &str) -> Result<f64, String> {
 
 /// The CPUs read (`None`: not a number) if they are a count a booking may hold; `text` is
 /// what the row says, for the message.
+#[inline]
 fn cpus_in_range<'a>(cpus: Option<f64>, text: impl FnOnce() -> &'a str) -> Result<f64, String> {
     match cpus {
-        Some(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => Err(format!(
-            "expected at most {} CPUs, found {}",
-            crate::error::number(*ranges::CPUS.end()),
-            quoted(text())
-        )),
-        Some(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
-        _ => Err(format!("expected a number of CPUs above 0, found {}", quoted(text()))),
+        Some(cpus) if cpus.is_finite() && cpus > 0.0 && cpus <= *ranges::CPUS.end() => Ok(cpus),
+        _ => Err(cpus_problem(cpus, text())),
+    }
+}
+
+/// What is wrong with the CPUs `text` gives (read as `cpus`), for [`cpus_in_range`].
+#[cold]
+fn cpus_problem(cpus: Option<f64>, text: &str) -> String {
+    match cpus {
+        Some(cpus) if cpus.is_finite() && cpus > *ranges::CPUS.end() => {
+            format!("expected at most {} CPUs, found {}", crate::error::number(*ranges::CPUS.end()), quoted(text))
+        }
+        _ => format!("expected a number of CPUs above 0, found {}", quoted(text)),
     }
 }
 
@@ -580,15 +612,17 @@ fn plain_decimal_prefix(bytes: &[u8]) -> Option<(f64, usize)> {
 #[inline(always)]
 fn digits_prefix(bytes: &[u8], most: usize) -> Option<(u64, usize)> {
     let mut value = 0;
-    let mut count = 0;
-    while let Some(digit) = bytes.get(count).map(|byte| byte.wrapping_sub(b'0')).filter(|digit| *digit < 10) {
-        value = value * 10 + u64::from(digit);
-        count += 1;
-        if count > most {
+    for (count, byte) in bytes.iter().enumerate() {
+        let digit = byte.wrapping_sub(b'0');
+        if digit >= 10 {
+            return (count > 0).then_some((value, count));
+        }
+        if count == most {
             return None;
         }
+        value = value * 10 + u64::from(digit);
     }
-    (count > 0).then_some((value, count))
+    (!bytes.is_empty()).then_some((value, bytes.len()))
 }
 
 /// Up to `digits` (at most 9) plain digits as a number; `None` for any other form.
@@ -599,6 +633,7 @@ fn plain_digits(bytes: &[u8], digits: usize) -> Option<u32> {
 
 /// Memory written as plain digits (what the tools write) within the limits; `None` for
 /// anything else, which [`parse_memory`] reads.
+#[inline]
 fn plain_memory(bytes: &[u8]) -> Option<u32> {
     plain_digits(bytes, 9).filter(|memory| *memory >= 1 && f64::from(*memory) <= *ranges::MEMORY_GB.end())
 }
