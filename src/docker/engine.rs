@@ -164,6 +164,28 @@ impl Engine {
         Ok(Some(chosen))
     }
 
+    /// Starts a container just created on the network `network_name`. The engine finds a
+    /// container's network by name when it starts it, so a start in the instant between a
+    /// concurrent creation of a duplicate network and its removal (see
+    /// [`Engine::network_id`]) fails as "ambiguous": the duplicate is removed here and the
+    /// start tried again.
+    async fn start_created(&self, name: &str, network_name: &str) -> Result<()> {
+        const TRIES: u64 = 4;
+        for attempt in 1..=TRIES {
+            match self.docker.start_container(name, None::<StartContainerOptions>).await {
+                Ok(()) => return Ok(()),
+                Err(DockerError::DockerResponseServerError { message, .. })
+                    if attempt < TRIES && message.contains("ambiguous") =>
+                {
+                    self.network_id(network_name).await?;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => return Err(error).with_context(|| format!("cannot start container {name}")),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
     /// Copies a tar archive (rooted at `/`) into a container, streamed from the file.
     async fn upload_file(&self, name: &str, archive: &Path) -> Result<()> {
         use std::io::Read;
@@ -333,7 +355,8 @@ impl Containers for Engine {
     ) -> Result<Started> {
         self.ensure_image(&spec.image, progress).await?;
         // By id: a name another monitor is creating at this moment could be ambiguous.
-        let network = self.ensure_network(&spec.network).await?;
+        let network_name = spec.network.clone();
+        let network = self.ensure_network(&network_name).await?;
         let spec = &ContainerSpec { network, ..spec.clone() };
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         let mut layer_not_limited = None;
@@ -371,10 +394,7 @@ impl Containers for Engine {
                 .upload_to_container(&spec.name, Some(upload), bollard::body_full(archive.into()))
                 .await
                 .with_context(|| format!("cannot write the setup files into container {}", spec.name))?;
-            self.docker
-                .start_container(&spec.name, None::<StartContainerOptions>)
-                .await
-                .with_context(|| format!("cannot start container {}", spec.name))?;
+            self.start_created(&spec.name, &network_name).await?;
             Ok(restore_problem)
         }
         .await;

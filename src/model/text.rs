@@ -91,9 +91,15 @@ fn four_digits(bytes: &[u8]) -> Option<u32> {
 }
 
 pub fn format_time(time: NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
-    // Written digit by digit: `format!` costs more than the rest of `book list --json`.
     let mut text = String::with_capacity(19);
+    push_time(&mut text, time);
+    text
+}
+
+/// Appends `time` as [`format_time`] writes it, digit by digit: `format!` costs more than the
+/// rest of `book list --json`, and a file of bookings is written without a string per time.
+pub fn push_time(text: &mut String, time: NaiveDateTime) {
+    use chrono::{Datelike, Timelike};
     let mut push = |value: u32, width: u32, separator: Option<char>| {
         for place in (0..width).rev() {
             let digit = value / 10u32.pow(place) % 10;
@@ -109,7 +115,6 @@ pub fn format_time(time: NaiveDateTime) -> String {
     push(time.hour(), 2, Some(':'));
     push(time.minute(), 2, Some(':'));
     push(time.second(), 2, None);
-    text
 }
 
 /// `YYYY-MM-DD HH:MM`, the form `--json` and messages use.
@@ -229,8 +234,22 @@ pub(crate) fn parse_plain_gpu_list_prefix(bytes: &[u8], gpus: &mut Vec<u32>) -> 
 }
 
 pub fn format_gpu_list(gpus: &[u32]) -> String {
-    let ids: Vec<String> = gpus.iter().map(u32::to_string).collect();
-    format!("[{}]", ids.join(", "))
+    let mut text = String::with_capacity(2 + 4 * gpus.len());
+    push_gpu_list(&mut text, gpus);
+    text
+}
+
+/// Appends `gpus` as [`format_gpu_list`] writes them.
+pub fn push_gpu_list(text: &mut String, gpus: &[u32]) {
+    use std::fmt::Write as _;
+    text.push('[');
+    for (index, gpu) in gpus.iter().enumerate() {
+        if index > 0 {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "{gpu}");
+    }
+    text.push(']');
 }
 
 #[cfg(test)]

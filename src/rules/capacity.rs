@@ -286,6 +286,7 @@ fn gpu_holders(overlapping: &[&Booking]) -> Vec<(UserId, NaiveDateTime, NaiveDat
     holders
 }
 
+/// The GPUs no overlapping booking holds, in ascending order.
 fn free_gpus(overlapping: &[&Booking], host_gpus: u32) -> Vec<u32> {
     (0..host_gpus).filter(|gpu| !overlapping.iter().any(|booking| booking.gpus.contains(gpu))).collect()
 }
@@ -295,17 +296,18 @@ fn free_gpus(overlapping: &[&Booking], host_gpus: u32) -> Vec<u32> {
 fn choose_gpus(free: &[u32], count: u32, active: &[Booking], start: NaiveDateTime, end: NaiveDateTime) -> Vec<u32> {
     let around_start = start - Duration::days(1);
     let around_end = end + Duration::days(1);
-    let mut ranked: Vec<(i64, u32)> = free
-        .iter()
-        .map(|gpu| {
-            let booked_minutes: i64 = active
-                .iter()
-                .filter(|booking| booking.gpus.contains(gpu) && booking.overlaps(around_start, around_end))
-                .map(|booking| (booking.end.min(around_end) - booking.start.max(around_start)).num_minutes())
-                .sum();
-            (booked_minutes, *gpu)
-        })
-        .collect();
+    // One pass over the bookings (not one per free GPU): each adds its minutes near the
+    // window to the free GPUs it holds. `free` is in ascending order (see `free_gpus`).
+    let mut booked_minutes = vec![0i64; free.len()];
+    for booking in active.iter().filter(|booking| booking.overlaps(around_start, around_end)) {
+        let minutes = (booking.end.min(around_end) - booking.start.max(around_start)).num_minutes();
+        for gpu in &booking.gpus {
+            if let Ok(index) = free.binary_search(gpu) {
+                booked_minutes[index] += minutes;
+            }
+        }
+    }
+    let mut ranked: Vec<(i64, u32)> = booked_minutes.into_iter().zip(free.iter().copied()).collect();
     ranked.sort();
     let mut chosen: Vec<u32> = ranked.into_iter().take(count as usize).map(|(_, gpu)| gpu).collect();
     chosen.sort_unstable();

@@ -453,6 +453,9 @@ fn read_blocks(
         // Add a block after what the last one left over (grown as needed, never zero-filled
         // ahead: most schedule files are far smaller than a block).
         let wanted = block.max(buffer.len()).max(4);
+        // Room for the whole block first: `read_to_end` into a full buffer probes with tiny
+        // reads before it grows it (a dozen system calls for a 60 KB `booking.csv`).
+        buffer.reserve(wanted);
         let read = (&mut reader).take(wanted as u64).read_to_end(&mut buffer)?;
         at_eof = read < wanted;
         let mut position = 0;
