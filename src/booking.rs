@@ -186,30 +186,95 @@ fn earliest_window(active: &[Booking], host: &Host, new: &NewBooking, port: u16,
 /// window that fits the same request — and books that one at once when `take_earliest`.
 /// Checked under the lock against the schedule as it is now; a booking that starts in the
 /// current slot asks the monitor to run at once.
+///
+/// The schedule is read first under the shared lock, beside every other reader, and under
+/// the exclusive lock only what changed meanwhile is read again (see
+/// [`schedule::KnownFile`]): the exclusive lock, which every other writer waits for, is held
+/// for little more than the write.
 pub fn book_or_offer(lab: &Lab, new: &NewBooking, take_earliest: bool) -> Result<Outcome> {
+    let known = {
+        let reading = lab.read()?;
+        let lock = reading.lock();
+        (schedule::KnownFile::read(lock, ActiveFile::Booking), schedule::KnownFile::read(lock, ActiveFile::Using))
+    };
     let writing = lab.write()?;
-    let outcome = match book_under(&writing, new)? {
+    // The configuration's problems first, as every command reports them.
+    let config = writing.config()?;
+    let active = Active::read(&writing, known)?;
+    let outcome = match book_under(&writing, &config, &active, new)? {
         Outcome::NoCapacity(NoCapacity { earliest: Some(window), .. }) if take_earliest => {
-            book_under(&writing, &NewBooking { start: window.start, end: window.end, ..new.clone() })?
+            book_under(&writing, &config, &active, &NewBooking { start: window.start, end: window.end, ..new.clone() })?
         }
         outcome => outcome,
     };
+    if let Outcome::Booked { booking, .. } = &outcome {
+        active.write_adding(&writing, booking)?;
+    }
     Ok(outcome)
 }
 
-fn book_under(writing: &Writing, new: &NewBooking) -> Result<Outcome> {
+/// The active bookings, running first, as one list (the rules take them so, without a copy
+/// of each), and how `booking.csv` is to be written back.
+struct Active {
+    bookings: Vec<Booking>,
+    running: usize,
+    layout: Option<schedule::KnownLayout>,
+}
+
+impl Active {
+    /// Both files as they are now: `known` brought up to date where it could be read before,
+    /// each file read in full otherwise (in the order, and with the errors, of every reader).
+    fn read(writing: &Writing, known: (Option<schedule::KnownFile>, Option<schedule::KnownFile>)) -> Result<Active> {
+        let lock = writing.lock();
+        let refreshed = |file: Option<schedule::KnownFile>| file.and_then(|file| file.refresh(lock));
+        let (booked, layout) = match refreshed(known.0) {
+            Some(file) => {
+                let (rows, layout) = file.into_parts();
+                (rows, Some(layout))
+            }
+            None => (schedule::read(lock, ActiveFile::Booking)?, None),
+        };
+        let mut bookings = match refreshed(known.1) {
+            Some(file) => file.into_parts().0,
+            None => schedule::read(lock, ActiveFile::Using)?,
+        };
+        let running = bookings.len();
+        bookings.extend(booked);
+        Ok(Active { bookings, running, layout })
+    }
+
+    /// Writes `booking.csv` with `booking` added.
+    fn write_adding(self, writing: &Writing, booking: &Booking) -> Result<()> {
+        let lock = writing.lock();
+        let booked = &self.bookings[self.running..];
+        schedule::ensure_files(lock)?;
+        // The request first: if it cannot be written (a swapped file is refused), nothing is
+        // booked; a request without its booking only costs the monitor an idle pass.
+        if booking.start <= floor_to_slot(writing.now()?) {
+            monitor_exec::append(lock, &MonitorRequest::Now)?;
+        }
+        match self.layout {
+            Some(layout) => layout.write_adding(lock, booked, booking),
+            None => {
+                let mut booked = booked.to_vec();
+                booked.push(booking.clone());
+                booked.sort_by(schedule::schedule_order);
+                schedule::write(lock, ActiveFile::Booking, &booked)
+            }
+        }
+    }
+}
+
+/// Decides `new` against the active bookings: the booking it would be, or the refusal with
+/// the earliest window that fits.
+fn book_under(writing: &Writing, config: &Config, active: &Active, new: &NewBooking) -> Result<Outcome> {
     let now = writing.now()?;
-    let lock = writing.lock();
-    let config = writing.config()?;
-    let mut booked = schedule::read(lock, ActiveFile::Booking)?;
-    let running = schedule::read(lock, ActiveFile::Using)?;
-    let port = check_request(&config, new, now)?;
-    let active: Vec<Booking> = running.iter().chain(&booked).cloned().collect();
-    let host = host_of(&config);
-    let gpus = match capacity::place(&active, &host, &new.request(port)) {
+    let port = check_request(config, new, now)?;
+    let host = host_of(config);
+    let gpus = match capacity::place(&active.bookings, &host, &new.request(port)) {
         Ok(gpus) => gpus,
         Err(shortage) => {
-            let earliest = earliest_window(&active, &host, new, port, now);
+            let earliest = earliest_window(&active.bookings, &host, new, port, now);
             return Ok(Outcome::NoCapacity(NoCapacity { shortage, earliest }));
         }
     };
@@ -224,15 +289,6 @@ fn book_under(writing: &Writing, new: &NewBooking) -> Result<Outcome> {
         image: new.image.clone(),
         extra_command: new.extra_command.clone().filter(|command| !command.trim().is_empty()),
     };
-    booked.push(booking.clone());
-    booked.sort_by(|left, right| left.start.cmp(&right.start).then_with(|| left.user_id.cmp(&right.user_id)));
-    schedule::ensure_files(lock)?;
-    // The request first: if it cannot be written (a swapped file is refused), nothing is
-    // booked; a request without its booking only costs the monitor an idle pass.
-    if booking.start <= floor_to_slot(now) {
-        monitor_exec::append(lock, &MonitorRequest::Now)?;
-    }
-    schedule::write(lock, ActiveFile::Booking, &booked)?;
     Ok(Outcome::Booked { booking, default_image: config.deploy.default_image().to_string() })
 }
 

@@ -29,6 +29,10 @@ use crate::store::lock::{ExclusiveLock, LockHeld};
 use crate::store::root::Root;
 use crate::store::state_folder;
 
+mod known;
+
+pub use known::{KnownFile, KnownLayout};
+
 pub const COLUMNS: [&str; 9] =
     ["start", "end", "user_id", "cpus", "memory", "gpus", "forward_port", "image", "extra_command"];
 
@@ -48,6 +52,11 @@ impl ActiveFile {
             ActiveFile::Using => "using.csv",
         })
     }
+}
+
+/// The order of the rows of `booking.csv`: by start, then by user.
+pub fn schedule_order(left: &Booking, right: &Booking) -> std::cmp::Ordering {
+    left.start.cmp(&right.start).then_with(|| left.user_id.cmp(&right.user_id))
 }
 
 pub fn history_path(root: &Root) -> PathBuf {
@@ -169,11 +178,21 @@ pub fn for_each_row_ref(
     let Some(file) = state_folder::read(path).with_context(|| format!("cannot read {shown}"))? else {
         return Ok(());
     };
+    rows_in(&shown, file, visit).with_context(|| format!("cannot read {shown}"))
+}
+
+/// The rows of a schedule file's text, read from `reader` (see [`for_each_row_ref`]);
+/// `shown` names the file in problems.
+fn rows_in(
+    shown: &str,
+    reader: impl std::io::Read,
+    visit: impl FnMut(Result<RowRef<'_>, FileProblem>),
+) -> std::io::Result<()> {
     // What the header says; `None` until it is read, `Err` when it is bad.
     let columns: Option<Result<Columns, ()>> = None;
     let mut state = (columns, RowScratch::default(), visit);
     crate::store::csv_scan::for_each_record(
-        file,
+        reader,
         &mut state,
         |(columns, scratch, visit), unsplit| {
             let Some(Ok((_, _, true))) = columns else { return None };
@@ -188,7 +207,7 @@ pub fn for_each_row_ref(
                     Ok(header) => header,
                     Err(at) => {
                         let message = format!("cannot read the header: not UTF-8 text (byte {} of the line)", at + 1);
-                        visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+                        visit(Err(FileProblem::error(shown, Some(record.line()), "", message)));
                         return false;
                     }
                 };
@@ -198,20 +217,19 @@ pub fn for_each_row_ref(
                 *columns = Some(match column_positions(header) {
                     Ok(positions) => Ok((positions, header.len(), in_file_order(&positions, header.len()))),
                     Err(message) => {
-                        visit(Err(FileProblem::error(&shown, Some(record.line()), "", message)));
+                        visit(Err(FileProblem::error(shown, Some(record.line()), "", message)));
                         Err(())
                     }
                 });
                 return columns.is_some_and(|columns| columns.is_ok());
             };
             let Ok(columns) = columns else { return false };
-            if let Some(row) = read_row(&shown, record, columns, scratch) {
+            if let Some(row) = read_row(shown, record, columns, scratch) {
                 visit(row);
             }
             true
         },
     )
-    .with_context(|| format!("cannot read {shown}"))
 }
 
 /// Reads a schedule file on every core (the history may hold millions of rows): each row, or
@@ -678,33 +696,38 @@ fn header_line() -> String {
 /// straight into one buffer: `book new` rewrites the whole of `booking.csv` while every
 /// other writer waits for the lock, so each row costs no allocation.
 fn encode(bookings: &[Booking]) -> Result<Vec<u8>> {
-    use std::fmt::Write as _;
     let mut text = String::with_capacity(bookings.len() * 72);
     for booking in bookings {
-        push_time(&mut text, booking.start);
-        text.push(',');
-        push_time(&mut text, booking.end);
-        text.push(',');
-        push_field(&mut text, booking.user_id.as_str());
-        text.push(',');
-        push_number(&mut text, booking.cpus);
-        let _ = write!(text, ",{},", booking.memory);
-        // Two ids or more hold ", ", so the list is quoted (as the csv crate would).
-        let quoted = booking.gpus.len() > 1;
-        if quoted {
-            text.push('"');
-        }
-        push_gpu_list(&mut text, &booking.gpus);
-        if quoted {
-            text.push('"');
-        }
-        let _ = write!(text, ",{},", booking.forward_port);
-        push_field(&mut text, booking.image.as_deref().unwrap_or(""));
-        text.push(',');
-        push_field(&mut text, booking.extra_command.as_deref().unwrap_or(""));
-        text.push('\n');
+        encode_row(&mut text, booking);
     }
     Ok(text.into_bytes())
+}
+
+/// Appends one row (its line end included) as [`encode`] writes it.
+fn encode_row(text: &mut String, booking: &Booking) {
+    use std::fmt::Write as _;
+    push_time(text, booking.start);
+    text.push(',');
+    push_time(text, booking.end);
+    text.push(',');
+    push_field(text, booking.user_id.as_str());
+    text.push(',');
+    push_number(text, booking.cpus);
+    let _ = write!(text, ",{},", booking.memory);
+    // Two ids or more hold ", ", so the list is quoted (as the csv crate would).
+    let quoted = booking.gpus.len() > 1;
+    if quoted {
+        text.push('"');
+    }
+    push_gpu_list(text, &booking.gpus);
+    if quoted {
+        text.push('"');
+    }
+    let _ = write!(text, ",{},", booking.forward_port);
+    push_field(text, booking.image.as_deref().unwrap_or(""));
+    text.push(',');
+    push_field(text, booking.extra_command.as_deref().unwrap_or(""));
+    text.push('\n');
 }
 
 /// One CSV field, quoted when it must be.
