@@ -380,11 +380,6 @@ pub fn cancel_under(writing: &Writing, user: &UserId, start: Option<NaiveDateTim
     }
 }
 
-/// How `book extend --end` is read: counted from the booking's current end, and here allowed
-/// up to 28 days after it, so that a booking's own length limit (checked next, against its
-/// start) is the one a student is told about.
-const EXTEND_INPUT: Horizon = Horizon { start_within_days: 14, length_within_days: 28 };
-
 /// Moves the end of one of the user's bookings (the one starting at `start`, or the only one):
 /// later is checked for capacity with the same GPU ids; earlier is always allowed, but not
 /// into the past. A relative `end` (`2-hour`) counts from the booking's current end.
@@ -401,7 +396,9 @@ pub fn extend(lab: &Lab, user: &UserId, start: Option<&str>, end: &str) -> Resul
     };
     // Without one booking to count from, `select` below explains what is missing.
     let base = current.map_or(now, |(_, booking)| booking.end);
-    let new_end = time_input::parse_end(end, base, EXTEND_INPUT).map_err(UsageError)?;
+    // Checked against the booking's start below, so an earlier end shortens it and the
+    // booking's own length limit is the one a student is told about.
+    let new_end = time_input::resolve_end(end, base).map_err(UsageError)?;
     let (booking_state, chosen) = select(&mine, user, start)?.clone();
     time_input::check_end(chosen.start, new_end, state.horizon()).map_err(UsageError)?;
     if new_end <= floor_to_slot(now) {

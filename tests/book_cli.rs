@@ -815,6 +815,13 @@ fn extend_moves_the_end_and_keeps_the_gpus() {
     lab.book_as("alice", &["extend", "--end", "2-hour"]).expect(0, "two more hours");
     assert_eq!(alice()["end"], "2026-11-24 16:00:00");
     assert_eq!(alice()["gpus"], "[2]");
+
+    // An earlier end shortens the booking; one at or before its start is refused.
+    lab.book_as("alice", &["extend", "--end", "2026 11 24 11 00"]).expect(0, "shortened to 11:00");
+    assert_eq!(alice()["end"], "2026-11-24 11:00:00");
+    lab.book_as("alice", &["extend", "--end", "2026 11 24 09 00"])
+        .expect_no_change(2, "an end at the start")
+        .says(&["2026-11-24 09:00", "not after the start"]);
 }
 
 #[test]

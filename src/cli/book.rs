@@ -45,9 +45,10 @@ pub enum Command {
         #[arg(long, value_name = "SPEC")]
         start: Option<String>,
     },
-    /// Move the end of a booking (checked for capacity, same GPUs)
+    /// Move the end of a booking: later if the same GPUs stay free, or earlier
     Extend {
-        /// The new end: `YYYY MM DD hh mm`, or `N-hour`/`N-day` counted from the current end
+        /// The new end: `YYYY MM DD hh mm` (before the current end shortens the booking), or
+        /// `N-hour`/`N-day` counted from the current end
         #[arg(long, value_name = "SPEC")]
         end: String,
         /// Which booking, by its start (needed when you hold several)

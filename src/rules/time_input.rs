@@ -120,15 +120,20 @@ pub fn parse_existing_start(text: &str, now: NaiveDateTime) -> Result<NaiveDateT
 
 /// The end a student asked for: relative forms count from `start`.
 pub fn parse_end(text: &str, start: NaiveDateTime, horizon: Horizon) -> Result<NaiveDateTime, String> {
-    let end = match parse_spec(text)? {
-        Spec::Now => {
-            return Err("an end cannot be `now`; type e.g. 2-day or 2026 11 24 18 00".into());
-        }
-        Spec::After(length) => start + length,
-        Spec::At(time) => time,
-    };
+    let end = resolve_end(text, start)?;
     check_end(start, end, horizon)?;
     Ok(end)
+}
+
+/// The moment an end typed as `text` means: a length (`2-hour`) counts from `base`, a time is
+/// itself. Not checked against anything: `book extend` counts from a booking's current end
+/// but checks the new end against its start (an earlier end shortens the booking).
+pub fn resolve_end(text: &str, base: NaiveDateTime) -> Result<NaiveDateTime, String> {
+    match parse_spec(text)? {
+        Spec::Now => Err("an end cannot be `now`; type e.g. 2-day or 2026 11 24 18 00".into()),
+        Spec::After(length) => Ok(base + length),
+        Spec::At(time) => Ok(time),
+    }
 }
 
 /// A booking length typed as `N-day`, `N-hour`, `1-week 2-day` (for `book free`).
