@@ -163,6 +163,28 @@ fn the_dry_run_lists_the_warnings_and_mails_a_pass_would_give() {
     assert!(dry.stdout.contains("no mail: host_deploy.yaml has no mail settings"), "{dry}");
 }
 
+/// A record of what was told that cannot be read: the dry run still shows the plan, and says
+/// what the pass would: a warning, the banners, and no terminal warning or mail.
+#[test]
+fn the_dry_run_with_an_unreadable_record_says_what_the_pass_would() {
+    let lab = lab_with_mail(&mail_settings(2525));
+    lab.book_as("alice", &["options", "--email", "alice@lab.test"]).expect(0, "alice's address");
+    let (alice, bob) = (lab.port_of("alice"), lab.port_of("bob"));
+    lab.write(USING, &format!("{HEADER}2026-11-23 10:00:00,2026-11-23 12:00:00,alice,2,4,[],{alice},,\n"));
+    lab.write(BOOKING, &format!("{HEADER}2026-11-23 11:00:00,2026-11-23 15:00:00,bob,2,4,[],{bob},,\n"));
+    lab.write("jobs/notices.csv", "user_id,start,end,event,outcome,attempts,at\nalice,yesterday,,,,,\n");
+    let before = lab.snapshot();
+    let dry = lab.command("monitor", &["--dry-run"]).expect(0, "monitor --dry-run with a damaged notices.csv");
+    let out = &dry.stdout;
+    assert!(out.contains("would start bob"), "the plan is shown:\n{out}");
+    assert!(out.contains("would warn (NoticeWarning): jobs/notices.csv:2"), "{out}");
+    assert!(out.contains("no warning or mail is given until it is fixed"), "{out}");
+    assert!(out.contains("would write alice's login banner (ends 2026-11-23 12:00)"), "{out}");
+    assert!(!out.contains("would warn every open terminal"), "{out}");
+    assert!(!out.contains("would mail"), "{out}");
+    lab.assert_unchanged(&before, "a dry run");
+}
+
 #[test]
 fn extending_a_running_booking_asks_for_a_pass() {
     let lab = lab_with_mail("");

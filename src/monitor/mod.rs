@@ -210,11 +210,8 @@ fn notify_due(
     match told {
         Ok(told) => notify::due(root, state, plan, started, refused, told, now),
         Err(error) => {
-            log.warning("NoticeWarning", &format!("{error:#}; no warning or mail is given until it is fixed"));
-            let mut due = notify::due(root, state, plan, started, refused, &[], now);
-            due.mails.clear();
-            due.containers.iter_mut().for_each(|notice| notice.warning = None);
-            due
+            log.warning("NoticeWarning", &notify::unreadable_record(error));
+            notify::due(root, state, plan, started, refused, &[], now).banners_only()
         }
     }
 }

@@ -405,6 +405,21 @@ pub struct Due {
     pub mails: Vec<MailNotice>,
 }
 
+impl Due {
+    /// Only the login banners: what a pass gives when it cannot read what it told before (a
+    /// warning or mail could then be given twice, or never stop).
+    pub fn banners_only(mut self) -> Due {
+        self.mails.clear();
+        self.containers.iter_mut().for_each(|notice| notice.warning = None);
+        self
+    }
+}
+
+/// The warning a pass logs when `jobs/notices.csv` cannot be read.
+pub fn unreadable_record(error: &anyhow::Error) -> String {
+    format!("{error:#}; no warning or mail is given until it is fixed")
+}
+
 /// What the pass is to tell, from the plan, what it achieved and what was told before.
 /// `running` holds the bookings whose containers run after this pass; `started` those that
 /// started in it; `refused` those whose start was refused.
@@ -619,17 +634,24 @@ pub fn record(root: &Root, told: &[Notice], log: &mut MonitorLog) {
 pub fn dry_run_lines(root: &Root, now: NaiveDateTime) -> Result<Vec<String>> {
     let (state, told) = {
         let lock = crate::store::lock::SharedLock::acquire(root)?;
-        (State::load(&lock)?, notices::read(&lock)?)
+        (State::load(&lock)?, notices::read(&lock))
     };
     let plan = super::plan::plan(now, &state.booked, &state.running);
     Ok(dry_run(root, &state, &plan, &told, now))
 }
 
 /// What `monitor --dry-run` lists: the banners, warnings and mails a pass at `now` would give,
-/// taking every start as successful.
-pub fn dry_run(root: &Root, state: &State, plan: &Plan, told: &[Notice], now: NaiveDateTime) -> Vec<String> {
-    let due = due(root, state, plan, &plan.starting, &[], told, now);
+/// taking every start as successful — with a record of what was told that cannot be read, the
+/// warning the pass would log and only the banners, as the pass does.
+pub fn dry_run(root: &Root, state: &State, plan: &Plan, told: &Result<Vec<Notice>>, now: NaiveDateTime) -> Vec<String> {
     let mut lines = Vec::new();
+    let due = match told {
+        Ok(told) => due(root, state, plan, &plan.starting, &[], told, now),
+        Err(error) => {
+            lines.push(format!("would warn (NoticeWarning): {}", unreadable_record(error)));
+            due(root, state, plan, &plan.starting, &[], &[], now).banners_only()
+        }
+    };
     for notice in &due.containers {
         lines.push(format!(
             "would write {}'s login banner (ends {})",
