@@ -94,6 +94,33 @@ fn find_program(name: &str) -> Option<PathBuf> {
         })
 }
 
+/// The home folder of this machine's `booking` account, if it has one.
+fn booking_home() -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    let entry = passwd.lines().find(|line| line.starts_with("booking:"))?;
+    entry.split(':').nth(5).map(str::to_string)
+}
+
+/// Whether a `booking` account's home is the root of an earlier run of this test (killed
+/// before it removed the account), not a deployment's.
+fn made_by_this_test(home: &str) -> bool {
+    Path::new(home).starts_with(std::env::temp_dir())
+        && Path::new(home).components().any(|part| part.as_os_str().to_string_lossy().starts_with("gpu-booking-e2e-"))
+}
+
+/// The `booking` account the setup script made for the test, removed (with its group) when
+/// dropped, so that the machine is left as it was.
+struct RemoveBookingAccount;
+
+impl Drop for RemoveBookingAccount {
+    fn drop(&mut self) {
+        if booking_home().is_some_and(|home| made_by_this_test(&home)) {
+            let _ = Command::new("userdel").arg("booking").stderr(Stdio::null()).status();
+            let _ = Command::new("groupdel").arg("booking").stderr(Stdio::null()).status();
+        }
+    }
+}
+
 struct Tools {
     sshd: PathBuf,
     ssh: PathBuf,
@@ -110,6 +137,13 @@ fn tools() -> Option<Tools> {
         unavailable(
             "not running as root (the test creates the `booking` account and chowns the root, as the README's install does)",
         );
+        return None;
+    }
+    if let Some(home) = booking_home().filter(|home| !made_by_this_test(home)) {
+        unavailable(&format!(
+            "this machine has an account `booking` (home {home}), as a deployed gpu-booking has: the test would \
+             point it at a temporary root; run the tests on a machine without one"
+        ));
         return None;
     }
     if !images::engine_or_skip(TEST) {
@@ -354,6 +388,7 @@ fn rows_of(root: &Path, file: &str, user: &str) -> Vec<String> {
 struct Server {
     // Dropped first: the folders the setup script mounted nosuid,nodev go before the files.
     _volume_mounts: UnmountOnDrop,
+    _account: RemoveBookingAccount,
     base: tempfile::TempDir,
     bin: PathBuf,
     root: PathBuf,
@@ -434,6 +469,8 @@ fn install(tools: &Tools, journal: &mut Journal, prefix: &str) -> Option<Server>
 
     journal
         .step("the `booking` account and the owners of the root: systemd/setup-booking-account, as the README runs it");
+    // Removed again however the test ends, from here on.
+    let account = RemoveBookingAccount;
     let script = repo.join("systemd/setup-booking-account");
     let mut setup = Command::new(&script);
     setup.arg(&root).arg(bin.join("book"));
@@ -539,6 +576,7 @@ fn install(tools: &Tools, journal: &mut Journal, prefix: &str) -> Option<Server>
     let _volume_mounts = UnmountOnDrop(vec![root.join("volumes/work"), root.join("volumes/backup")]);
     Some(Server {
         _volume_mounts,
+        _account: account,
         base,
         bin,
         root,
