@@ -636,7 +636,19 @@ fn active_rows(count: usize) -> (String, String, NaiveDateTime) {
         let rows = if start <= now { &mut running } else { &mut booked };
         let _ = writeln!(rows, "{},{},u{user},{cpus},{memory},{gpus},{},,", stamp(start), stamp(end), 10_001 + user);
     }
-    (running, booked, first_start)
+    (running, in_booking_order(&booked), first_start)
+}
+
+/// The rows by start, then user id, as `book` and the monitor keep `booking.csv`: a file
+/// the tools wrote is in this order.
+fn in_booking_order(rows: &str) -> String {
+    let key = |line: &&str| {
+        let fields: Vec<&str> = line.splitn(4, ',').collect();
+        (fields[0].to_string(), fields.get(2).copied().unwrap_or("").to_string())
+    };
+    let mut lines: Vec<&str> = rows.lines().collect();
+    lines.sort_by_key(key);
+    lines.iter().map(|line| format!("{line}\n")).collect()
 }
 
 /// `rows` of history: the same lanes going back from the day before now, four-hour slots,

@@ -192,11 +192,12 @@ fn earliest_window(active: &[Booking], host: &Host, new: &NewBooking, port: u16,
 /// [`schedule::KnownFile`]): the exclusive lock, which every other writer waits for, is held
 /// for little more than the write.
 pub fn book_or_offer(lab: &Lab, new: &NewBooking, take_earliest: bool) -> Result<Outcome> {
-    let known = {
+    let (booked, running) = {
         let reading = lab.read()?;
         let lock = reading.lock();
-        (schedule::KnownFile::read(lock, ActiveFile::Booking), schedule::KnownFile::read(lock, ActiveFile::Using))
+        (schedule::KnownFile::copy(lock, ActiveFile::Booking), schedule::KnownFile::copy(lock, ActiveFile::Using))
     };
+    let known = (booked.and_then(schedule::FileCopy::parse), running.and_then(schedule::FileCopy::parse));
     let writing = lab.write()?;
     // The configuration's problems first, as every command reports them.
     let config = writing.config()?;

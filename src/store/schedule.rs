@@ -31,7 +31,7 @@ use crate::store::state_folder;
 
 mod known;
 
-pub use known::{KnownFile, KnownLayout};
+pub use known::{FileCopy, KnownFile, KnownLayout};
 
 pub const COLUMNS: [&str; 9] =
     ["start", "end", "user_id", "cpus", "memory", "gpus", "forward_port", "image", "extra_command"];

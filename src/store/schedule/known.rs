@@ -38,14 +38,13 @@ impl KnownFile {
     /// The file as it is now; `None` when it is missing, cannot be read (the ordinary read
     /// says why) or is not in the tools' own form.
     pub fn read(lock: &impl LockHeld, file: ActiveFile) -> Option<KnownFile> {
-        let bytes = read_bytes(lock, file)?;
-        let header = header_line().len();
-        if !bytes.starts_with(header_line().as_bytes()) {
-            return None;
-        }
-        let (rows, lengths) = canonical_rows(&bytes[header..])?;
-        let starts = starts_from(header, &lengths);
-        Some(KnownFile { file, bytes, rows, starts })
+        KnownFile::copy(lock, file)?.parse()
+    }
+
+    /// The file's bytes as they are now, to be parsed after the lock is let go (see
+    /// [`FileCopy::parse`]): a long parse under the shared lock would hold up every writer.
+    pub fn copy(lock: &impl LockHeld, file: ActiveFile) -> Option<FileCopy> {
+        Some(FileCopy { file, bytes: read_bytes(lock, file)? })
     }
 
     /// The file as it is now, under whatever lock is held: the rows in the unchanged bytes at
@@ -97,6 +96,27 @@ impl KnownFile {
     /// The rows, to be handed back with [`KnownFile::write_adding`].
     pub fn into_parts(self) -> (Vec<Booking>, KnownLayout) {
         (self.rows, KnownLayout { file: self.file, bytes: self.bytes, starts: self.starts })
+    }
+}
+
+/// An active file's bytes, read under a lock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileCopy {
+    file: ActiveFile,
+    bytes: Vec<u8>,
+}
+
+impl FileCopy {
+    /// The rows the bytes hold; `None` when they are not in the tools' own form. No lock is
+    /// needed: the bytes were read under one, and a file is only ever replaced whole.
+    pub fn parse(self) -> Option<KnownFile> {
+        let header = header_line().len();
+        if !self.bytes.starts_with(header_line().as_bytes()) {
+            return None;
+        }
+        let (rows, lengths) = canonical_rows(&self.bytes[header..])?;
+        let starts = starts_from(header, &lengths);
+        Some(KnownFile { file: self.file, bytes: self.bytes, rows, starts })
     }
 }
 
