@@ -1,10 +1,11 @@
 //! An active file read under the shared lock and brought up to date under the exclusive one.
 //!
 //! `book new` decides on the whole schedule, and every other writer waits while it holds the
-//! exclusive lock. So it reads and parses the file first under the shared lock (side by side
-//! with everyone else), and under the exclusive lock reads the bytes again and parses only the
-//! rows that differ — usually the few another `book new` added meanwhile. Its booking is then
-//! written in by copying the other rows' bytes, not encoding them again.
+//! exclusive lock. So it copies the file's bytes under the shared lock and parses them after
+//! letting it go (side by side with everyone else), and under the exclusive lock reads the
+//! bytes again and parses only the rows that differ — usually the few another `book new` added
+//! meanwhile. Its booking is then written in by copying the other rows' bytes, not encoding
+//! them again.
 //!
 //! Only a file in exactly the form [`super::write`] gives it qualifies (the header, then rows
 //! as [`super::encode`] writes them, none with a problem): its rows are then independent
@@ -72,12 +73,13 @@ impl KnownFile {
         let (middle_rows, middle_lengths) = canonical_rows(middle)?;
 
         let shift = |start: usize| start + bytes.len() - old_len;
-        let mut starts = self.starts[..=first].to_vec();
+        let mut starts = self.starts[..first].to_vec();
+        let mut next = self.starts[first];
         for length in &middle_lengths {
-            let last = *starts.last().expect("the header's end is the first start");
-            starts.push(last + length);
+            starts.push(next);
+            next += length;
         }
-        starts.pop();
+        // The kept rows at the end, and the end of the file, moved by the change in length.
         starts.extend(self.starts[kept_end..].iter().map(|start| shift(*start)));
         let mut rows = self.rows;
         let tail = rows.split_off(kept_end);
@@ -93,7 +95,7 @@ impl KnownFile {
         &self.rows
     }
 
-    /// The rows, to be handed back with [`KnownFile::write_adding`].
+    /// The rows, to be handed back with [`KnownLayout::write_adding`].
     pub fn into_parts(self) -> (Vec<Booking>, KnownLayout) {
         (self.rows, KnownLayout { file: self.file, bytes: self.bytes, starts: self.starts })
     }
