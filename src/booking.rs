@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDateTime};
 
 use crate::account;
 use crate::error::{Refused, UsageError};
-use crate::lab::{Lab, Writing};
+use crate::lab::{Held, Lab, Writing};
 use crate::model::{Booking, UserId};
 use crate::model::{BookingState, Window, format_minutes};
 use crate::rules::capacity::{self, Host, Request, Shortage};
@@ -19,7 +19,10 @@ use crate::rules::settings;
 use crate::rules::time_input::{self, Horizon};
 use crate::rules::{floor_to_slot, next_slot_boundary};
 use crate::store::config::Config;
+use crate::store::lock::LockHeld;
 use crate::store::monitor_exec::{self, Request as MonitorRequest};
+use crate::store::queue;
+use crate::store::root::Root;
 use crate::store::schedule::{self, ActiveFile};
 
 pub use crate::lab::{State, host_of};
@@ -190,7 +193,9 @@ fn earliest_window(active: &[Booking], host: &Host, new: &NewBooking, port: u16,
 /// The schedule is read first under the shared lock, beside every other reader, and under
 /// the exclusive lock only what changed meanwhile is read again (see
 /// [`schedule::KnownFile`]): the exclusive lock, which every other writer waits for, is held
-/// for little more than the write.
+/// for little more than the write. When another process holds it, the request is left for
+/// that process (see [`queue`]), which books every request waiting with its own in one write;
+/// a request it does not book is decided here, under the lock, as if there were no queue.
 pub fn book_or_offer(lab: &Lab, new: &NewBooking, take_earliest: bool) -> Result<Outcome> {
     let (booked, running) = {
         let reading = lab.read()?;
@@ -198,27 +203,163 @@ pub fn book_or_offer(lab: &Lab, new: &NewBooking, take_earliest: bool) -> Result
         (schedule::KnownFile::copy(lock, ActiveFile::Booking), schedule::KnownFile::copy(lock, ActiveFile::Using))
     };
     let known = (booked.and_then(schedule::FileCopy::parse), running.and_then(schedule::FileCopy::parse));
-    let writing = lab.write()?;
+    let writing = match lab.try_write()? {
+        Some(writing) => writing,
+        None => match wait_in_queue(lab, new, take_earliest)? {
+            Waited::Answered(outcome) => return Ok(outcome),
+            Waited::OnOwn(writing) => writing,
+        },
+    };
     // The configuration's problems first, as every command reports them.
     let config = writing.config()?;
-    let active = Active::read(&writing, known)?;
-    let outcome = match book_under(&writing, &config, &active, new)? {
-        Outcome::NoCapacity(NoCapacity { earliest: Some(window), .. }) if take_earliest => {
-            book_under(&writing, &config, &active, &NewBooking { start: window.start, end: window.end, ..new.clone() })?
-        }
-        outcome => outcome,
-    };
-    if let Outcome::Booked { booking, .. } = &outcome {
-        active.write_adding(&writing, booking)?;
+    let mut active = Active::read(&writing, known)?;
+    let outcome = decide(&writing, &config, &active, new, take_earliest);
+    if let Ok(Outcome::Booked { booking, .. }) = &outcome {
+        active.add(booking.clone());
     }
-    Ok(outcome)
+    let mut decided = Vec::new();
+    for queued in queue::waiting(writing.lock())? {
+        let booked = match decode_request(&queued.text) {
+            Some((theirs, their_earliest)) => match decide(&writing, &config, &active, &theirs, their_earliest) {
+                Ok(Outcome::Booked { booking, .. }) => Some(booking),
+                _ => None,
+            },
+            None => None,
+        };
+        if let Some(booking) = &booked {
+            active.add(booking.clone());
+        }
+        decided.push(queue::Decided { id: queued.id, booked });
+    }
+    if decided.is_empty() {
+        if active.has_added() {
+            active.write_added(&writing)?;
+        }
+    } else {
+        let has_added = active.has_added();
+        queue::commit(writing.lock(), &decided, || if has_added { active.write_added(&writing) } else { Ok(()) })?;
+    }
+    outcome
 }
 
-/// The active bookings, running first, as one list (the rules take them so, without a copy
-/// of each), and how `booking.csv` is to be written back.
+/// How a request left in the queue ended.
+enum Waited<'lab> {
+    /// Another process booked it.
+    Answered(Outcome),
+    /// Not booked by another process: the exclusive lock is held now, to decide it here.
+    OnOwn(Writing<'lab>),
+}
+
+/// Leaves the request for the holder of the exclusive lock and waits until it lets go (under
+/// the shared lock, beside the other waiters); when it did not book the request, takes the
+/// exclusive lock (another holder may book it meanwhile).
+fn wait_in_queue<'lab>(lab: &'lab Lab, new: &NewBooking, take_earliest: bool) -> Result<Waited<'lab>> {
+    let waiting = leave_request(lab.root(), new, take_earliest)?;
+    {
+        let reading = lab.read()?;
+        if let Some(queue::Answer::Booked(booking)) = waiting.answer(reading.lock())? {
+            waiting.withdraw(reading.lock());
+            return Ok(Waited::Answered(answered(&reading, booking)?));
+        }
+    }
+    let writing = lab.write()?;
+    let answer = waiting.answer(writing.lock())?;
+    waiting.withdraw(writing.lock());
+    match answer {
+        Some(queue::Answer::Booked(booking)) => Ok(Waited::Answered(answered(&writing, booking)?)),
+        _ => Ok(Waited::OnOwn(writing)),
+    }
+}
+
+/// The outcome of a request another process booked.
+fn answered<L: LockHeld>(held: &Held<'_, L>, booking: Booking) -> Result<Outcome> {
+    let default_image = held.config()?.deploy.default_image().to_string();
+    Ok(Outcome::Booked { booking, default_image })
+}
+
+/// Leaves `new` for the next `book new` that holds the exclusive lock (see [`queue`]); it is
+/// wanted until the result is dropped.
+pub fn leave_request(root: &Root, new: &NewBooking, take_earliest: bool) -> Result<queue::Waiting> {
+    queue::leave(root, &encode_request(new, take_earliest))
+}
+
+/// A request as it waits in the queue: one line of JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct QueuedRequest {
+    user: UserId,
+    cpus: f64,
+    memory: u32,
+    gpus: u32,
+    start: String,
+    end: String,
+    image: Option<String>,
+    extra_command: Option<String>,
+    forward_port: Option<u16>,
+    take_earliest: bool,
+}
+
+/// Times to the nanosecond, so the holder decides exactly the request that was made.
+const QUEUED_TIME: &str = "%Y-%m-%dT%H:%M:%S%.f";
+
+fn encode_request(new: &NewBooking, take_earliest: bool) -> String {
+    let request = QueuedRequest {
+        user: new.user.clone(),
+        cpus: new.cpus,
+        memory: new.memory,
+        gpus: new.gpus,
+        start: new.start.format(QUEUED_TIME).to_string(),
+        end: new.end.format(QUEUED_TIME).to_string(),
+        image: new.image.clone(),
+        extra_command: new.extra_command.clone(),
+        forward_port: new.forward_port,
+        take_earliest,
+    };
+    serde_json::to_string(&request).expect("a request is plain data")
+}
+
+/// The request and `take_earliest`; `None` for anything that is not one.
+fn decode_request(text: &str) -> Option<(NewBooking, bool)> {
+    let request: QueuedRequest = serde_json::from_str(text).ok()?;
+    let time = |text: &str| NaiveDateTime::parse_from_str(text, QUEUED_TIME).ok();
+    let new = NewBooking {
+        user: request.user,
+        cpus: request.cpus,
+        memory: request.memory,
+        gpus: request.gpus,
+        start: time(&request.start)?,
+        end: time(&request.end)?,
+        image: request.image,
+        extra_command: request.extra_command,
+        forward_port: request.forward_port,
+    };
+    Some((new, request.take_earliest))
+}
+
+/// The outcome of `new` against `active`: booked as asked, or refused with the earliest window
+/// that fits — booked there when `take_earliest`.
+fn decide(
+    writing: &Writing,
+    config: &Config,
+    active: &Active,
+    new: &NewBooking,
+    take_earliest: bool,
+) -> Result<Outcome> {
+    match book_under(writing, config, active, new)? {
+        Outcome::NoCapacity(NoCapacity { earliest: Some(window), .. }) if take_earliest => {
+            book_under(writing, config, active, &NewBooking { start: window.start, end: window.end, ..new.clone() })
+        }
+        outcome => Ok(outcome),
+    }
+}
+
+/// The active bookings, running first, then the rows of `booking.csv`, then the bookings
+/// added by this command, as one list (the rules take them so, without a copy of each), and
+/// how `booking.csv` is to be written back.
 struct Active {
     bookings: Vec<Booking>,
     running: usize,
+    /// Where the rows of `booking.csv` end and the bookings added begin.
+    in_file: usize,
     layout: Option<schedule::KnownLayout>,
 }
 
@@ -241,26 +382,36 @@ impl Active {
         };
         let running = bookings.len();
         bookings.extend(booked);
-        Ok(Active { bookings, running, layout })
+        let in_file = bookings.len();
+        Ok(Active { bookings, running, in_file, layout })
     }
 
-    /// Writes `booking.csv` with `booking` added.
-    fn write_adding(self, writing: &Writing, booking: &Booking) -> Result<()> {
+    fn add(&mut self, booking: Booking) {
+        self.bookings.push(booking);
+    }
+
+    fn has_added(&self) -> bool {
+        self.bookings.len() > self.in_file
+    }
+
+    /// Writes `booking.csv` with the bookings added.
+    fn write_added(self, writing: &Writing) -> Result<()> {
         let lock = writing.lock();
-        let booked = &self.bookings[self.running..];
+        let (booked, added) = self.bookings[self.running..].split_at(self.in_file - self.running);
         schedule::ensure_files(lock)?;
         // The request first: if it cannot be written (a swapped file is refused), nothing is
         // booked; a request without its booking only costs the monitor an idle pass.
-        if booking.start <= floor_to_slot(writing.now()?) {
+        let slot = floor_to_slot(writing.now()?);
+        if added.iter().any(|booking| booking.start <= slot) {
             monitor_exec::append(lock, &MonitorRequest::Now)?;
         }
         match self.layout {
-            Some(layout) => layout.write_adding(lock, booked, booking),
+            Some(layout) => layout.write_adding(lock, booked, added),
             None => {
-                let mut booked = booked.to_vec();
-                booked.push(booking.clone());
-                booked.sort_by(schedule::schedule_order);
-                schedule::write(lock, ActiveFile::Booking, &booked)
+                let mut all = booked.to_vec();
+                all.extend_from_slice(added);
+                all.sort_by(schedule::schedule_order);
+                schedule::write(lock, ActiveFile::Booking, &all)
             }
         }
     }
@@ -568,6 +719,92 @@ mod tests {
         };
         assert_eq!((booking.start, booking.end), (window.start, window.end));
         assert_eq!(rows(&lab).len(), 2);
+    }
+
+    /// The queue files left in `jobs/`.
+    fn queue_files(lab: &Lab) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(lab.root().jobs_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".request-") || name.starts_with(".answer-") || name == ".batch")
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_lock_holder_books_a_waiting_request_after_its_own_in_the_same_write() {
+        let scratch = scratch_root();
+        let lab = lab_with_users(&scratch);
+        // bob found the lock taken and waits.
+        let waiting = leave_request(lab.root(), &request(&lab, "bob", &asked(1, "now", "2-hour")), false).unwrap();
+        let Outcome::Booked { booking: alices, .. } =
+            book_or_offer(&lab, &request(&lab, "alice", &asked(1, "now", "1-hour")), false).unwrap()
+        else {
+            panic!("alice's booking on a free host was refused");
+        };
+        assert_eq!(alices.gpus, vec![0], "the holder's own request is decided first");
+        let reading = lab.read().unwrap();
+        let Some(queue::Answer::Booked(bobs)) = waiting.answer(reading.lock()).unwrap() else {
+            panic!("bob's request was not booked by the holder");
+        };
+        assert_eq!((bobs.user_id.as_str(), bobs.gpus.as_slice(), bobs.end), ("bob", &[1][..], at("2026-11-23 12:00")));
+        waiting.withdraw(reading.lock());
+        drop(reading);
+        assert_eq!(rows(&lab), vec![alices, bobs], "both rows, as the answer says, in one file");
+        assert_eq!(queue_files(&lab), Vec::<String>::new(), "the waiter removed its request and answer");
+    }
+
+    #[test]
+    fn a_waiting_request_that_does_not_fit_is_left_to_its_waiter() {
+        let scratch = scratch_root();
+        let lab = lab_with_users(&scratch);
+        let bobs = request(&lab, "bob", &asked(2, "now", "2-hour"));
+        let waiting = leave_request(lab.root(), &bobs, false).unwrap();
+        book_or_offer(&lab, &request(&lab, "alice", &asked(1, "now", "1-hour")), false).unwrap();
+        let answer = waiting.answer(lab.read().unwrap().lock()).unwrap();
+        assert_eq!(answer, Some(queue::Answer::Declined));
+        assert_eq!(rows(&lab).len(), 1, "only alice's booking");
+        waiting.withdraw(lab.write().unwrap().lock());
+        // The waiter then decides on its own, and gets the refusal with its offer.
+        let Outcome::NoCapacity(refused) = book_or_offer(&lab, &bobs, false).unwrap() else {
+            panic!("bob got a GPU that alice holds");
+        };
+        assert!(refused.earliest.is_some());
+        assert_eq!(queue_files(&lab), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_request_whose_waiter_is_gone_is_never_booked_and_is_removed() {
+        let scratch = scratch_root();
+        let lab = lab_with_users(&scratch);
+        let waiting = leave_request(lab.root(), &request(&lab, "bob", &asked(1, "now", "2-hour")), false).unwrap();
+        // Killed while it waited: its `flock` goes with it, its file stays.
+        drop(waiting);
+        assert_eq!(queue_files(&lab).len(), 1);
+        book_or_offer(&lab, &request(&lab, "alice", &asked(1, "now", "1-hour")), false).unwrap();
+        let users: Vec<String> = rows(&lab).iter().map(|row| row.user_id.to_string()).collect();
+        assert_eq!(users, ["alice"], "nobody is waiting for bob's answer, so nothing is booked for him");
+        assert_eq!(queue_files(&lab), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_queued_request_reads_back_as_it_was_made() {
+        let lab = Lab::at(Root::new("/nonexistent"), at("2026-11-23 10:07"));
+        let mut new = request(&lab, "alice", &asked(1, "now", "1-hour"));
+        new.cpus = 2.75;
+        new.image = Some("lab/cuda:12.1".into());
+        new.extra_command = Some("echo \"a\nb\"".into());
+        new.forward_port = Some(10009);
+        new.start += chrono::Duration::nanoseconds(123_456_789);
+        for take_earliest in [false, true] {
+            let text = encode_request(&new, take_earliest);
+            assert!(!text.contains('\n'), "one line: {text}");
+            assert_eq!(decode_request(&text), Some((new.clone(), take_earliest)));
+        }
+        for garbage in ["", "{}", "not json", "{\"user\":\"../x\"}"] {
+            assert_eq!(decode_request(garbage), None, "{garbage:?}");
+        }
     }
 
     #[test]

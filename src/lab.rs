@@ -77,6 +77,11 @@ impl Lab {
         Ok(Held { lab: self, lock: ExclusiveLock::acquire(&self.root)? })
     }
 
+    /// Takes the lock for changing state if no other process holds it; `None` when one does.
+    pub fn try_write(&self) -> Result<Option<Writing<'_>>> {
+        Ok(ExclusiveLock::try_acquire(&self.root)?.map(|lock| Held { lab: self, lock }))
+    }
+
     /// The configuration and the active schedule, read under a shared lock that is released
     /// before this returns: for showing, never for deciding a change.
     pub fn state(&self) -> Result<State> {

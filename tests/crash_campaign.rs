@@ -125,14 +125,18 @@ fn restore(root: &Path, saved: &Snapshot) {
     }
 }
 
-/// Temporary files and interrupted changes left in the state folders.
+/// Temporary files, interrupted changes and queued requests left in the state folders.
 fn debris(root: &Path) -> Vec<String> {
     snapshot(root)
         .into_keys()
         .filter(|path| path.starts_with("cfg/") || path.starts_with("jobs/"))
         .filter(|path| {
             let name = path.rsplit('/').next().unwrap_or("");
-            name.ends_with(".tmp") || name == ".journal"
+            name.ends_with(".tmp")
+                || name == ".journal"
+                || name == ".batch"
+                || name.starts_with(".request-")
+                || name.starts_with(".answer-")
         })
         .collect()
 }
@@ -342,6 +346,82 @@ fn commands_killed_at_any_step_lose_nothing() {
         }
         println!("{name}: {kills} kills, nothing lost");
     }
+}
+
+// ---- a `book new` killed while another waits for it ----------------------------------------
+
+/// `i`'s `book new` killed at every step while `g`'s request waits for it in the queue (left by
+/// this test, which holds the request's `flock` as a waiting `book new` does). After the kill,
+/// this test takes the lock as the waiter would: the answer it reads says booked exactly when
+/// `g`'s row is in `booking.csv`, and the row is there once. A holder that got through books
+/// and answers the request.
+#[test]
+fn a_holder_killed_at_any_step_answers_a_waiting_request_truly() {
+    use gpu_booking::booking::{NewBooking, leave_request};
+    use gpu_booking::store::queue::Answer;
+    use gpu_booking::store::root::Root;
+
+    if !strace_or_skip("a_holder_killed_at_any_step_answers_a_waiting_request_truly") {
+        return;
+    }
+    let scenario = CommandScenario::new();
+    let root = Root::new(scenario.lab.root());
+    let time = |text: &str| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap();
+    const WAITING_START: &str = "2026-11-25 10:00:00";
+    let request = NewBooking {
+        user: gpu_booking::model::UserId::parse(&scenario.g).unwrap(),
+        cpus: 1.0,
+        memory: 1,
+        gpus: 1,
+        start: time(WAITING_START),
+        end: time("2026-11-25 11:00:00"),
+        image: None,
+        extra_command: None,
+        forward_port: None,
+    };
+    let (mut kills, mut answered) = (0, 0);
+    for call in KILL_POINTS {
+        for occurrence in 1.. {
+            restore(scenario.lab.root(), &scenario.saved);
+            let waiting = leave_request(&root, &request, false).expect("the request is left");
+            let (command, stdin) = scenario.spawnable("book new", Some((call, occurrence)));
+            let outcome = run_at(command, NOW, stdin.as_deref());
+            let context = format!("book new killed at {call} #{occurrence} while a request waited");
+            {
+                // The holder's end lets the lock go; the waiter takes it, which settles what
+                // the holder left, and reads its answer.
+                let lab = gpu_booking::lab::Lab::new(root.clone());
+                let writing = lab.write().unwrap_or_else(|error| panic!("{context}: the lock: {error:#}"));
+                let answer = waiting.answer(writing.lock()).unwrap_or_else(|error| panic!("{context}: {error:#}"));
+                let g_rows = whereabouts(&scenario.lab, &scenario.g, WAITING_START);
+                match &answer {
+                    Some(Answer::Booked(row)) => {
+                        assert_eq!(g_rows, [BOOKING], "{context}: answered booked, so in booking.csv once");
+                        assert_eq!(row.start, request.start, "{context}: the row answered");
+                        answered += 1;
+                    }
+                    _ => assert!(g_rows.is_empty(), "{context}: booked, but answered {answer:?}"),
+                }
+                if outcome.code.is_some() {
+                    assert!(
+                        matches!(answer, Some(Answer::Booked(_))),
+                        "{context}: the holder got through without booking the request: {answer:?}"
+                    );
+                }
+                waiting.withdraw(writing.lock());
+            }
+            if outcome.code.is_some() {
+                outcome.assert_no_panic(&context);
+                scenario.check("book new", &format!("{context} (it got through)"), Some(true));
+                break;
+            }
+            kills += 1;
+            scenario.check("book new", &context, None);
+            scenario.retry_and_check("book new", &context);
+            assert!(occurrence < 500, "{context}: the command never got through");
+        }
+    }
+    println!("book new holding a queued request: {kills} kills, {answered} answered booked, nothing lost");
 }
 
 // ---- killed monitor passes -----------------------------------------------------------------

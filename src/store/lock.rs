@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use crate::store::journal;
+use crate::store::queue::files as queue_files;
 use crate::store::root::Root;
 use crate::store::state_folder::Folder;
 
@@ -56,10 +57,12 @@ fn open_lock_file(root: &Root) -> Result<(File, PathBuf, Folder)> {
 }
 
 /// What the first holder of the exclusive lock does before anything else: complete a change
-/// a killed writer left half made, and remove the temporary files it left (no writer of ours
-/// is half-way through one while the lock is held).
+/// a killed writer left half made, settle the queue it left (see [`crate::store::queue`]),
+/// and remove the temporary files it left (no writer of ours is half-way through one while
+/// the lock is held).
 fn tidy_up_after_killed_writers(folder: &Folder) -> Result<()> {
     journal::finish_interrupted(folder)?;
+    queue_files::finish_interrupted(folder)?;
     folder.remove_debris(journal::is_temporary_name)?;
     Ok(())
 }
@@ -72,6 +75,20 @@ impl ExclusiveLock {
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
         tidy_up_after_killed_writers(&folder)?;
         Ok(ExclusiveLock { root: root.clone(), _file: file })
+    }
+
+    /// Takes the lock if no other process holds it; `None` when one does.
+    pub fn try_acquire(root: &Root) -> Result<Option<Self>> {
+        let (file, path, folder) = open_lock_file(root)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        tidy_up_after_killed_writers(&folder)?;
+        Ok(Some(ExclusiveLock { root: root.clone(), _file: file }))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod monitor_exec;
 pub mod monitor_log;
 pub mod notices;
+pub mod queue;
 pub mod root;
 pub mod schedule;
 pub mod state_folder;

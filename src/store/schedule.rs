@@ -703,6 +703,19 @@ fn encode(bookings: &[Booking]) -> Result<Vec<u8>> {
     Ok(text.into_bytes())
 }
 
+/// Rows as `booking.csv` holds them, without its header (for side files that carry rows).
+pub fn encode_rows(text: &mut String, bookings: &[Booking]) {
+    for booking in bookings {
+        encode_row(text, booking);
+    }
+}
+
+/// The rows of `bytes` written by [`encode_rows`]; `None` unless every row reads without a
+/// problem and is exactly as [`encode_rows`] writes it.
+pub fn parse_rows(bytes: &[u8]) -> Option<Vec<Booking>> {
+    known::canonical_rows(bytes).map(|(rows, _)| rows)
+}
+
 /// Appends one row (its line end included) as [`encode`] writes it.
 fn encode_row(text: &mut String, booking: &Booking) {
     use std::fmt::Write as _;

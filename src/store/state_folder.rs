@@ -211,6 +211,72 @@ impl Folder {
         result
     }
 
+    /// Writes `contents` to a new file `name` (whatever stood there removed first, as a name),
+    /// owned by the folder's owner and readable by it only, without flushing anything: for
+    /// the side files of [`crate::store::queue`], which matter only to processes that a
+    /// power cut ends too.
+    pub fn write_unflushed(&self, name: &OsStr, contents: &[u8]) -> Result<File> {
+        let path = self.file_path(name);
+        match rustix::fs::unlinkat(&self.handle, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(error) => return Err(error).with_context(|| format!("cannot remove the stale {}", path.display())),
+        }
+        let mut file = self.create_new(name)?;
+        file.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(file)
+    }
+
+    /// Creates the file `name`, which must not exist yet, owned by the folder's owner and
+    /// readable by it only.
+    pub fn create_new(&self, name: &OsStr) -> Result<File> {
+        let path = self.file_path(name);
+        let handle = rustix::fs::openat(
+            &self.handle,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | SAFE,
+            Mode::from(0o600),
+        )
+        .map_err(|error| open_error(error, &path, "create"))?;
+        let file = File::from(handle);
+        give_owner(&file, &path, self.owner()?)?;
+        Ok(file)
+    }
+
+    /// Removes the name `name` without flushing the folder (see [`Folder::write_unflushed`]).
+    pub fn remove_unflushed(&self, name: &OsStr) -> Result<()> {
+        match rustix::fs::unlinkat(&self.handle, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("cannot remove {}", self.file_path(name).display())),
+        }
+    }
+
+    /// Which file stands at `name` now (device and inode, never through a link); `None` when
+    /// nothing does. A file replaced by [`Folder::replace`] is always another one.
+    pub fn identity(&self, name: &OsStr) -> Result<Option<(u64, u64)>> {
+        match rustix::fs::statat(&self.handle, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some((stat.st_dev, stat.st_ino))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("cannot inspect {}", self.file_path(name).display())),
+        }
+    }
+
+    /// The names of the plain files whose names start with `prefix`.
+    pub fn plain_files_starting(&self, prefix: &str) -> Result<Vec<OsString>> {
+        use std::os::unix::ffi::OsStrExt;
+        let listing = rustix::fs::Dir::read_from(&self.handle)
+            .with_context(|| format!("cannot list the folder {}", self.path.display()))?;
+        let mut names = Vec::new();
+        for entry in listing {
+            let entry = entry.with_context(|| format!("cannot list the folder {}", self.path.display()))?;
+            let name = entry.file_name().to_bytes();
+            if name.starts_with(prefix.as_bytes()) && entry.file_type() == FileType::RegularFile {
+                names.push(OsStr::from_bytes(name).to_os_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Whether anything (a link included) stands at `name`.
     pub fn exists(&self, name: &OsStr) -> bool {
         rustix::fs::statat(&self.handle, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()

@@ -131,25 +131,33 @@ pub struct KnownLayout {
 }
 
 impl KnownLayout {
-    /// Writes the file with `booking` added to `rows` (the rows [`KnownFile::into_parts`]
-    /// gave), exactly as [`super::write`] would write them all sorted: when the rows are in
-    /// order, by copying the bytes around the new row's place.
-    pub fn write_adding(self, lock: &ExclusiveLock, rows: &[Booking], booking: &Booking) -> Result<()> {
+    /// Writes the file with `added` added to `rows` (the rows [`KnownFile::into_parts`]
+    /// gave), exactly as [`super::write`] would write them all sorted (`added` after `rows`,
+    /// in its own order, where the order puts rows level): when the rows are in order, by
+    /// copying the bytes around each new row's place.
+    pub fn write_adding(self, lock: &ExclusiveLock, rows: &[Booking], added: &[Booking]) -> Result<()> {
         let in_order = rows.is_sorted_by(|left, right| schedule_order(left, right).is_le());
         if !in_order || rows.len() + 1 != self.starts.len() {
             let mut rows = rows.to_vec();
-            rows.push(booking.clone());
+            rows.extend_from_slice(added);
             rows.sort_by(schedule_order);
             return super::write(lock, self.file, &rows);
         }
-        let index = rows.partition_point(|row| schedule_order(row, booking).is_le());
-        let at = self.starts[index];
+        // A stable sort, as the full write's: level rows keep their order.
+        let mut added: Vec<&Booking> = added.iter().collect();
+        added.sort_by(|left, right| schedule_order(left, right));
+        let mut bytes = Vec::with_capacity(self.bytes.len() + added.len() * 96);
+        let mut copied = 0;
         let mut row = String::new();
-        encode_row(&mut row, booking);
-        let mut bytes = Vec::with_capacity(self.bytes.len() + row.len());
-        bytes.extend_from_slice(&self.bytes[..at]);
-        bytes.extend_from_slice(row.as_bytes());
-        bytes.extend_from_slice(&self.bytes[at..]);
+        for booking in added {
+            let at = self.starts[rows.partition_point(|row| schedule_order(row, booking).is_le())];
+            bytes.extend_from_slice(&self.bytes[copied..at]);
+            copied = at;
+            row.clear();
+            encode_row(&mut row, booking);
+            bytes.extend_from_slice(row.as_bytes());
+        }
+        bytes.extend_from_slice(&self.bytes[copied..]);
         atomic_file::write_atomically(lock, &self.file.path(lock.root()), &bytes)
     }
 }
@@ -165,7 +173,7 @@ fn read_bytes(lock: &impl LockHeld, file: ActiveFile) -> Option<Vec<u8>> {
 
 /// The rows of `text` (rows without the header) and the length of each, when every row
 /// reads without a problem and is exactly as [`encode_row`] writes it.
-fn canonical_rows(text: &[u8]) -> Option<(Vec<Booking>, Vec<usize>)> {
+pub(super) fn canonical_rows(text: &[u8]) -> Option<(Vec<Booking>, Vec<usize>)> {
     let mut rows = Vec::new();
     let mut bad = false;
     let reader = header_line().into_bytes();
@@ -253,8 +261,8 @@ mod tests {
     proptest::proptest! {
         /// Whatever another writer did between the read and the refresh (rows added, removed
         /// or changed anywhere, in order or not), the refreshed rows are those the ordinary
-        /// reader reads, and the booking added is written exactly as sorting all rows and
-        /// writing them would write it.
+        /// reader reads, and the bookings added are written exactly as sorting all rows and
+        /// writing them would write them.
         #[test]
         fn a_refreshed_file_is_the_file_and_a_row_is_added_as_a_full_write_adds_it(
             before in proptest::collection::vec(any_booking(), 0..12),
@@ -264,7 +272,8 @@ mod tests {
             repeated in 0usize..3,
             doubled in 0usize..3,
             sort_after in proptest::bool::ANY,
-            added in any_booking(),
+            added in proptest::collection::vec(any_booking(), 0..5),
+            twin_added in proptest::bool::ANY,
         ) {
             let (_scratch, root) = scratch();
             let lock = ExclusiveLock::acquire(&root).unwrap();
@@ -300,10 +309,16 @@ mod tests {
             prop_assert_eq!(refreshed.clone(), KnownFile::read(&lock, ActiveFile::Booking).unwrap());
 
             let (rows, layout) = refreshed.into_parts();
+            // Level rows among those added, and beside one in the file.
+            let mut added = added;
+            if twin_added && let Some(row) = added.first().cloned() {
+                added.push(row);
+                added.extend(rows.last().cloned());
+            }
             layout.write_adding(&lock, &rows, &added).unwrap();
             let written = std::fs::read(path(&root)).unwrap();
             let mut expected_rows = now;
-            expected_rows.push(added);
+            expected_rows.extend(added);
             expected_rows.sort_by(schedule_order);
             super::super::write(&lock, ActiveFile::Booking, &expected_rows).unwrap();
             prop_assert_eq!(written, std::fs::read(path(&root)).unwrap());
