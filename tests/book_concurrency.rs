@@ -5,8 +5,9 @@
 //! `allow_userIDs`, and an empty `jobs/`, registers every user by running the real `book` once (a first login sets the password from
 //! standard input), then starts all the booking processes before any of them can go on: each
 //! one waits for its password on standard input, and the passwords are written only once
-//! every process is running. Nothing here sleeps; the assertions look only at exit codes,
-//! outputs and `jobs/booking.csv`, read by the `csv` crate rather than the code under test.
+//! every process is running. Nothing here sleeps on the clock (one test waits until files
+//! appear); the assertions look only at exit codes, outputs and `jobs/booking.csv`, read by
+//! the `csv` crate rather than the code under test.
 
 mod support;
 
@@ -60,6 +61,11 @@ fn describe(output: &Output) -> String {
 /// waits for its password on standard input), then lets them all go at once, and collects
 /// their outputs.
 fn race(lab: &Lab, requests: &[(usize, Vec<String>)]) -> Vec<Output> {
+    start_all(lab, requests).into_iter().map(|child| child.wait_with_output().unwrap()).collect()
+}
+
+/// Starts one `book` process per argument list and gives each its password.
+fn start_all(lab: &Lab, requests: &[(usize, Vec<String>)]) -> Vec<Child> {
     let mut children: Vec<(Child, String)> = requests
         .iter()
         .map(|(index, arguments)| {
@@ -78,7 +84,7 @@ fn race(lab: &Lab, requests: &[(usize, Vec<String>)]) -> Vec<Output> {
         // Dropping the pipe closes it: the process reads at most two lines.
         child.stdin.take().expect("piped stdin").write_all(password.as_bytes()).expect("write the password");
     }
-    children.into_iter().map(|(child, _)| child.wait_with_output().unwrap()).collect()
+    children.into_iter().map(|(child, _)| child).collect()
 }
 
 fn new_booking(cpus: &str, gpus: u32, start: &str, end: &str) -> Vec<String> {
@@ -242,6 +248,57 @@ fn twelve_processes_race_for_three_gpus() {
         }
         assert_within_host(&rows, 64.0, 80.0, host.gpus);
     }
+}
+
+/// The requests waiting in the queue (`jobs/.request-*`) and their answers.
+fn queue_files(lab: &Lab) -> Vec<String> {
+    std::fs::read_dir(lab.root().join("jobs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".request-") || name.starts_with(".answer-") || name == ".batch")
+        .collect()
+}
+
+/// Twelve `book new` that all find the lock taken (held here, shared, as a long `book list`
+/// would hold it) leave their requests in the queue and wait. When the lock is let go, the
+/// first to take it books the others' requests with its own in one write: the outcome is the
+/// race's, three booked on three GPUs, nine refused with their own message, and no queue file
+/// is left behind.
+#[test]
+fn requests_queued_behind_a_held_lock_are_decided_as_if_each_came_alone() {
+    let host = Host { cpus: "64", gpus: 3 };
+    let lab = registered_lab(&host);
+    let root = gpu_booking::store::root::Root::new(lab.root());
+    let held = gpu_booking::store::lock::SharedLock::acquire(&root).expect("the shared lock");
+    let requests: Vec<(usize, Vec<String>)> =
+        (0..USERS).map(|index| (index, new_booking("1", 1, "1-day", "2-hour"))).collect();
+    let children = start_all(&lab, &requests);
+    // Each logs in beside the shared lock, finds the exclusive one out of reach, and queues.
+    let waiting_since = std::time::Instant::now();
+    while queue_files(&lab).len() < USERS {
+        assert!(
+            waiting_since.elapsed() < std::time::Duration::from_secs(120),
+            "not every request reached the queue: {:?}",
+            queue_files(&lab)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(held);
+    let outputs: Vec<Output> = children.into_iter().map(|child| child.wait_with_output().unwrap()).collect();
+    let (booked, refused) = split(&outputs, "GPU");
+    let all: Vec<String> = outputs.iter().map(describe).collect();
+    assert_eq!((booked.len(), refused.len()), (3, 9), "{}", all.join("\n"));
+    for output in &refused {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("the earliest window that fits is"), "{}", describe(output));
+    }
+    let rows = booking_rows(&lab);
+    let gpus: BTreeSet<u32> = rows.iter().flat_map(|row| row.gpus.clone()).collect();
+    assert_eq!((rows.len(), gpus), (3, BTreeSet::from([0, 1, 2])), "{rows:#?}");
+    for output in &booked {
+        assert_json_matches(output, &rows);
+    }
+    assert_eq!(queue_files(&lab), Vec::<String>::new(), "every waiter removed its request and answer");
 }
 
 /// Twelve users, a 10-CPU host, everyone wants 2.5 CPUs (no GPU) for the same window: exactly
