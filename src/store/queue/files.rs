@@ -91,18 +91,19 @@ pub fn write_batch(folder: &Folder, booked: &[(&str, Vec<u8>)]) -> Result<()> {
 
 /// What the first holder of the exclusive lock does (see [`crate::store::lock`]): settles a
 /// batch a killed holder left, removes the requests of processes that are gone with their
-/// answers, and answers whose request is gone.
+/// answers, and answers whose request is gone. Those removals are tidying only: one that
+/// fails (something planted that cannot be removed as a file) stops no writer.
 pub fn finish_interrupted(folder: &Folder) -> Result<()> {
     settle_batch(folder)?;
     for name in folder.plain_files_starting(".")? {
         if let Some(id) = id_of(&name, REQUEST_PREFIX)
             && !is_wanted(folder, &name)
         {
-            remove(folder, &id)?;
+            let _ = remove(folder, &id);
         } else if let Some(id) = id_of(&name, ANSWER_PREFIX)
             && !folder.exists(&request_name(&id))
         {
-            folder.remove_unflushed(&name)?;
+            let _ = folder.remove_unflushed(&name);
         }
     }
     Ok(())
@@ -217,6 +218,19 @@ fn answer_name(id: &str) -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_cannot_be_tidied_stops_no_writer() {
+        let scratch = tempfile::tempdir().unwrap();
+        let jobs = scratch.path().join("jobs");
+        std::fs::create_dir_all(jobs.join(".answer-1-dead")).unwrap();
+        std::fs::write(jobs.join(".request-1-dead"), "{}\n").unwrap();
+        std::fs::write(jobs.join(".answer-2-orphan"), DECLINED).unwrap();
+        let folder = Folder::open(&jobs).unwrap().unwrap();
+        finish_interrupted(&folder).unwrap();
+        assert!(!jobs.join(".answer-2-orphan").exists(), "an answer without its request");
+        assert!(jobs.join(".answer-1-dead").is_dir(), "a folder is never removed");
+    }
 
     #[test]
     fn a_batch_reads_back_and_one_that_is_not_ours_answers_nothing() {
