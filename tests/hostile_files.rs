@@ -196,6 +196,29 @@ fn a_planted_temporary_file_is_not_followed() {
     assert!(attack.read("jobs/booking.csv").starts_with("start,end,user_id"));
 }
 
+/// The queue of `book new` requests (`jobs/.request-*`, `.answer-*`, `.batch`) is tidied by
+/// every tool that takes the exclusive lock, the root-run monitor included: links planted
+/// there are never read or written through, and a planted `.batch` stops writers with its name.
+#[test]
+fn queue_files_planted_as_links_are_never_followed() {
+    let attack = Attack::new();
+    attack.link("jobs/.request-1-planted");
+    attack.link("jobs/.answer-2-planted");
+    // A request nobody waits for, whose answer is a link: both names go, the target stays.
+    fs::write(attack.root().join("jobs/.request-3-gone"), "{}\n").unwrap();
+    attack.link("jobs/.answer-3-gone");
+    assert_eq!(attack.book_new("2-day").code, Some(0), "book new beside planted queue files");
+    assert!(!attack.root().join("jobs/.answer-3-gone").exists());
+    assert_eq!(attack.run("monitor", &["--dry-run"], "").code, Some(0));
+    attack.assert_target_untouched("queue files");
+
+    attack.link("jobs/.batch");
+    assert_refused(&attack.book_new("4-day"), ".batch", "symbolic link", "book new, .batch a link");
+    attack.assert_target_untouched(".batch");
+    fs::remove_file(attack.root().join("jobs/.batch")).unwrap();
+    assert_eq!(attack.book_new("4-day").code, Some(0), "book new once the link is gone");
+}
+
 #[test]
 fn book_as_a_login_shell_call_is_refused_outside_the_booking_account() {
     let attack = Attack::new();
